@@ -1,0 +1,47 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrProtocol marks a violation of the MQTT v5 rules for enhanced
+	// authentication by the client.
+	ErrProtocol = errors.New("auth: protocol error")
+	// ErrBadMethod marks an Authentication Method that no authenticator
+	// supports, or that differs from the one the exchange began with.
+	ErrBadMethod = errors.New("auth: bad authentication method")
+	// ErrNoRelevant means no authenticator found the credentials relevant.
+	ErrNoRelevant = errors.New("auth: no authentication method is relevant")
+	// ErrUnavailable means an authenticator could not decide.
+	ErrUnavailable = errors.New("auth: authentication unavailable")
+	// ErrExpired means the credential's expiry has passed.
+	ErrExpired = errors.New("auth: credential expired")
+	// ErrIdentityChanged means re-authentication verified another user.
+	ErrIdentityChanged = errors.New("auth: identity changed on re-authentication")
+	// ErrTimeout means the client did not answer a challenge in time.
+	ErrTimeout = errors.New("auth: authentication exchange timed out")
+	// ErrClosed means the session has ended.
+	ErrClosed = errors.New("auth: session closed")
+	// ErrRevoked means a re-check found that the connection lost access.
+	ErrRevoked = errors.New("auth: access revoked")
+)
+
+// DenyError is an error that carries the reason code to send.
+type DenyError struct {
+	Code ReasonCode
+	Err  error
+}
+
+// Error returns the reason code and the cause.
+func (e *DenyError) Error() string {
+	if e.Err == nil {
+		return "auth: denied: " + e.Code.String()
+	}
+	return fmt.Sprintf("auth: denied: %v: %v", e.Code, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *DenyError) Unwrap() error { return e.Err }

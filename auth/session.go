@@ -1,0 +1,526 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+type sessionState uint8
+
+const (
+	stateNew        sessionState = iota // waiting for CONNECT
+	stateConnecting                     // CONNECT exchange: AUTH 0x18 sent, waiting for the client
+	stateConnected                      // CONNACK 0x00 sent
+	stateReauthing                      // re-authentication: AUTH 0x18 sent, waiting for the client
+	stateClosed                         // ended; nothing more is sent
+)
+
+// Session is the MQTT v5 enhanced-authentication state machine of one
+// connection. It is broker-neutral: the adapter feeds it the CONNECT packet
+// ([Session.Connect]), each AUTH packet ([Session.Auth]) and the arrival of
+// any other packet before CONNACK ([Session.OtherPacket]); the Session answers
+// with what to send and whether to close. Time-driven endings (expiry, a
+// stalled exchange) and re-checks go through the [Conn] the adapter gave.
+//
+// The rules it enforces, with the MQTT 5.0 statement numbers:
+//
+//   - AUTH when CONNECT named no Authentication Method is a Protocol Error
+//     [MQTT-4.12.0-6]; an AUTH whose method differs from CONNECT's is
+//     answered with 0x8C (Bad authentication method) [MQTT-4.12.0-7].
+//   - Before CONNACK the server sends nothing but AUTH [MQTT-3.2.0-1]; a
+//     client that named a method sends nothing but AUTH (or DISCONNECT)
+//     before CONNACK [MQTT-3.1.2-30].
+//   - Every AUTH and the success CONNACK carry CONNECT's method
+//     [MQTT-4.12.0-5].
+//   - AUTH 0x19 comes only from the client and only after CONNACK
+//     [MQTT-3.15.2-1, 4.12.1-1]; one re-authentication runs at a time;
+//     0x00 from the client is a Protocol Error; any other code is a
+//     Malformed Packet (0x81).
+//   - Any CONNACK or DISCONNECT with a code of 0x80 or more closes the
+//     connection [MQTT-4.13.2-1, 4.12.0-4, 4.12.1-2].
+//   - Re-authentication: Pass swaps the principal atomically, re-arms the
+//     expiry timer and answers AUTH 0x00; Unavailable answers AUTH 0x18
+//     (Continue authentication) and the connection keeps its principal (the
+//     client may send AUTH 0x19 again, or answer the 0x18 with AUTH 0x18,
+//     which is taken as a retry); Fail sends DISCONNECT (0x87 for codes a
+//     DISCONNECT cannot carry) and closes; a different user name fails
+//     unless Config.AllowIdentityChange.
+//   - When the principal's expiry passes, the session sends DISCONNECT 0xA0
+//     (Maximum connect time) or closes silently (Config.OnExpiry).
+//
+// The methods of a Session are safe for concurrent use; an adapter normally
+// calls them from the connection's read loop.
+type Session struct {
+	m    *Manager
+	conn Conn
+
+	// principal is read on every authorization, without the lock.
+	principal atomic.Pointer[Principal]
+
+	mu        sync.Mutex
+	state     sessionState
+	retryable bool    // the last re-authentication was Unavailable
+	base      Request // CONNECT's fields, without secrets
+	step      int     // packets of the current exchange so far
+	exchange  any     // State of the last Continue
+	passState any     // State of the last Pass, for re-authentication
+	gen       uint64  // bumped whenever a timer must be ignored
+	expiry    Timer
+	stall     Timer
+}
+
+// Principal returns the connection's current principal, or nil before a
+// successful CONNACK.
+func (s *Session) Principal() *Principal { return s.principal.Load() }
+
+// Authorize asks the Manager's Authorizer about a with the current
+// principal. Before authentication and after close it denies.
+func (s *Session) Authorize(ctx context.Context, a Action) Decision {
+	p := s.principal.Load()
+	if p == nil {
+		return Deny
+	}
+	return s.m.authz.Authorize(ctx, p, a)
+}
+
+// Closed reports whether the session has ended.
+func (s *Session) Closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == stateClosed
+}
+
+// Connect handles the CONNECT packet. req describes it (Reauth, Step, State
+// and Current are ignored). The Session keeps no secret from req: Password
+// and AuthData are not retained.
+func (s *Session) Connect(ctx context.Context, req *Request) Response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateClosed:
+		return closedResponse
+	case stateNew:
+	default:
+		// A second CONNECT is a Protocol Error [MQTT-3.1.0-2].
+		return s.endLocked(s.protocolErrorPacket(ProtocolError), fmt.Errorf("%w: second CONNECT", ErrProtocol))
+	}
+	s.base = *req
+	s.base.Password, s.base.AuthData = nil, nil
+	s.base.Reauth, s.base.Step, s.base.State, s.base.Current = false, 0, nil, nil
+	switch {
+	case len(req.AuthMethod) > s.m.maxMethod:
+		s.base.AuthMethod = "" // never echo it
+		return s.endLocked(Packet{Type: CONNACK, Code: BadAuthenticationMethod},
+			fmt.Errorf("%w: method of %d bytes exceeds %d", ErrBadMethod, len(req.AuthMethod), s.m.maxMethod))
+	case len(req.AuthData) > s.m.maxData:
+		return s.endLocked(Packet{Type: CONNACK, Code: PacketTooLarge},
+			fmt.Errorf("%w: authentication data of %d bytes exceeds %d", ErrProtocol, len(req.AuthData), s.m.maxData))
+	case req.AuthMethod == "" && len(req.AuthData) > 0:
+		return s.endLocked(Packet{Type: CONNACK, Code: ProtocolError},
+			fmt.Errorf("%w: authentication data without an authentication method", ErrProtocol))
+	}
+	r := req.State
+	req.Reauth, req.Step, req.State, req.Current = false, 0, nil, nil
+	res := s.m.authn.Authenticate(ctx, req)
+	req.State = r
+	return s.connectResultLocked(ctx, res)
+}
+
+// Auth handles an AUTH packet from the client. p.Type must be AUTH.
+func (s *Session) Auth(ctx context.Context, p Packet) Response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateClosed:
+		return closedResponse
+	case stateNew:
+		// Nothing may precede CONNECT [MQTT-3.1.0-1]; no CONNACK has been
+		// sent, so the connection closes without a packet.
+		return s.endLocked(Packet{}, fmt.Errorf("%w: AUTH before CONNECT", ErrProtocol))
+	}
+	if err := s.checkAuthLocked(p); err != nil {
+		code := ProtocolError
+		var de *DenyError
+		if errors.As(err, &de) {
+			code = de.Code
+		}
+		return s.endLocked(s.protocolErrorPacket(code), err)
+	}
+	switch s.state {
+	case stateConnecting:
+		if p.Code != ContinueAuthentication {
+			return s.endLocked(s.protocolErrorPacket(ProtocolError),
+				fmt.Errorf("%w: AUTH %v before CONNACK", ErrProtocol, p.Code))
+		}
+		res := s.authenticateLocked(ctx, p, false)
+		return s.connectResultLocked(ctx, res)
+
+	case stateConnected:
+		switch {
+		case p.Code == ReAuthenticate, p.Code == ContinueAuthentication && s.retryable:
+			s.step = 0
+			s.exchange = s.passState
+			res := s.authenticateLocked(ctx, p, true)
+			return s.reauthResultLocked(ctx, res)
+		case p.Code == ContinueAuthentication:
+			return s.endLocked(s.protocolErrorPacket(ProtocolError),
+				fmt.Errorf("%w: AUTH 0x18 with no exchange in progress", ErrProtocol))
+		}
+	case stateReauthing:
+		if p.Code == ContinueAuthentication {
+			res := s.authenticateLocked(ctx, p, true)
+			return s.reauthResultLocked(ctx, res)
+		}
+		return s.endLocked(s.protocolErrorPacket(ProtocolError),
+			fmt.Errorf("%w: AUTH %v while a re-authentication is in progress", ErrProtocol, p.Code))
+	}
+	return s.endLocked(s.protocolErrorPacket(ProtocolError), fmt.Errorf("%w: unexpected AUTH %v", ErrProtocol, p.Code))
+}
+
+// checkAuthLocked validates an AUTH packet against the rules that do not
+// depend on the exchange: a *DenyError selects a code other than 0x82.
+func (s *Session) checkAuthLocked(p Packet) error {
+	switch {
+	case p.Type != AUTH:
+		return fmt.Errorf("%w: %v handed to Session.Auth", ErrProtocol, p.Type)
+	case s.base.AuthMethod == "":
+		return fmt.Errorf("%w: AUTH on a connection whose CONNECT named no authentication method [MQTT-4.12.0-6]", ErrProtocol)
+	case p.Code == Success:
+		return fmt.Errorf("%w: AUTH 0x00 from a client [MQTT-3.15.2-1]", ErrProtocol)
+	case p.Code != ContinueAuthentication && p.Code != ReAuthenticate:
+		return &DenyError{Code: MalformedPacket, Err: fmt.Errorf("%w: AUTH reason code 0x%02x is not defined", ErrProtocol, byte(p.Code))}
+	case p.Code == ReAuthenticate && s.state == stateConnecting:
+		return fmt.Errorf("%w: AUTH 0x19 before CONNACK [MQTT-4.12.1-1]", ErrProtocol)
+	case p.Method != s.base.AuthMethod:
+		return &DenyError{Code: BadAuthenticationMethod, Err: fmt.Errorf("%w: AUTH method differs from CONNECT's [MQTT-4.12.0-7]", ErrBadMethod)}
+	case len(p.Data) > s.m.maxData:
+		return &DenyError{Code: PacketTooLarge, Err: fmt.Errorf("%w: authentication data of %d bytes exceeds %d", ErrProtocol, len(p.Data), s.m.maxData)}
+	}
+	return nil
+}
+
+// authenticateLocked asks the authenticator about one AUTH packet of an
+// exchange.
+func (s *Session) authenticateLocked(ctx context.Context, p Packet, reauth bool) Result {
+	s.stopStallLocked()
+	req := s.base
+	req.AuthMethod = p.Method
+	req.AuthData = p.Data
+	req.Reauth = reauth
+	req.Step = s.step
+	req.State = s.exchange
+	if reauth {
+		req.Current = s.principal.Load()
+	}
+	return s.m.authn.Authenticate(ctx, &req)
+}
+
+// OtherPacket tells the session that the client sent a packet other than
+// CONNECT and AUTH. Before CONNACK, when the client named an Authentication
+// Method, that is a Protocol Error [MQTT-3.1.2-30]; before CONNECT it is one
+// too [MQTT-3.1.0-1]. Otherwise the returned Response is empty.
+func (s *Session) OtherPacket() Response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateClosed:
+		return closedResponse
+	case stateNew:
+		return s.endLocked(Packet{}, fmt.Errorf("%w: a packet before CONNECT", ErrProtocol))
+	case stateConnecting:
+		return s.endLocked(Packet{Type: CONNACK, Code: ProtocolError},
+			fmt.Errorf("%w: a packet other than AUTH before CONNACK [MQTT-3.1.2-30]", ErrProtocol))
+	}
+	return Response{}
+}
+
+// Close ends the session because the connection has ended: it stops the
+// timers and leaves the Manager's registry. It sends nothing. It is safe to
+// call more than once.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+}
+
+var closedResponse = Response{Close: true, Err: ErrClosed}
+
+// connectResultLocked turns the result for a CONNECT-time packet into a
+// response.
+func (s *Session) connectResultLocked(ctx context.Context, r Result) Response {
+	method := s.base.AuthMethod
+	switch r.Outcome {
+	case Pass:
+		p, err := s.acceptLocked(ctx, r.Principal, nil)
+		if err != nil {
+			return s.denyLocked(ctx, Packet{Type: CONNACK, Code: NotAuthorized}, err)
+		}
+		s.principal.Store(p)
+		s.passState = r.State
+		s.exchange = nil
+		s.state = stateConnected
+		s.armExpiryLocked(p)
+		s.m.register(s)
+		s.logDecision(ctx, "pass", p, Success, nil)
+		out := Packet{Type: CONNACK, Code: Success}
+		if method != "" {
+			out.Method, out.Data = method, r.Data
+		}
+		return Response{Packet: out}
+	case Continue:
+		if method == "" {
+			return s.denyLocked(ctx, Packet{Type: CONNACK, Code: NotAuthorized},
+				errors.New("auth: an authenticator asked to continue but the client named no authentication method"))
+		}
+		s.state = stateConnecting
+		s.step++
+		s.exchange = r.State
+		s.armStallLocked()
+		return Response{Packet: Packet{Type: AUTH, Code: ContinueAuthentication, Method: method, Data: r.Data}}
+	case Fail:
+		return s.denyLocked(ctx, Packet{Type: CONNACK, Code: r.failCode().forConnack()}, r.Err)
+	case Unavailable:
+		return s.denyLocked(ctx, Packet{Type: CONNACK, Code: ServerUnavailable}, wrapUnavailable(r.Err))
+	default:
+		nr := noRelevant(&s.base)
+		return s.denyLocked(ctx, Packet{Type: CONNACK, Code: nr.Code}, nr.Err)
+	}
+}
+
+// reauthResultLocked turns the result for a re-authentication packet into a
+// response.
+func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
+	method := s.base.AuthMethod
+	switch r.Outcome {
+	case Pass:
+		cur := s.principal.Load()
+		p, err := s.acceptLocked(ctx, r.Principal, cur)
+		if err != nil {
+			return s.denyLocked(ctx, Packet{Type: DISCONNECT, Code: NotAuthorized, Reason: "re-authentication failed"}, err)
+		}
+		s.principal.Store(p)
+		s.passState = r.State
+		s.exchange = nil
+		s.state = stateConnected
+		s.retryable = false
+		s.armExpiryLocked(p)
+		s.logDecision(ctx, "reauth_pass", p, Success, nil)
+		return Response{Packet: Packet{Type: AUTH, Code: Success, Method: method, Data: r.Data}}
+	case Continue:
+		s.state = stateReauthing
+		s.step++
+		s.exchange = r.State
+		s.armStallLocked()
+		return Response{Packet: Packet{Type: AUTH, Code: ContinueAuthentication, Method: method, Data: r.Data}}
+	case Unavailable:
+		s.state = stateConnected
+		s.retryable = true
+		s.exchange = nil
+		err := wrapUnavailable(r.Err)
+		s.logDecision(ctx, "reauth_unavailable", s.principal.Load(), ContinueAuthentication, err)
+		return Response{
+			Packet: Packet{Type: AUTH, Code: ContinueAuthentication, Method: method,
+				Reason: "authentication is unavailable; the connection continues, re-authenticate later"},
+			Err: err,
+		}
+	case Fail:
+		return s.denyLocked(ctx, Packet{Type: DISCONNECT, Code: r.failCode().forDisconnect(), Reason: "re-authentication failed"}, r.Err)
+	default:
+		return s.denyLocked(ctx, Packet{Type: DISCONNECT, Code: NotAuthorized, Reason: "re-authentication failed"},
+			fmt.Errorf("%w: no authenticator accepted the re-authentication", ErrNoRelevant))
+	}
+}
+
+// acceptLocked checks a principal that passed authentication: it must
+// exist, not be expired, keep the identity on re-authentication, and be
+// allowed to connect.
+func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal) (*Principal, error) {
+	if p == nil {
+		return nil, errors.New("auth: an authenticator passed without a principal")
+	}
+	p = p.withDefaults(s.base.AuthMethod, s.base.ClientID)
+	if p.expired(s.m.clock.Now()) {
+		return nil, fmt.Errorf("%w at %s", ErrExpired, p.expiry.UTC().Format("2006-01-02T15:04:05Z07:00"))
+	}
+	if cur != nil && p.username != cur.username && !s.m.allowIDChange {
+		return nil, fmt.Errorf("%w: from %q to %q", ErrIdentityChanged, cur.username, p.username)
+	}
+	if d := s.m.authz.Authorize(ctx, p, Action{Kind: Connect}); !d.Allowed {
+		return nil, fmt.Errorf("%w: Connect denied by policy", ErrRevoked)
+	}
+	return p, nil
+}
+
+// denyLocked logs a failed authentication and ends the session with out.
+func (s *Session) denyLocked(ctx context.Context, out Packet, err error) Response {
+	s.logDecision(ctx, "deny", s.principal.Load(), out.Code, err)
+	s.closeLocked()
+	return Response{Packet: out, Close: true, Err: err}
+}
+
+// protocolErrorPacket is the packet that reports a protocol error in the
+// current state: a CONNACK before CONNACK was sent, a DISCONNECT after.
+func (s *Session) protocolErrorPacket(code ReasonCode) Packet {
+	if s.state == stateConnected || s.state == stateReauthing {
+		return Packet{Type: DISCONNECT, Code: code.forDisconnect()}
+	}
+	return Packet{Type: CONNACK, Code: code.forConnack()}
+}
+
+// endLocked logs a protocol violation, closes the session and returns the
+// response that sends out and closes the connection.
+func (s *Session) endLocked(out Packet, err error) Response {
+	s.logDecision(context.Background(), "protocol_error", s.principal.Load(), out.Code, err)
+	s.closeLocked()
+	return Response{Packet: out, Close: true, Err: err}
+}
+
+func (s *Session) closeLocked() {
+	if s.state == stateClosed {
+		return
+	}
+	wasLive := s.state == stateConnected || s.state == stateReauthing
+	s.state = stateClosed
+	s.gen++
+	s.exchange, s.passState = nil, nil
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
+	s.stopStallLocked()
+	if wasLive {
+		s.m.unregister(s)
+	}
+}
+
+// terminate ends the session on its own initiative (a timer, a re-check)
+// if still(), checked under the lock, holds; then it has the adapter send
+// final and close. It reports whether it ended the session.
+func (s *Session) terminate(still func() bool, final Packet, err error) bool {
+	s.mu.Lock()
+	if s.state == stateClosed || !still() {
+		s.mu.Unlock()
+		return false
+	}
+	s.logDecision(context.Background(), "disconnect", s.principal.Load(), final.Code, err)
+	s.closeLocked()
+	s.mu.Unlock()
+	s.conn.Close(final) // outside the lock: it may block on the network
+	return true
+}
+
+func (s *Session) armExpiryLocked(p *Principal) {
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
+	s.gen++
+	if p.expiry.IsZero() {
+		return
+	}
+	gen := s.gen
+	s.expiry = s.m.clock.AfterFunc(p.expiry.Sub(s.m.clock.Now()), func() { s.expire(gen) })
+}
+
+// expire runs when the expiry timer of generation gen fires.
+func (s *Session) expire(gen uint64) {
+	final := Packet{Type: DISCONNECT, Code: MaximumConnectTime, Reason: "credential expired"}
+	if s.m.onExpiry == CloseOnExpiry {
+		final = Packet{}
+	}
+	s.terminate(func() bool { return s.gen == gen }, final, ErrExpired)
+}
+
+func (s *Session) armStallLocked() {
+	if s.m.exchangeTimeout < 0 {
+		return
+	}
+	s.stopStallLocked()
+	gen, step := s.gen, s.step
+	s.stall = s.m.clock.AfterFunc(s.m.exchangeTimeout, func() { s.stalled(gen, step) })
+}
+
+func (s *Session) stopStallLocked() {
+	if s.stall != nil {
+		s.stall.Stop()
+		s.stall = nil
+	}
+}
+
+// stalled runs when the client left the challenge of step unanswered.
+func (s *Session) stalled(gen uint64, step int) {
+	final := Packet{Type: DISCONNECT, Code: NotAuthorized, Reason: "re-authentication timed out"}
+	if s.m.onExpiry == CloseOnExpiry {
+		final = Packet{}
+	}
+	s.terminate(func() bool {
+		if s.gen != gen || s.step != step {
+			return false
+		}
+		switch s.state {
+		case stateConnecting:
+			final = Packet{Type: CONNACK, Code: NotAuthorized}
+			return true
+		case stateReauthing:
+			return true
+		}
+		return false
+	}, final, ErrTimeout)
+}
+
+// recheck runs check on a live session and disconnects it on an error. It
+// reports whether the session was checked and whether it was disconnected.
+func (s *Session) recheck(ctx context.Context, check CheckFunc) (checked, revoked bool) {
+	s.mu.Lock()
+	live := s.state == stateConnected || s.state == stateReauthing
+	gen := s.gen
+	s.mu.Unlock()
+	if !live {
+		return false, false
+	}
+	err := check(ctx, s)
+	if err == nil {
+		return true, false
+	}
+	code := NotAuthorized
+	var de *DenyError
+	if errors.As(err, &de) {
+		code = de.Code.forDisconnect()
+	}
+	return true, s.terminate(func() bool { return s.gen == gen }, Packet{Type: DISCONNECT, Code: code, Reason: "access revoked"}, err)
+}
+
+func wrapUnavailable(err error) error {
+	if err == nil {
+		return ErrUnavailable
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// logDecision writes one structured record. It never logs credentials.
+func (s *Session) logDecision(ctx context.Context, decision string, p *Principal, code ReasonCode, err error) {
+	level := slog.LevelInfo
+	if !s.m.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("decision", decision),
+		slog.String("client_id", s.base.ClientID),
+		slog.String("method", s.base.AuthMethod),
+		slog.String("reason_code", code.String()),
+	}
+	if p != nil {
+		attrs = append(attrs, slog.String("username", p.username))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	s.m.log.LogAttrs(ctx, level, "mqttauth decision", attrs...)
+}

@@ -74,7 +74,7 @@ type Session struct {
 }
 
 // Principal returns the connection's current principal, or nil before a
-// successful CONNACK.
+// successful CONNACK and after the session has ended.
 func (s *Session) Principal() *Principal { return s.principal.Load() }
 
 // Authorize asks the Manager's Authorizer about a with the current
@@ -387,6 +387,7 @@ func (s *Session) closeLocked() {
 	s.state = stateClosed
 	s.gen++
 	s.exchange, s.passState = nil, nil
+	s.principal.Store(nil) // closed means closed: Authorize denies from now on
 	if s.expiry != nil {
 		s.expiry.Stop()
 		s.expiry = nil
@@ -397,12 +398,18 @@ func (s *Session) closeLocked() {
 	}
 }
 
-// terminate ends the session on its own initiative (a timer, a re-check)
-// if still(), checked under the lock, holds; then it has the adapter send
-// final and close. It reports whether it ended the session.
-func (s *Session) terminate(still func() bool, final Packet, err error) bool {
+// terminate ends the session on its own initiative (a timer, a re-check).
+// decide runs under the lock on a session that has not ended; it returns the
+// packet to send and whether to end the session at all. The adapter is told
+// outside the lock. terminate reports whether it ended the session.
+func (s *Session) terminate(decide func() (Packet, bool), err error) bool {
 	s.mu.Lock()
-	if s.state == stateClosed || !still() {
+	if s.state == stateClosed {
+		s.mu.Unlock()
+		return false
+	}
+	final, ok := decide()
+	if !ok {
 		s.mu.Unlock()
 		return false
 	}
@@ -428,11 +435,12 @@ func (s *Session) armExpiryLocked(p *Principal) {
 
 // expire runs when the expiry timer of generation gen fires.
 func (s *Session) expire(gen uint64) {
-	final := Packet{Type: DISCONNECT, Code: MaximumConnectTime, Reason: "credential expired"}
-	if s.m.onExpiry == CloseOnExpiry {
-		final = Packet{}
-	}
-	s.terminate(func() bool { return s.gen == gen }, final, ErrExpired)
+	s.terminate(func() (Packet, bool) {
+		if s.m.onExpiry == CloseOnExpiry {
+			return Packet{}, s.gen == gen
+		}
+		return Packet{Type: DISCONNECT, Code: MaximumConnectTime, Reason: "credential expired"}, s.gen == gen
+	}, ErrExpired)
 }
 
 func (s *Session) armStallLocked() {
@@ -453,23 +461,18 @@ func (s *Session) stopStallLocked() {
 
 // stalled runs when the client left the challenge of step unanswered.
 func (s *Session) stalled(gen uint64, step int) {
-	final := Packet{Type: DISCONNECT, Code: NotAuthorized, Reason: "re-authentication timed out"}
-	if s.m.onExpiry == CloseOnExpiry {
-		final = Packet{}
-	}
-	s.terminate(func() bool {
+	s.terminate(func() (Packet, bool) {
 		if s.gen != gen || s.step != step {
-			return false
+			return Packet{}, false
 		}
 		switch s.state {
 		case stateConnecting:
-			final = Packet{Type: CONNACK, Code: NotAuthorized}
-			return true
+			return Packet{Type: CONNACK, Code: NotAuthorized}, true
 		case stateReauthing:
-			return true
+			return Packet{Type: DISCONNECT, Code: NotAuthorized, Reason: "re-authentication timed out"}, true
 		}
-		return false
-	}, final, ErrTimeout)
+		return Packet{}, false
+	}, ErrTimeout)
 }
 
 // recheck runs check on a live session and disconnects it on an error. It
@@ -491,7 +494,9 @@ func (s *Session) recheck(ctx context.Context, check CheckFunc) (checked, revoke
 	if errors.As(err, &de) {
 		code = de.Code.forDisconnect()
 	}
-	return true, s.terminate(func() bool { return s.gen == gen }, Packet{Type: DISCONNECT, Code: code, Reason: "access revoked"}, err)
+	return true, s.terminate(func() (Packet, bool) {
+		return Packet{Type: DISCONNECT, Code: code, Reason: "access revoked"}, s.gen == gen
+	}, err)
 }
 
 func wrapUnavailable(err error) error {

@@ -1,0 +1,62 @@
+package x509auth
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/truststore"
+)
+
+// RecheckOnChange re-checks every live session of m with [Authenticator.Check]
+// each time store publishes a new set (a CA removed, a CRL that revokes a
+// serial), so that the clients that lost trust are disconnected (DISCONNECT
+// Config.RevokedCode, 0x87 by default) without waiting for them to
+// reconnect. Failed reloads change nothing and start no re-check. Changes
+// that arrive during a re-check are coalesced into one more re-check.
+//
+// It returns a function that stops listening, cancels a re-check in
+// progress and waits for it to end.
+func (a *Authenticator) RecheckOnChange(m *auth.Manager, store *truststore.Store) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	kick := make(chan uint64, 1)
+	unsubscribe := store.Subscribe(func(ev truststore.Event) {
+		if ev.Err != nil {
+			return
+		}
+		select {
+		case kick <- ev.Generation:
+		default:
+		}
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case gen := <-kick:
+				start := time.Now()
+				rctx, rcancel := context.WithTimeout(ctx, a.timeout)
+				rep := m.Recheck(rctx, a.Check)
+				rcancel()
+				a.log.LogAttrs(ctx, slog.LevelInfo, "x509auth: re-checked sessions after a truststore change",
+					slog.String("method", a.method),
+					slog.Uint64("generation", gen),
+					slog.Int("checked", rep.Checked),
+					slog.Int("disconnected", rep.Disconnected),
+					slog.Duration("took", time.Since(start)))
+			}
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			unsubscribe()
+			cancel()
+			wg.Wait()
+		})
+	}
+}

@@ -1,0 +1,56 @@
+package x509auth
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+)
+
+// ServerTLSConfig returns a copy of base (which supplies the server's
+// certificate, versions and the rest; nil means an empty config) that
+// requires a client certificate and verifies it against the Authenticator's
+// current trust set:
+//
+//   - ClientAuth is tls.RequireAnyClientCert and ClientCAs is cleared:
+//     crypto/tls only insists that a certificate is presented, and
+//     verification is done here, so that a reloaded truststore applies to
+//     the next handshake without rebuilding the config.
+//   - VerifyConnection verifies the presented chain (trusted CA, validity,
+//     clientAuth extended key usage, revocation). crypto/tls calls it on
+//     full handshakes and on session resumptions alike, so a resumed
+//     session of a revoked client fails too. base's own VerifyConnection,
+//     if any, runs after it.
+//   - MinVersion is raised to TLS 1.2 if lower.
+//
+// crypto/tls leaves ConnectionState.VerifiedChains empty with
+// RequireAnyClientCert. The verified chain is remembered with the
+// certificate, so [Authenticator.Authenticate] on the same connection
+// finds it without verifying signatures again.
+func (a *Authenticator) ServerTLSConfig(base *tls.Config) *tls.Config {
+	var cfg *tls.Config
+	if base == nil {
+		cfg = &tls.Config{}
+	} else {
+		cfg = base.Clone()
+	}
+	cfg.ClientAuth = tls.RequireAnyClientCert
+	cfg.ClientCAs = nil
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	next := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0] == nil {
+			return fmt.Errorf("x509auth: no client certificate")
+		}
+		if _, err := a.verify(&cs); err != nil {
+			a.logDeny(context.Background(), "", cs.PeerCertificates[0], err)
+			return fmt.Errorf("x509auth: %w", err)
+		}
+		if next != nil {
+			return next(cs)
+		}
+		return nil
+	}
+	return cfg
+}

@@ -375,6 +375,10 @@ func classify(peer, cas []*x509.Certificate, now time.Time, err error) error {
 	case errors.As(err, &invalid):
 		switch invalid.Reason {
 		case x509.Expired:
+			if c := invalid.Cert; c != nil {
+				return fmt.Errorf("%w: %q is valid from %s to %s: %w", ErrExpired, c.Subject.String(),
+					c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), err)
+			}
 			return fmt.Errorf("%w: %w", ErrExpired, err)
 		case x509.IncompatibleUsage:
 			return fmt.Errorf("%w: %q: %w", ErrUsage, leaf.Subject.String(), err)

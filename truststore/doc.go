@@ -25,8 +25,8 @@
 // ([Store.Subscribe]) and [Store.Updated] hear of each new generation.
 //
 // A reload that fails keeps the last good Set: a truncated or empty file,
-// garbage, a block that does not parse, a CA that is not a CA, a CRL whose
-// signature no trusted CA verifies, a file named in the Config that is
+// garbage, a block that does not parse, a CA that is not a CA, a CRL that
+// its issuer in the set did not sign, a file named in the Config that is
 // missing. The error is logged, kept for [Store.Err], passed to
 // Config.OnError and sent to subscribers as Event.Err. Removing a CA
 // (deleting its file from a watched directory or its block from a bundle)
@@ -35,9 +35,12 @@
 //
 // # Revocation
 //
-// CRLs may be PEM ("X509 CRL" blocks) or DER. A CRL must be signed by a
-// trusted CA whose subject is the CRL's issuer; to revoke leaves of an
-// intermediate, trust that intermediate too. A certificate whose serial is
+// CRLs may be PEM ("X509 CRL" blocks) or DER. A CRL whose issuer is a CA
+// of the set must be signed by it, or the load fails. A CRL whose issuer
+// is not in the set (an intermediate that clients present) is kept and
+// checked, when a chain passes through that issuer, against the presented
+// issuer's key; a mismatch refuses the chain ([ErrCRLSignature]). So a CA
+// can be removed while its CRL stays in place. A certificate whose serial is
 // on its issuer's CRL is refused ([ErrRevoked]), whichever position it has
 // in the chain. When a CRL's nextUpdate has passed, [EnforceStaleCRL] (the
 // default) keeps enforcing it and logs a warning once; [RefuseStaleCRL]

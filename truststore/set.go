@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -38,15 +39,49 @@ type Set struct {
 
 type crlInfo struct {
 	crl    *x509.RevocationList
-	issuer *x509.Certificate
-	warned atomic.Bool // stale state logged
+	issuer *x509.Certificate // a CA of the set that signed it; nil until a chain shows the issuer
+	warned atomic.Bool       // stale state logged
+	mu     sync.Mutex
+	good   [][]byte // DER of presented issuers the CRL verified against (at most maxGood)
+}
+
+const maxGood = 16
+
+// verifiedBy checks the CRL's signature against parent, the certificate
+// above the one being checked in a verified chain.
+func (ci *crlInfo) verifiedBy(parent *x509.Certificate) error {
+	if ci.issuer != nil {
+		if parent == nil || parent == ci.issuer || bytes.Equal(parent.Raw, ci.issuer.Raw) {
+			return nil
+		}
+	}
+	if parent == nil {
+		return fmt.Errorf("%w: CRL of %q: issuer not in the chain", ErrCRLSignature, ci.crl.Issuer.String())
+	}
+	ci.mu.Lock()
+	for _, raw := range ci.good {
+		if bytes.Equal(raw, parent.Raw) {
+			ci.mu.Unlock()
+			return nil
+		}
+	}
+	ci.mu.Unlock()
+	if err := ci.crl.CheckSignatureFrom(parent); err != nil {
+		return fmt.Errorf("%w: CRL of %q does not verify with the key of %q: %w", ErrCRLSignature, ci.crl.Issuer.String(), parent.Subject.String(), err)
+	}
+	ci.mu.Lock()
+	if len(ci.good) < maxGood {
+		ci.good = append(ci.good, parent.Raw)
+	}
+	ci.mu.Unlock()
+	return nil
 }
 
 // NewSet returns a Set trusting cas and enforcing crls. Every CA must be a
 // CA certificate (BasicConstraints CA:TRUE), else the error wraps
-// [ErrNotCA]. Every CRL must be signed by a CA of the set whose subject is
-// the CRL's issuer, else the error wraps [ErrCRLSignature]: a CRL that
-// cannot be checked is refused rather than ignored. When several CRLs name
+// [ErrNotCA]. A CRL whose issuer is a CA of the set must be signed by it,
+// else the error wraps [ErrCRLSignature]; a CRL of another issuer is kept
+// and checked against that issuer when a chain presents it. When several CRLs name
 // the same issuer, the one with the highest CRL number (then the latest
 // thisUpdate) is enforced. Duplicate CAs are kept once. An empty set is
 // valid and refuses every certificate.
@@ -93,15 +128,23 @@ func newSet(cas []*x509.Certificate, crls []*x509.RevocationList, prev *Set) (*S
 			continue
 		}
 		var issuer *x509.Certificate
+		named := false
 		for _, ca := range s.cas {
-			if bytes.Equal(ca.RawSubject, crl.RawIssuer) && crl.CheckSignatureFrom(ca) == nil {
+			if !bytes.Equal(ca.RawSubject, crl.RawIssuer) {
+				continue
+			}
+			named = true
+			if crl.CheckSignatureFrom(ca) == nil {
 				issuer = ca
 				break
 			}
 		}
-		if issuer == nil {
+		if named && issuer == nil {
 			return nil, fmt.Errorf("%w: CRL of %q (number %v)", ErrCRLSignature, crl.Issuer.String(), crl.Number)
 		}
+		// A CRL of an issuer that is not in the set (an intermediate
+		// that clients present) is kept and checked against that
+		// intermediate when a chain passes through it.
 		key := string(crl.RawIssuer)
 		if cur, ok := s.crls[key]; ok && !newerCRL(crl, cur.crl) {
 			continue
@@ -182,9 +225,14 @@ func (s *Set) Contains(c *x509.Certificate) bool {
 	return ok
 }
 
-// IsRevoked reports whether c is on the CRL of its issuer.
+// IsRevoked reports whether c is on the CRL of its issuer, as far as the
+// set can tell without a chain: the CRL of an issuer that is not one of the
+// set's CAs is applied by Verify once the chain shows its issuer.
 func (s *Set) IsRevoked(c *x509.Certificate) bool {
 	if len(s.revoked) == 0 {
+		return false
+	}
+	if ci, ok := s.crls[string(c.RawIssuer)]; !ok || ci.issuer == nil {
 		return false
 	}
 	var buf [256]byte
@@ -342,6 +390,20 @@ func (s *Set) checkChain(leaf *x509.Certificate, issuers []*x509.Certificate, no
 		ci, ok := s.crls[string(c.RawIssuer)]
 		if !ok {
 			continue
+		}
+		var parent *x509.Certificate
+		if i+1 < len(issuers) {
+			parent = issuers[i+1]
+		}
+		if ci.issuer == nil || parent != nil {
+			// The CRL must be the chain's issuer's: fail closed when a
+			// CRL for this issuer name does not verify with its key.
+			if err := ci.verifiedBy(parent); err != nil {
+				if ci.issuer == nil && parent == nil {
+					continue // an anchor's issuer outside the set: nothing to check against
+				}
+				return err
+			}
 		}
 		if _, revoked := s.revoked[revocationKey(buf[:0], c.RawIssuer, c.SerialNumber)]; revoked {
 			return fmt.Errorf("%w: %q (serial %s) by %q", ErrRevoked, c.Subject.String(), c.SerialNumber.Text(16), ci.crl.Issuer.String())

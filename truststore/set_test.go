@@ -132,9 +132,22 @@ func TestRevocation(t *testing.T) {
 		_, err := truststore.NewSet([]*x509.Certificate{root.Cert}, []*x509.RevocationList{crl})
 		require.ErrorIs(t, err, truststore.ErrCRLSignature)
 	})
-	t.Run("crl_unknown_issuer", func(t *testing.T) {
+	t.Run("crl_of_presented_intermediate", func(t *testing.T) {
+		// The intermediate is not in the set: its CRL is checked against
+		// the intermediate the client presents.
 		crl := parse(inter.CRL(t, 1, t0, t0.Add(time.Hour), a.Cert))
-		_, err := truststore.NewSet([]*x509.Certificate{root.Cert}, []*x509.RevocationList{crl})
+		set, err := truststore.NewSet([]*x509.Certificate{root.Cert}, []*x509.RevocationList{crl})
+		require.NoError(t, err)
+		_, err = set.Verify(a.Chain, opts)
+		require.ErrorIs(t, err, truststore.ErrRevoked)
+		_, err = set.Verify(b.Chain, opts)
+		require.NoError(t, err)
+		// A CRL with the intermediate's name and another key: refused.
+		impostor := authtest.NewRootCAAt(t, t0, "Intermediate")
+		bad := parse(authtest.CRLSignedBy(t, inter.Cert, impostor.Key, 1, t0, t0.Add(time.Hour)))
+		set, err = truststore.NewSet([]*x509.Certificate{root.Cert}, []*x509.RevocationList{bad})
+		require.NoError(t, err)
+		_, err = set.Verify(b.Chain, opts)
 		require.ErrorIs(t, err, truststore.ErrCRLSignature)
 	})
 	t.Run("newest_crl_wins", func(t *testing.T) {

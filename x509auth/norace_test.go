@@ -1,0 +1,5 @@
+//go:build !race
+
+package x509auth_test
+
+const raceEnabled = false

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 type sessionState uint8
@@ -255,7 +256,8 @@ func (s *Session) connectResultLocked(ctx context.Context, r Result) Response {
 	method := s.base.AuthMethod
 	switch r.Outcome {
 	case Pass:
-		p, err := s.acceptLocked(ctx, r.Principal, nil)
+		now := s.m.clock.Now()
+		p, err := s.acceptLocked(ctx, r.Principal, nil, now)
 		if err != nil {
 			return s.denyLocked(ctx, Packet{Type: CONNACK, Code: NotAuthorized}, err)
 		}
@@ -263,7 +265,7 @@ func (s *Session) connectResultLocked(ctx context.Context, r Result) Response {
 		s.passState = r.State
 		s.exchange = nil
 		s.state = stateConnected
-		s.armExpiryLocked(p)
+		s.armExpiryLocked(p, now)
 		s.m.register(s)
 		s.logDecision(ctx, "pass", p, Success, nil)
 		out := Packet{Type: CONNACK, Code: Success}
@@ -298,7 +300,8 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 	switch r.Outcome {
 	case Pass:
 		cur := s.principal.Load()
-		p, err := s.acceptLocked(ctx, r.Principal, cur)
+		now := s.m.clock.Now()
+		p, err := s.acceptLocked(ctx, r.Principal, cur, now)
 		if err != nil {
 			return s.denyLocked(ctx, Packet{Type: DISCONNECT, Code: NotAuthorized, Reason: "re-authentication failed"}, err)
 		}
@@ -307,7 +310,7 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 		s.exchange = nil
 		s.state = stateConnected
 		s.retryable = false
-		s.armExpiryLocked(p)
+		s.armExpiryLocked(p, now)
 		s.logDecision(ctx, "reauth_pass", p, Success, nil)
 		return Response{Packet: Packet{Type: AUTH, Code: Success, Method: method, Data: r.Data}}
 	case Continue:
@@ -338,12 +341,12 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 // acceptLocked checks a principal that passed authentication: it must
 // exist, not be expired, keep the identity on re-authentication, and be
 // allowed to connect.
-func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal) (*Principal, error) {
+func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal, now time.Time) (*Principal, error) {
 	if p == nil {
 		return nil, errors.New("auth: an authenticator passed without a principal")
 	}
 	p = p.withDefaults(s.base.AuthMethod, s.base.ClientID)
-	if p.expired(s.m.clock.Now()) {
+	if p.expired(now) {
 		return nil, fmt.Errorf("%w at %s", ErrExpired, p.expiry.UTC().Format("2006-01-02T15:04:05Z07:00"))
 	}
 	if cur != nil && p.username != cur.username && !s.m.allowIDChange {
@@ -420,7 +423,7 @@ func (s *Session) terminate(decide func() (Packet, bool), err error) bool {
 	return true
 }
 
-func (s *Session) armExpiryLocked(p *Principal) {
+func (s *Session) armExpiryLocked(p *Principal, now time.Time) {
 	if s.expiry != nil {
 		s.expiry.Stop()
 		s.expiry = nil
@@ -430,7 +433,7 @@ func (s *Session) armExpiryLocked(p *Principal) {
 		return
 	}
 	gen := s.gen
-	s.expiry = s.m.clock.AfterFunc(p.expiry.Sub(s.m.clock.Now()), func() { s.expire(gen) })
+	s.expiry = s.m.clock.AfterFunc(p.expiry.Sub(now), func() { s.expire(gen) })
 }
 
 // expire runs when the expiry timer of generation gen fires.

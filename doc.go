@@ -1,0 +1,30 @@
+// Package mqttauth is MQTT authentication and authorization for Go brokers:
+// X.509 client certificates with attribute mapping, Kubernetes service
+// account tokens, a custom authentication server, attribute-based
+// authorization, and the MQTT v5 enhanced-authentication state machine with
+// multi-step exchanges, re-authentication and expiry.
+//
+// This package holds no code; the library lives in its subpackages:
+//
+//   - [github.com/mqttauth/mqttauth/auth]: the core contract. Authenticator,
+//     Chain, Principal, Authorizer, and the per-connection Session that a
+//     broker adapter drives.
+//   - [github.com/mqttauth/mqttauth/auth/authtest]: test helpers (a fake
+//     clock, a recording connection).
+//
+// A broker adapter creates an [auth.Manager] once and an [auth.Session] per
+// connection, hands it the CONNECT and AUTH packets, and sends what it
+// returns:
+//
+//	m, err := auth.NewManager(auth.Config{
+//		Authenticator: auth.Chain{first, second, third},
+//		Authorizer:    policy,
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	s := m.NewSession(conn)
+//	resp := s.Connect(ctx, &auth.Request{ClientID: id, AuthMethod: method, AuthData: data})
+//
+// See the README for the design and the rest of the packages as they land.
+package mqttauth

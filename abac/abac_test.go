@@ -1,8 +1,10 @@
 package abac_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -433,4 +435,15 @@ func TestPolicyErrorString(t *testing.T) {
 	require.Equal(t, "abac: document: syntax error", e.Error())
 	require.True(t, errors.Is(e, abac.ErrSyntax))
 	require.Equal(t, "rules[2]", (&abac.PolicyError{Rule: 2}).Location())
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -119,6 +119,9 @@ func (n *node) walk(s string, end bool, depth int, p *auth.Principal, best int32
 	}
 	switch lvl {
 	case "#":
+		if depth == 0 && n.plus != nil {
+			best = min(best, n.plus.hash) // "+/#" covers "#"
+		}
 		return best
 	case "+":
 		if n.plus != nil {

@@ -223,7 +223,12 @@ func covers(pat []level, f []string, p *auth.Principal) bool {
 		case levelHash:
 			return !dollar
 		case levelPlus:
-			if fl == "#" || dollar {
+			if fl == "#" {
+				// "#" matches one or more levels, and so does "+/#"; at
+				// any other depth "#" also matches the parent.
+				return i == 0 && len(pat) == 2 && pat[1].kind == levelHash
+			}
+			if dollar {
 				return false
 			}
 		case levelLiteral:

@@ -155,3 +155,45 @@ func TestManagerRecheckCanceled(t *testing.T) {
 	require.Zero(t, rep.Disconnected)
 	require.Equal(t, 5, m.Len())
 }
+
+// A re-check is not held up by a session whose re-authentication waits on a
+// slow backend, and the late result is dropped.
+func TestManagerRecheckNotBlockedBySlowBackend(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	slow := auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) auth.Result {
+		if req.Reauth {
+			close(entered)
+			<-release
+		}
+		return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: "u"}))
+	})
+	m, err := auth.NewManager(auth.Config{Authenticator: slow, Authorizer: auth.AllowAuthenticated, Logger: discard})
+	require.NoError(t, err)
+	conn := authtest.NewConn()
+	s := m.NewSession(conn)
+	require.Equal(t, auth.Success, s.Connect(context.Background(), &auth.Request{AuthMethod: "M"}).Packet.Code)
+
+	done := make(chan auth.Response)
+	go func() {
+		done <- s.Auth(context.Background(), auth.Packet{Type: auth.AUTH, Code: auth.ReAuthenticate, Method: "M"})
+	}()
+	<-entered
+	rep := m.Recheck(context.Background(), func(context.Context, *auth.Session) error { return auth.ErrRevoked })
+	require.Equal(t, auth.RecheckReport{Checked: 1, Disconnected: 1}, rep)
+	final, closed := conn.Final()
+	require.True(t, closed)
+	require.Equal(t, auth.DISCONNECT, final.Type)
+
+	// Input while the call is in flight ends nothing more and sends nothing.
+	r := s.Auth(context.Background(), auth.Packet{Type: auth.AUTH, Code: auth.ReAuthenticate, Method: "M"})
+	require.Equal(t, auth.None, r.Packet.Type)
+	require.True(t, r.Close)
+
+	close(release)
+	r = <-done
+	require.Equal(t, auth.None, r.Packet.Type, "the late Pass is dropped")
+	require.ErrorIs(t, r.Err, auth.ErrClosed)
+	require.Nil(t, s.Principal())
+	require.Equal(t, 1, conn.Calls())
+}

@@ -70,6 +70,7 @@ type Session struct {
 	exchange  any     // State of the last Continue
 	passState any     // State of the last Pass, for re-authentication
 	gen       uint64  // bumped whenever a timer must be ignored
+	inflight  bool    // an authenticator call is running without the lock
 	expiry    Timer
 	stall     Timer
 }
@@ -95,12 +96,19 @@ func (s *Session) Closed() bool {
 	return s.state == stateClosed
 }
 
-// Connect handles the CONNECT packet. req describes it (Reauth, Step, State
-// and Current are ignored). The Session keeps no secret from req: Password
-// and AuthData are not retained.
+// Connect handles the CONNECT packet. req describes it; its Reauth, Step,
+// State and Current fields are reset. The Session keeps no secret from req:
+// Password and AuthData are not retained.
+//
+// The authenticator runs without the session's lock, so an expiry or a
+// re-check is never held up by a slow backend; if the session ends during
+// the call, the result is dropped and the returned Response says ErrClosed.
 func (s *Session) Connect(ctx context.Context, req *Request) Response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.inflight {
+		return s.endLocked(Packet{}, errConcurrent)
+	}
 	switch s.state {
 	case stateClosed:
 		return closedResponse
@@ -124,10 +132,11 @@ func (s *Session) Connect(ctx context.Context, req *Request) Response {
 		return s.endLocked(Packet{Type: CONNACK, Code: ProtocolError},
 			fmt.Errorf("%w: authentication data without an authentication method", ErrProtocol))
 	}
-	r := req.State
 	req.Reauth, req.Step, req.State, req.Current = false, 0, nil, nil
-	res := s.m.authn.Authenticate(ctx, req)
-	req.State = r
+	res, ok := s.callLocked(ctx, req)
+	if !ok {
+		return closedResponse
+	}
 	return s.connectResultLocked(ctx, res)
 }
 
@@ -135,6 +144,9 @@ func (s *Session) Connect(ctx context.Context, req *Request) Response {
 func (s *Session) Auth(ctx context.Context, p Packet) Response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.inflight {
+		return s.endLocked(Packet{}, errConcurrent)
+	}
 	switch s.state {
 	case stateClosed:
 		return closedResponse
@@ -157,7 +169,10 @@ func (s *Session) Auth(ctx context.Context, p Packet) Response {
 			return s.endLocked(s.protocolErrorPacket(ProtocolError),
 				fmt.Errorf("%w: AUTH %v before CONNACK", ErrProtocol, p.Code))
 		}
-		res := s.authenticateLocked(ctx, p, false)
+		res, ok := s.authenticateLocked(ctx, p, false)
+		if !ok {
+			return closedResponse
+		}
 		return s.connectResultLocked(ctx, res)
 
 	case stateConnected:
@@ -165,7 +180,10 @@ func (s *Session) Auth(ctx context.Context, p Packet) Response {
 		case p.Code == ReAuthenticate, p.Code == ContinueAuthentication && s.retryable:
 			s.step = 0
 			s.exchange = s.passState
-			res := s.authenticateLocked(ctx, p, true)
+			res, ok := s.authenticateLocked(ctx, p, true)
+			if !ok {
+				return closedResponse
+			}
 			return s.reauthResultLocked(ctx, res)
 		case p.Code == ContinueAuthentication:
 			return s.endLocked(s.protocolErrorPacket(ProtocolError),
@@ -173,7 +191,10 @@ func (s *Session) Auth(ctx context.Context, p Packet) Response {
 		}
 	case stateReauthing:
 		if p.Code == ContinueAuthentication {
-			res := s.authenticateLocked(ctx, p, true)
+			res, ok := s.authenticateLocked(ctx, p, true)
+			if !ok {
+				return closedResponse
+			}
 			return s.reauthResultLocked(ctx, res)
 		}
 		return s.endLocked(s.protocolErrorPacket(ProtocolError),
@@ -205,8 +226,8 @@ func (s *Session) checkAuthLocked(p Packet) error {
 }
 
 // authenticateLocked asks the authenticator about one AUTH packet of an
-// exchange.
-func (s *Session) authenticateLocked(ctx context.Context, p Packet, reauth bool) Result {
+// exchange. It reports false when the session ended during the call.
+func (s *Session) authenticateLocked(ctx context.Context, p Packet, reauth bool) (Result, bool) {
 	s.stopStallLocked()
 	req := s.base
 	req.AuthMethod = p.Method
@@ -217,7 +238,22 @@ func (s *Session) authenticateLocked(ctx context.Context, p Packet, reauth bool)
 	if reauth {
 		req.Current = s.principal.Load()
 	}
-	return s.m.authn.Authenticate(ctx, &req)
+	return s.callLocked(ctx, &req)
+}
+
+var errConcurrent = fmt.Errorf("%w: a packet was handed to the session while it was still authenticating the previous one", ErrProtocol)
+
+// callLocked runs the authenticator without holding the lock, so that an
+// expiry, a stalled-exchange timer or a re-check is never held up behind a
+// slow backend. It reports false when the session ended meanwhile (the
+// adapter was then told through Conn), so the result is dropped.
+func (s *Session) callLocked(ctx context.Context, req *Request) (Result, bool) {
+	s.inflight = true
+	s.mu.Unlock()
+	r := s.m.authn.Authenticate(ctx, req)
+	s.mu.Lock()
+	s.inflight = false
+	return r, s.state != stateClosed
 }
 
 // OtherPacket tells the session that the client sent a packet other than

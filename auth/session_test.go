@@ -133,6 +133,15 @@ func TestSession(t *testing.T) {
 			step{auth: authp(0x19, "TWO", "hello"), want: authOut(0x18, "TWO", "challenge-1")},
 			step{auth: authp(0x19, "TWO", "hello"), want: disconnect(0x82), close: true, errIs: auth.ErrProtocol},
 		)},
+		{"4.13.1-1/protocol_error_closes_with_0x82", auth.Config{}, append(oneOK[:1:1],
+			step{auth: authp(0x18, "ONE", "ok"), want: disconnect(0x82), close: true, errIs: auth.ErrProtocol, user: "-"},
+			step{other: true, close: true, errIs: auth.ErrClosed},
+		)},
+		{"4.13.2-1/failure_connack_closes_and_nothing_follows", auth.Config{}, []step{
+			{connect: connect("ONE", "bad"), want: connack(0x87), close: true},
+			{other: true, close: true, errIs: auth.ErrClosed},
+			{advance: time.Hour},
+		}},
 		{"3.1.2-30/other_packet_before_connack", auth.Config{}, []step{
 			{connect: connect("TWO", "hello"), want: authOut(0x18, "TWO", "challenge-1")},
 			{other: true, want: connack(0x82), close: true, errIs: auth.ErrProtocol},

@@ -37,19 +37,18 @@ const (
 type CertOption func(*certSpec)
 
 type certSpec struct {
-	subject    pkix.Name
-	notBefore  time.Time
-	notAfter   time.Time
-	keyType    KeyType
-	ekus       []x509.ExtKeyUsage
-	ekuSet     bool
-	dnsNames   []string
-	ips        []net.IP
-	uris       []*url.URL
-	emails     []string
-	isCA       bool
-	serial     *big.Int
-	maxPathLen int
+	subject   pkix.Name
+	notBefore time.Time
+	notAfter  time.Time
+	keyType   KeyType
+	ekus      []x509.ExtKeyUsage
+	ekuSet    bool
+	dnsNames  []string
+	ips       []net.IP
+	uris      []*url.URL
+	emails    []string
+	isCA      bool
+	serial    *big.Int
 }
 
 // WithValidity sets the certificate's validity period. The default is from

@@ -151,4 +151,3 @@ func BenchmarkHandshake(b *testing.B) {
 		})
 	})
 }
-

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -231,7 +232,14 @@ func strictDecode(raw json.RawMessage, v any) (string, error) {
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return te.Field, fmt.Errorf("%w: %s must be %s, not %s", ErrSyntax, te.Field, typeName(te.Type.String()), te.Value)
+		what, hint := te.Field, ""
+		if what == "" {
+			what = "the value"
+		}
+		if te.Type.Kind() == reflect.String {
+			hint = " (quote it in YAML)"
+		}
+		return te.Field, fmt.Errorf("%w: %s must be %s, not %s%s", ErrSyntax, what, typeName(te.Type.String()), te.Value, hint)
 	}
 	return "", fmt.Errorf("%w: %v", ErrSyntax, err)
 }

@@ -29,8 +29,11 @@ type Request struct {
 	AuthMethod string
 	// AuthData is the Authentication Data of the packet being answered.
 	AuthData []byte
-	// TLS is the state of the client's TLS connection, with the verified
-	// chains, or nil for a plain connection.
+	// TLS is the state of the client's TLS connection, or nil for a plain
+	// connection. VerifiedChains is empty when the listener verifies
+	// client certificates itself in VerifyConnection (as x509auth's does,
+	// so that trust reloads apply): an authenticator verifies
+	// PeerCertificates against its own trust rather than relying on it.
 	TLS *tls.ConnectionState
 	// RemoteAddr is the client's network address, when known.
 	RemoteAddr net.Addr

@@ -264,11 +264,13 @@ type VerifyOptions struct {
 	Now time.Time
 	// StaleCRL says what to do with a CRL past its nextUpdate.
 	StaleCRL StaleCRLPolicy
-	// RequireClientAuthEKU refuses a leaf that has no extended key usage
-	// extension. By default such a leaf is accepted, as RFC 5280 and
-	// crypto/x509 read a missing extension as "any usage"; a leaf whose
-	// extension lacks clientAuth is always refused.
-	RequireClientAuthEKU bool
+	// AllowMissingEKU accepts a leaf that has no extended key usage
+	// extension, which RFC 5280 and crypto/x509 read as "any usage"
+	// (`openssl x509 -req` without an extension file makes such
+	// certificates). By default a client certificate must name clientAuth
+	// (or anyExtendedKeyUsage); a leaf whose extension lacks clientAuth is
+	// always refused.
+	AllowMissingEKU bool
 	// Logger receives the warning about a stale CRL; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -362,7 +364,8 @@ func (s *Set) precheck(leaf *x509.Certificate, opts VerifyOptions) error {
 	if leaf.BasicConstraintsValid && leaf.IsCA {
 		return fmt.Errorf("%w: %q", ErrCALeaf, leaf.Subject.String())
 	}
-	if opts.RequireClientAuthEKU && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) &&
+	if !(opts.AllowMissingEKU && len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0) &&
+		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) &&
 		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return fmt.Errorf("%w: %q has no clientAuth extended key usage", ErrUsage, leaf.Subject.String())
 	}

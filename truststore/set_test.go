@@ -72,9 +72,9 @@ func TestVerify(t *testing.T) {
 	t.Run("strict_eku", func(t *testing.T) {
 		l := inter.Leaf(t, "no-eku", authtest.WithExtKeyUsage())
 		_, err := set.Verify(l.Chain, opts)
-		require.NoError(t, err, "no EKU extension means any usage (RFC 5280)")
-		_, err = set.Verify(l.Chain, truststore.VerifyOptions{Now: t0, RequireClientAuthEKU: true})
-		require.ErrorIs(t, err, truststore.ErrUsage)
+		require.ErrorIs(t, err, truststore.ErrUsage, "a client certificate must name clientAuth by default")
+		_, err = set.Verify(l.Chain, truststore.VerifyOptions{Now: t0, AllowMissingEKU: true})
+		require.NoError(t, err, "no EKU extension means any usage (RFC 5280) when allowed")
 	})
 	t.Run("intermediate_as_anchor", func(t *testing.T) {
 		s, err := truststore.NewSet([]*x509.Certificate{inter.Cert}, nil)

@@ -85,9 +85,10 @@ type Config struct {
 	// StaleCRL says what to do when a CRL's nextUpdate has passed; the
 	// default keeps enforcing it and logs once.
 	StaleCRL truststore.StaleCRLPolicy
-	// RequireClientAuthEKU refuses leaves without an extended key usage
-	// extension; see truststore.VerifyOptions.
-	RequireClientAuthEKU bool
+	// AllowMissingEKU accepts client certificates without an extended key
+	// usage extension; by default a client certificate must name
+	// clientAuth. See truststore.VerifyOptions.
+	AllowMissingEKU bool
 	// RevokedCode is the DISCONNECT reason code for a session whose
 	// certificate lost trust; zero means 0x87 (Not authorized).
 	RevokedCode auth.ReasonCode
@@ -115,7 +116,7 @@ type Authenticator struct {
 	mappings    []Mapping
 	bySubject   map[string]int // canonical subject -> index in mappings
 	staleCRL    truststore.StaleCRLPolicy
-	strictEKU   bool
+	allowNoEKU  bool
 	revokedCode auth.ReasonCode
 	timeout     time.Duration
 	now         func() time.Time
@@ -144,7 +145,7 @@ func New(cfg Config) (*Authenticator, error) {
 		method:      cfg.Method,
 		bySubject:   make(map[string]int, len(cfg.Mappings)),
 		staleCRL:    cfg.StaleCRL,
-		strictEKU:   cfg.RequireClientAuthEKU,
+		allowNoEKU:  cfg.AllowMissingEKU,
 		revokedCode: cfg.RevokedCode,
 		timeout:     cfg.RecheckTimeout,
 		now:         cfg.Now,
@@ -255,10 +256,10 @@ type entry struct {
 
 func (a *Authenticator) opts() truststore.VerifyOptions {
 	return truststore.VerifyOptions{
-		Now:                  a.now(),
-		StaleCRL:             a.staleCRL,
-		RequireClientAuthEKU: a.strictEKU,
-		Logger:               a.log,
+		Now:             a.now(),
+		StaleCRL:        a.staleCRL,
+		AllowMissingEKU: a.allowNoEKU,
+		Logger:          a.log,
 	}
 }
 

@@ -33,9 +33,9 @@
 // current set: its CA must still be trusted and nothing in it revoked.
 //
 // A chain is valid when it leads to a trusted CA, every certificate is
-// within its validity period, the leaf is not a CA and allows clientAuth
-// (a leaf without an extended key usage extension is accepted unless
-// Config.RequireClientAuthEKU), and no certificate is on its issuer's CRL.
+// within its validity period, the leaf is not a CA and names clientAuth in
+// its extended key usage (Config.AllowMissingEKU also accepts a leaf with no
+// such extension), and no certificate is on its issuer's CRL.
 // Refusals are logged with the subject and serial, never keys.
 //
 // # Identity and attributes

@@ -39,36 +39,44 @@ var errUnknownKey = errors.New("no key with the token's key id")
 // key returns the keys that may have signed a token with kid, and the
 // issuer to check.
 func (k *keySet) key(ctx context.Context, kid string) ([]jose.JSONWebKey, string, error) {
-	now := k.a.now()
-	k.mu.RLock()
-	keys, iss, fetched, tried, lastErr := k.keys, k.issuer, k.fetched, k.tried, k.lastErr
-	k.mu.RUnlock()
-	if found := match(keys, kid); len(found) > 0 && now.Sub(fetched) < k.maxAge {
+	if found, iss, ok := k.fresh(kid); ok {
 		return found, iss, nil
 	}
-	if !tried.IsZero() && now.Sub(tried) < k.interval {
-		// Rate limit: no refetch yet.
-		if found := match(keys, kid); len(found) > 0 {
-			return found, iss, nil
-		}
-		if len(keys) == 0 && lastErr != nil {
-			return nil, "", lastErr
-		}
-		return nil, "", fmt.Errorf("%w: %w %q", ErrSignature, errUnknownKey, truncate(kid, 64))
-	}
+	// One refresh at a time, at most one per interval: callers that find
+	// a refresh running wait for it.
 	_, err, _ := k.flight.do(ctx, struct{}{}, func(ctx context.Context) (struct{}, error) {
+		if _, _, ok := k.fresh(kid); ok {
+			return struct{}{}, nil // refreshed meanwhile
+		}
+		k.mu.RLock()
+		tried, haveKeys, lastErr := k.tried, len(k.keys) > 0, k.lastErr
+		k.mu.RUnlock()
+		if !tried.IsZero() && k.a.now().Sub(tried) < k.interval {
+			if !haveKeys {
+				return struct{}{}, lastErr
+			}
+			return struct{}{}, nil // rate limited
+		}
 		return struct{}{}, k.refresh(ctx)
 	})
 	k.mu.RLock()
-	keys, iss = k.keys, k.issuer
+	found, iss := match(k.keys, kid), k.issuer
 	k.mu.RUnlock()
-	if found := match(keys, kid); len(found) > 0 {
+	if len(found) > 0 {
 		return found, iss, nil // possibly stale keys if the refresh failed
 	}
 	if err != nil {
 		return nil, "", err
 	}
 	return nil, "", fmt.Errorf("%w: %w %q", ErrSignature, errUnknownKey, truncate(kid, 64))
+}
+
+// fresh returns the keys for kid if they are known and not too old.
+func (k *keySet) fresh(kid string) ([]jose.JSONWebKey, string, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	found := match(k.keys, kid)
+	return found, k.issuer, len(found) > 0 && k.a.now().Sub(k.fetched) < k.maxAge
 }
 
 // match returns the keys with id kid; all keys when kid is empty.

@@ -173,7 +173,11 @@ func (s *Server) CAFile() string { return s.caFile }
 func (s *Server) TokenFile() string { return s.tokenFile }
 
 // BrokerToken returns the bearer token the server accepts from the broker.
-func (s *Server) BrokerToken() string { return s.brokerToken }
+func (s *Server) BrokerToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.brokerToken
+}
 
 // Client returns an HTTP client that trusts the server.
 func (s *Server) Client() *http.Client { return s.srv.Client() }
@@ -214,6 +218,40 @@ func (s *Server) AddServiceAccount(namespace, name string, annotations map[strin
 	s.accounts[namespace+"/"+name] = &account{uid: uid, annotations: ann}
 	s.mu.Unlock()
 	return uid
+}
+
+// SetAnnotations replaces the annotations of an existing service account,
+// keeping its UID.
+func (s *Server) SetAnnotations(namespace, name string, annotations map[string]string) {
+	s.tb.Helper()
+	ann := make(map[string]string, len(annotations))
+	for k, v := range annotations {
+		ann[k] = v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	acct := s.accounts[namespace+"/"+name]
+	if acct == nil {
+		s.tb.Fatalf("sattest: no service account %s/%s", namespace, name)
+	}
+	acct.annotations = ann
+}
+
+// RotateBrokerToken gives the broker a new token, written to TokenFile, as
+// the kubelet rotates a projected token; the old one is refused from now on.
+func (s *Server) RotateBrokerToken() {
+	s.tb.Helper()
+	tok := "broker-" + randomHex(s.tb, 16)
+	s.mu.Lock()
+	s.brokerToken = tok
+	s.mu.Unlock()
+	tmp := s.tokenFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok), 0o600); err != nil {
+		s.tb.Fatalf("sattest: %v", err)
+	}
+	if err := os.Rename(tmp, s.tokenFile); err != nil {
+		s.tb.Fatalf("sattest: %v", err)
+	}
 }
 
 // DeleteServiceAccount deletes a service account: its tokens stop being
@@ -405,7 +443,7 @@ func (s *Server) wrap(e Endpoint, group string, h func(http.ResponseWriter, *htt
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.counts[e].Add(1)
 		s.mu.Lock()
-		fail, hang, hangCh, forbid := s.fail, s.hang, s.hangCh, s.forbid[group]
+		fail, hang, hangCh, forbid, broker := s.fail, s.hang, s.hangCh, s.forbid[group], s.brokerToken
 		s.mu.Unlock()
 		if hang {
 			select {
@@ -418,7 +456,7 @@ func (s *Server) wrap(e Endpoint, group string, h func(http.ResponseWriter, *htt
 			writeStatus(w, fail, "injected failure")
 			return
 		}
-		if r.Header.Get("Authorization") != "Bearer "+s.brokerToken {
+		if r.Header.Get("Authorization") != "Bearer "+broker {
 			writeStatus(w, http.StatusUnauthorized, "Unauthorized")
 			return
 		}

@@ -18,4 +18,3 @@ func SetInClusterPaths(token, ca string) func() {
 	inClusterTokenFile, inClusterCAFile = token, ca
 	return func() { inClusterTokenFile, inClusterCAFile = oldT, oldC }
 }
-

@@ -89,3 +89,7 @@ func hmacWithPublicKey(t testing.TB, srv *sattest.Server, payload string) string
 	mac.Write([]byte(signing))
 	return signing + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
+
+func newTextLogger(w *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

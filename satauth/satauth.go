@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -540,4 +541,15 @@ func (a *Authenticator) logAPIError(ctx context.Context, msg string, err error) 
 		return
 	}
 	a.log.LogAttrs(ctx, level, msg, slog.String("method", Method), slog.Any("err", err))
+}
+
+// String returns "TokenReview" or "Local".
+func (m Mode) String() string {
+	switch m {
+	case ModeTokenReview:
+		return "TokenReview"
+	case ModeLocal:
+		return "Local"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
 }

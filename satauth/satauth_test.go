@@ -21,8 +21,8 @@ import (
 )
 
 var annotations = map[string]string{
-	"aio-broker-auth/group": "authz-sat",
-	"aio-broker-auth/floor": "floor1",
+	"aio-broker-auth/group":     "authz-sat",
+	"aio-broker-auth/floor":     "floor1",
 	"kubernetes.io/description": "not an attribute",
 }
 

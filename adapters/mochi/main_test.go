@@ -1,0 +1,71 @@
+package mochi_test
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/mqttauth/mqttauth/adapters/mochi"
+	"github.com/mqttauth/mqttauth/auth"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// quiet is a logger for mochi and the sessions that keeps test output short.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// startBroker starts mochi with the hook on a plain TCP listener on
+// 127.0.0.1:0 (or ln when given) and returns the hook and the address.
+// The server is closed, and the hook checked for leaks, by t.Cleanup.
+func startBroker(tb testing.TB, cfg mochi.Config, extra ...mqtt.Hook) (*broker, *mochi.Hook, string) {
+	tb.Helper()
+	srv := mqtt.New(&mqtt.Options{Logger: quiet, InlineClient: true})
+	for _, h := range extra {
+		require.NoError(tb, srv.AddHook(h, nil))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	h, err := mochi.Attach(srv, cfg)
+	require.NoError(tb, err)
+	ln := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: "127.0.0.1:0"})
+	require.NoError(tb, srv.AddListener(ln))
+	require.NoError(tb, srv.Serve())
+	b := &broker{Server: srv}
+	tb.Cleanup(func() {
+		b.Stop()
+		require.Eventually(tb, func() bool { return h.Len() == 0 }, 5*time.Second, 10*time.Millisecond, "hook still holds clients")
+	})
+	_, _, err = net.SplitHostPort(ln.Address())
+	require.NoError(tb, err)
+	return b, h, ln.Address()
+}
+
+// broker is a mochi server that can be stopped more than once.
+type broker struct {
+	*mqtt.Server
+	once sync.Once
+}
+
+// Stop closes the server once.
+func (b *broker) Stop() { b.once.Do(func() { _ = b.Server.Close() }) }
+
+func newManager(tb testing.TB, cfg auth.Config) *auth.Manager {
+	tb.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	m, err := auth.NewManager(cfg)
+	require.NoError(tb, err)
+	return m
+}

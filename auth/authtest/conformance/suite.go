@@ -1,0 +1,302 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/mqttauth/mqttauth/auth"
+)
+
+// Broker is a broker a [Factory] started for one case.
+type Broker struct {
+	// Addr is the host:port of its plain TCP listener on loopback.
+	Addr string
+	// Manager is the auth.Manager the adapter uses (built from the
+	// Factory's Config): the suite re-checks its sessions.
+	Manager *auth.Manager
+	// Stop shuts the broker down; the suite calls it at the end of the
+	// case, after the clients have disconnected.
+	Stop func()
+}
+
+// Factory starts a broker whose adapter authenticates and authorizes with
+// an auth.Manager built from cfg, listening on loopback. It may add
+// settings to cfg (a Logger) but must keep its Authenticator, Authorizer
+// and Clock. It reports setup failures with tb.Fatal.
+type Factory func(tb testing.TB, cfg auth.Config) Broker
+
+// Case is one case of the suite.
+type Case struct {
+	Name string
+	Run  func(t *testing.T, b Broker, f *Fixture)
+}
+
+// Cases returns the suite's cases, for adapters that run a subset.
+func Cases() []Case {
+	return []Case{
+		{"connect/password_pass", connectPasswordPass},
+		{"connect/bad_password_0x86", connectRefused(&paho.Connect{ClientID: "c", Username: UserAlice, UsernameFlag: true, Password: []byte("wrong"), PasswordFlag: true}, 0x86)},
+		{"connect/not_authorized_0x87", connectRefused(&paho.Connect{ClientID: "c", Username: UserMallory, UsernameFlag: true, Password: []byte(PasswordGood), PasswordFlag: true}, 0x87)},
+		{"connect/token_fail_0x87", connectRefused(withMethod("c", MethodToken, "bad"), 0x87)},
+		{"connect/unknown_method_0x8C", connectRefused(withMethod("c", "no-such-method", "x"), 0x8C)},   // [MQTT-4.12.0-1]
+		{"connect/unavailable_0x88", connectRefused(withMethod("c", MethodToken, "unavailable"), 0x88)}, // auth package choice
+		{"connect/no_credentials_0x87", connectRefused(&paho.Connect{ClientID: "anonymous"}, 0x87)},     // nothing relevant
+		{"connect/token_pass_method_on_connack", connectTokenPass},                                      // [MQTT-4.12.0-5]
+		{"multistep/two_rounds", multistepTwoRounds},                                                    // [MQTT-4.12.0-2/3]
+		{"multistep/wrong_answer_0x87", multistepWrongAnswer},                                           // [MQTT-4.12.0-4]
+		{"reauth/success_0x00", reauthSuccess},                                                          // [MQTT-4.12.1-1]
+		{"reauth/failure_disconnect_0x87", reauthFailure},                                               // [MQTT-4.12.1-2]
+		{"reauth/wrong_method_disconnect_0x8C", reauthWrongMethod},                                      // [MQTT-4.12.0-7]
+		{"reauth/unavailable_0x18_stays_connected", reauthUnavailable},                                  // auth package choice
+		{"expiry/disconnect_0xA0", expiry},                                                              // Maximum connect time
+		{"deny/publish_puback_0x87", denyPublish},                                                       // PUBACK 0x87
+		{"deny/subscribe_suback_0x87", denySubscribe},                                                   // SUBACK 0x87
+		{"revocation/recheck_disconnect_0x87", revocation},                                              // Manager.Recheck
+	}
+}
+
+// Run runs every case of the suite against brokers made by f, each case
+// with a broker of its own.
+func Run(t *testing.T, f Factory) {
+	for _, c := range Cases() {
+		t.Run(c.Name, func(t *testing.T) {
+			fx := &Fixture{}
+			b := f(t, fx.Config())
+			if b.Addr == "" || b.Manager == nil || b.Stop == nil {
+				t.Fatal("conformance: the Factory returned a Broker without Addr, Manager or Stop")
+			}
+			t.Cleanup(b.Stop) // runs after the clients' cleanups
+			c.Run(t, b, fx)
+		})
+	}
+}
+
+func withMethod(id, method, data string) *paho.Connect {
+	return &paho.Connect{ClientID: id, CleanStart: true,
+		Properties: &paho.ConnectProperties{AuthMethod: method, AuthData: []byte(data),
+			// paho's zero value asks for no reason strings [MQTT-3.1.2-29].
+			RequestProblemInfo: true}}
+}
+
+func password(id, user string) *paho.Connect {
+	return &paho.Connect{ClientID: id, CleanStart: true, Username: user, UsernameFlag: true,
+		Password: []byte(PasswordGood), PasswordFlag: true}
+}
+
+func mustConnect(t *testing.T, b Broker, cp *paho.Connect, answers map[string]string) (*Client, *paho.Connack) {
+	t.Helper()
+	c, ca, err := Dial(t, b.Addr, cp, answers)
+	if err != nil {
+		code := -1
+		if ca != nil {
+			code = int(ca.ReasonCode)
+		}
+		t.Fatalf("connect %s: CONNACK 0x%02x: %v", cp.ClientID, code, err)
+	}
+	return c, ca
+}
+
+func connectPasswordPass(t *testing.T, b Broker, _ *Fixture) {
+	c, ca := mustConnect(t, b, password("alice-1", UserAlice), nil)
+	if ca.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x, want 0x00", ca.ReasonCode)
+	}
+	if ca.Properties != nil && ca.Properties.AuthMethod != "" {
+		t.Fatalf("CONNACK carries method %q for a client that named none", ca.Properties.AuthMethod)
+	}
+	if code := c.PublishQoS1(t, TopicAllowed+"x", "hi"); code != 0 {
+		t.Fatalf("PUBACK 0x%02x after connect, want 0x00", code)
+	}
+}
+
+func connectRefused(cp *paho.Connect, want byte) func(*testing.T, Broker, *Fixture) {
+	return func(t *testing.T, b Broker, _ *Fixture) {
+		_, ca, err := Dial(t, b.Addr, cp, nil)
+		if err == nil {
+			t.Fatalf("connected; want CONNACK 0x%02x", want)
+		}
+		if ca == nil {
+			t.Fatalf("no CONNACK (%v); want CONNACK 0x%02x", err, want)
+		}
+		if ca.ReasonCode != want {
+			t.Fatalf("CONNACK 0x%02x, want 0x%02x", ca.ReasonCode, want)
+		}
+	}
+}
+
+func connectTokenPass(t *testing.T, b Broker, _ *Fixture) {
+	_, ca := mustConnect(t, b, withMethod("tok", MethodToken, "good"), nil)
+	if ca.Properties == nil || ca.Properties.AuthMethod != MethodToken {
+		t.Fatalf("success CONNACK does not carry the method %q [MQTT-4.12.0-5]", MethodToken)
+	}
+}
+
+func multistepTwoRounds(t *testing.T, b Broker, _ *Fixture) {
+	c, ca := mustConnect(t, b, withMethod("multi", MethodChallenge, "hello"),
+		map[string]string{"round-1": "answer-1", "round-2": "answer-2"})
+	got := c.Handler.Received()
+	if len(got) != 2 {
+		t.Fatalf("client received %d AUTH packets before CONNACK, want 2", len(got))
+	}
+	for i, a := range got {
+		if a.ReasonCode != 0x18 || a.Properties == nil || a.Properties.AuthMethod != MethodChallenge {
+			t.Fatalf("AUTH %d: code 0x%02x, properties %+v; want 0x18 with method %q", i, a.ReasonCode, a.Properties, MethodChallenge)
+		}
+	}
+	if string(got[0].Properties.AuthData) != "round-1" || string(got[1].Properties.AuthData) != "round-2" {
+		t.Fatalf("challenges %q, %q; want round-1, round-2", got[0].Properties.AuthData, got[1].Properties.AuthData)
+	}
+	if ca.Properties == nil || ca.Properties.AuthMethod != MethodChallenge || string(ca.Properties.AuthData) != "final" {
+		t.Fatalf("CONNACK properties %+v; want method %q and data \"final\"", ca.Properties, MethodChallenge)
+	}
+	if code := c.PublishQoS1(t, TopicAllowed+"multi", "x"); code != 0 {
+		t.Fatalf("PUBACK 0x%02x, want 0x00", code)
+	}
+}
+
+func multistepWrongAnswer(t *testing.T, b Broker, _ *Fixture) {
+	_, ca, err := Dial(t, b.Addr, withMethod("multi", MethodChallenge, "hello"),
+		map[string]string{"round-1": "answer-1", "round-2": "wrong"})
+	if err == nil || ca == nil || ca.ReasonCode != 0x87 {
+		t.Fatalf("got CONNACK %+v, err %v; want CONNACK 0x87", ca, err)
+	}
+}
+
+func reauth(t *testing.T, c *Client, method, data string) *paho.AuthResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	ar, err := c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19,
+		Properties: &paho.AuthProperties{AuthMethod: method, AuthData: []byte(data)}})
+	if err != nil {
+		t.Fatalf("re-authenticate: %v", err)
+	}
+	return ar
+}
+
+func reauthSuccess(t *testing.T, b Broker, _ *Fixture) {
+	c, _ := mustConnect(t, b, withMethod("re", MethodToken, "good"), nil)
+	ar := reauth(t, c, MethodToken, "good")
+	if !ar.Success || ar.ReasonCode != 0x00 {
+		t.Fatalf("re-authentication answered 0x%02x (success %v), want AUTH 0x00", ar.ReasonCode, ar.Success)
+	}
+	if code := c.PublishQoS1(t, TopicAllowed+"re", "x"); code != 0 {
+		t.Fatalf("PUBACK 0x%02x after re-authentication, want 0x00", code)
+	}
+}
+
+func expectClosed(t *testing.T, c *Client) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(Timeout):
+		t.Fatal("the connection is still open after a failing DISCONNECT [MQTT-4.13.2-1]")
+	}
+}
+
+func reauthFailure(t *testing.T, b Broker, _ *Fixture) {
+	c, _ := mustConnect(t, b, withMethod("re", MethodToken, "good"), nil)
+	ar := reauth(t, c, MethodToken, "bad")
+	if ar.Success || ar.ReasonCode != 0x87 {
+		t.Fatalf("re-authentication answered 0x%02x (success %v), want DISCONNECT 0x87", ar.ReasonCode, ar.Success)
+	}
+	expectClosed(t, c)
+}
+
+func reauthWrongMethod(t *testing.T, b Broker, _ *Fixture) {
+	c, _ := mustConnect(t, b, withMethod("re", MethodToken, "good"), nil)
+	ar := reauth(t, c, "another-method", "good")
+	if ar.Success || ar.ReasonCode != 0x8C {
+		t.Fatalf("re-authentication answered 0x%02x (success %v), want DISCONNECT 0x8C", ar.ReasonCode, ar.Success)
+	}
+	expectClosed(t, c)
+}
+
+func reauthUnavailable(t *testing.T, b Broker, _ *Fixture) {
+	// The server answers AUTH 0x18; paho answers it through the handler
+	// with "good", which the session takes as a retry and accepts.
+	c, _ := mustConnect(t, b, withMethod("re", MethodToken, "good"), map[string]string{"": "good"})
+	ar := reauth(t, c, MethodToken, "unavailable")
+	got := c.Handler.Received()
+	if len(got) != 1 || got[0].ReasonCode != 0x18 || got[0].Properties.AuthMethod != MethodToken {
+		t.Fatalf("client received %d AUTH packets (%+v); want one AUTH 0x18 with the method", len(got), got)
+	}
+	if got[0].Properties.ReasonString == "" {
+		t.Error("AUTH 0x18 for an unavailable authenticator carries no reason string")
+	}
+	if !ar.Success || ar.ReasonCode != 0x00 {
+		t.Fatalf("retry answered 0x%02x (success %v), want AUTH 0x00", ar.ReasonCode, ar.Success)
+	}
+	if code := c.PublishQoS1(t, TopicAllowed+"still", "x"); code != 0 {
+		t.Fatalf("PUBACK 0x%02x, want 0x00: the client should still be connected", code)
+	}
+}
+
+func expiry(t *testing.T, b Broker, _ *Fixture) {
+	const life = 1500 * time.Millisecond
+	start := time.Now()
+	c, _ := mustConnect(t, b, withMethod("exp", MethodToken, "expire:1500"), nil)
+	d := c.WaitDisconnect(t, life+Timeout)
+	late := time.Since(start) - life
+	if d.ReasonCode != 0xA0 {
+		t.Fatalf("DISCONNECT 0x%02x, want 0xA0 (Maximum connect time)", d.ReasonCode)
+	}
+	if late > time.Second {
+		t.Fatalf("DISCONNECT came %v after expiry, want within 1s", late)
+	}
+	expectClosed(t, c)
+}
+
+func denyPublish(t *testing.T, b Broker, _ *Fixture) {
+	sub, _ := mustConnect(t, b, password("sub", UserAlice), nil)
+	if code := sub.SubscribeCode(t, TopicAllowed+"#"); code >= 0x80 {
+		t.Fatalf("SUBACK 0x%02x for an allowed filter", code)
+	}
+	pub, _ := mustConnect(t, b, password("pub", UserAlice), nil)
+	if code := pub.PublishQoS1(t, "denied/x", "no"); code != 0x87 {
+		t.Fatalf("PUBACK 0x%02x for a denied topic, want 0x87", code)
+	}
+	if code := pub.PublishQoS1(t, TopicAllowed+"x", "yes"); code != 0x00 {
+		t.Fatalf("PUBACK 0x%02x for an allowed topic, want 0x00", code)
+	}
+	select {
+	case m := <-sub.Messages:
+		if m.Topic != TopicAllowed+"x" {
+			t.Fatalf("delivered %q, want %q", m.Topic, TopicAllowed+"x")
+		}
+	case <-time.After(Timeout):
+		t.Fatal("the allowed message was not delivered")
+	}
+}
+
+func denySubscribe(t *testing.T, b Broker, _ *Fixture) {
+	c, _ := mustConnect(t, b, password("sub", UserAlice), nil)
+	if code := c.SubscribeCode(t, "denied/#"); code != 0x87 {
+		t.Fatalf("SUBACK 0x%02x for a denied filter, want 0x87", code)
+	}
+	if code := c.SubscribeCode(t, TopicAllowed+"#"); code != 0x01 {
+		t.Fatalf("SUBACK 0x%02x for an allowed filter, want 0x01", code)
+	}
+}
+
+func revocation(t *testing.T, b Broker, f *Fixture) {
+	doomed, _ := mustConnect(t, b, password("doomed", UserDoomed), nil)
+	alice, _ := mustConnect(t, b, password("alice", UserAlice), nil)
+	f.Revoke()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	rep := b.Manager.Recheck(ctx, auth.CheckConnect(f.Authorizer()))
+	if rep.Checked != 2 || rep.Disconnected != 1 {
+		t.Fatalf("Recheck %+v, want 2 checked and 1 disconnected", rep)
+	}
+	if d := doomed.WaitDisconnect(t, Timeout); d.ReasonCode != 0x87 {
+		t.Fatalf("DISCONNECT 0x%02x, want 0x87", d.ReasonCode)
+	}
+	expectClosed(t, doomed)
+	if code := alice.PublishQoS1(t, TopicAllowed+"x", "x"); code != 0 {
+		t.Fatalf("PUBACK 0x%02x for the client that kept access, want 0x00", code)
+	}
+}

@@ -85,6 +85,11 @@ type Config struct {
 	// StaleCRL says what to do when a CRL's nextUpdate has passed; the
 	// default keeps enforcing it and logs once.
 	StaleCRL truststore.StaleCRLPolicy
+	// ClientCertOptional makes ServerTLSConfig request a client
+	// certificate without requiring one, for a listener whose chain also
+	// has methods that need none (custom, K8S-SAT, SCRAM). A certificate
+	// that is presented must still verify, or the handshake fails.
+	ClientCertOptional bool
 	// AllowMissingEKU accepts client certificates without an extended key
 	// usage extension; by default a client certificate must name
 	// clientAuth. See truststore.VerifyOptions.
@@ -117,6 +122,7 @@ type Authenticator struct {
 	bySubject   map[string]int // canonical subject -> index in mappings
 	staleCRL    truststore.StaleCRLPolicy
 	allowNoEKU  bool
+	optional    bool // ClientCertOptional
 	revokedCode auth.ReasonCode
 	timeout     time.Duration
 	now         func() time.Time
@@ -146,6 +152,7 @@ func New(cfg Config) (*Authenticator, error) {
 		bySubject:   make(map[string]int, len(cfg.Mappings)),
 		staleCRL:    cfg.StaleCRL,
 		allowNoEKU:  cfg.AllowMissingEKU,
+		optional:    cfg.ClientCertOptional,
 		revokedCode: cfg.RevokedCode,
 		timeout:     cfg.RecheckTimeout,
 		now:         cfg.Now,

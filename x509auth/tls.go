@@ -11,7 +11,10 @@ import (
 // requires a client certificate and verifies it against the Authenticator's
 // current trust set:
 //
-//   - ClientAuth is tls.RequireAnyClientCert and ClientCAs is cleared:
+//   - ClientAuth is tls.RequireAnyClientCert (tls.RequestClientCert with
+//     Config.ClientCertOptional: a client without a certificate may then
+//     connect and be authenticated by another method) and ClientCAs is
+//     cleared:
 //     crypto/tls only insists that a certificate is presented, and
 //     verification is done here, so that a reloaded truststore applies to
 //     the next handshake without rebuilding the config.
@@ -34,6 +37,9 @@ func (a *Authenticator) ServerTLSConfig(base *tls.Config) *tls.Config {
 		cfg = base.Clone()
 	}
 	cfg.ClientAuth = tls.RequireAnyClientCert
+	if a.optional {
+		cfg.ClientAuth = tls.RequestClientCert
+	}
 	cfg.ClientCAs = nil
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
@@ -41,7 +47,13 @@ func (a *Authenticator) ServerTLSConfig(base *tls.Config) *tls.Config {
 	next := cfg.VerifyConnection
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0] == nil {
-			return fmt.Errorf("x509auth: no client certificate")
+			if !a.optional {
+				return fmt.Errorf("x509auth: no client certificate")
+			}
+			if next != nil {
+				return next(cs)
+			}
+			return nil
 		}
 		if _, err := a.verify(&cs); err != nil {
 			a.logDeny(context.Background(), "", cs.PeerCertificates[0], err)

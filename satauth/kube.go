@@ -190,7 +190,13 @@ func (c *kubeClient) do(ctx context.Context, op, method, path string, body, out 
 		if err != nil {
 			return fmt.Errorf("satauth: %s: %w", op, err)
 		}
-		req.Header.Set("Accept", "application/json")
+		if op == opJWKS {
+			// kube-apiserver serves the JWKS only as this type (406
+			// Not Acceptable for application/json alone).
+			req.Header.Set("Accept", "application/jwk-set+json, application/json")
+		} else {
+			req.Header.Set("Accept", "application/json")
+		}
 		if payload != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}

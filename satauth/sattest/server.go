@@ -611,7 +611,12 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	// As kube-apiserver: only application/jwk-set+json is served.
+	if !strings.Contains(r.Header.Get("Accept"), "application/jwk-set+json") {
+		writeStatus(w, http.StatusNotAcceptable, "406: Not Acceptable\n\nAvailable representations: application/jwk-set+json")
+		return
+	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	_, _ = w.Write(s.jwksJSON())
 }

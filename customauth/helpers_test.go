@@ -3,7 +3,6 @@ package customauth_test
 import (
 	"context"
 	"crypto/x509"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,9 +73,4 @@ func authenticate(a auth.Authenticator, req *auth.Request) auth.Result {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return a.Authenticate(ctx, req)
-}
-
-func readAll(r io.Reader) string {
-	b, _ := io.ReadAll(r)
-	return string(b)
 }

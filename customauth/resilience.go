@@ -172,10 +172,3 @@ func (c *cache) put(key [32]byte, v verdict) {
 		delete(c.m, last.Value.(*cacheEntry).key)
 	}
 }
-
-// len returns the number of entries, for tests.
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lru.Len()
-}

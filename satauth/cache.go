@@ -68,19 +68,6 @@ func (c *lru[K, V]) put(key K, val V, until time.Time) {
 	c.items[key] = c.ll.PushFront(&lruEntry[K, V]{key: key, val: val, until: until})
 }
 
-// remove drops key.
-func (c *lru[K, V]) remove(key K) {
-	if c.max <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.ll.Remove(el)
-		delete(c.items, key)
-	}
-}
-
 // len returns the number of entries, expired or not.
 func (c *lru[K, V]) len() int {
 	c.mu.Lock()

@@ -2,6 +2,17 @@ module github.com/mqttauth/mqttauth/examples
 
 go 1.25.0
 
-require github.com/mqttauth/mqttauth v0.0.0
+require (
+	github.com/mqttauth/mqttauth v0.0.0-00010101000000-000000000000
+	github.com/stretchr/testify v1.12.1
+	sigs.k8s.io/yaml v1.6.0
+)
+
+require (
+	github.com/fsnotify/fsnotify v1.10.1 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/sys v0.13.0 // indirect
+)
 
 replace github.com/mqttauth/mqttauth => ../

@@ -1,0 +1,102 @@
+package config_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/examples/internal/config"
+	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+)
+
+func TestTutorialBuilds(t *testing.T) {
+	dir := t.TempDir()
+	_, err := devpki.Ensure(dir, time.Now())
+	require.NoError(t, err)
+	path := filepath.Join(dir, "broker.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(config.Tutorial), 0o644))
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	s, err := config.Build(f, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer s.Close()
+	require.NotNil(t, s.ListenerTLS.VerifyConnection, "client certificates are verified")
+	require.NotNil(t, s.Trust())
+
+	// The heater may subscribe to temperature but not to heartbeat; the
+	// thermostat may publish temperature, not humidity.
+	heater := auth.NewPrincipal(auth.PrincipalInfo{Username: "heater", Attributes: map[string]string{"manufacturer": "fabrikam"}})
+	thermo := auth.NewPrincipal(auth.PrincipalInfo{Username: "thermostat", Attributes: map[string]string{"group": "thermostat_group"}})
+	ctx := context.Background()
+	az := s.Auth.Authorizer
+	require.True(t, az.Authorize(ctx, heater, auth.Action{Kind: auth.Subscribe, Topic: "telemetry/temperature"}).Allowed)
+	require.False(t, az.Authorize(ctx, heater, auth.Action{Kind: auth.Subscribe, Topic: "health/heartbeat"}).Allowed)
+	require.True(t, az.Authorize(ctx, thermo, auth.Action{Kind: auth.Publish, Topic: "telemetry/temperature"}).Allowed)
+	require.False(t, az.Authorize(ctx, thermo, auth.Action{Kind: auth.Publish, Topic: "telemetry/humidity"}).Allowed)
+
+	m, err := auth.NewManager(s.Auth)
+	require.NoError(t, err)
+	s.Attach(m)
+}
+
+func TestParseErrors(t *testing.T) {
+	base := "listener: {serverCert: a, serverKey: b}\n"
+	x509 := "authentication: {authenticationMethods: [{method: X509, x509Settings: {trustedClientCaCert: ca.crt}}]}\n"
+	rules := "authorization: {rules: [{principals: {usernames: [a]}, brokerResources: [{method: Connect}]}]}\n"
+	for _, tc := range []struct {
+		name, doc, err string
+	}{
+		{"unknown_field", base + x509 + rules + "extra: 1\n", "unknown field"},
+		{"no_tls", "listener: {}\n" + x509 + rules, "serverCert"},
+		{"no_methods", base + "authentication: {authenticationMethods: []}\n" + rules, "at least one method"},
+		{"unknown_method", base + "authentication: {authenticationMethods: [{method: Kerberos}]}\n" + rules, `"Kerberos"`},
+		{"settings_mismatch", base + "authentication: {authenticationMethods: [{method: X509, customSettings: {endpoint: x}}]}\n" + rules, "needs its settings"},
+		{"sat_without_audience", base + "authentication: {authenticationMethods: [{method: ServiceAccountToken, serviceAccountTokenSettings: {}}]}\n" + rules, "audience"},
+		{"no_authorization", base + x509, "authorization is required"},
+		{"both_authorizations", base + x509 + rules + "authorizationFile: p.yaml\n", "exclusive"},
+		{"bad_expiry_option", base + x509 + rules + "session: {onExpiry: explode}\n", "onExpiry"},
+		{"bad_timeout", base + x509 + rules + "session: {exchangeTimeout: soon}\n", "exchangeTimeout"},
+		{"duplicate_key", base + x509 + rules + "listener: {}\n", "already set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.doc))
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+	_, err := config.Parse([]byte(base + x509 + rules))
+	require.NoError(t, err)
+}
+
+func TestBuildErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, err := devpki.Ensure(dir, time.Now())
+	require.NoError(t, err)
+	write := func(doc string) *config.File {
+		p := filepath.Join(dir, "c.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(doc), 0o644))
+		f, err := config.Load(p)
+		require.NoError(t, err)
+		return f
+	}
+	listener := "listener: {serverCert: mqtts-endpoint.crt, serverKey: mqtts-endpoint.key}\n"
+	rules := "authorization: {rules: [{principals: {usernames: [a]}, brokerResources: [{method: Connect}]}]}\n"
+	for _, tc := range []struct{ name, doc, err string }{
+		{"missing_ca", listener + "authentication: {authenticationMethods: [{method: X509, x509Settings: {trustedClientCaCert: nope.crt}}]}\n" + rules, "nope.crt"},
+		{"plain_http_custom", listener + "authentication: {authenticationMethods: [{method: Custom, customSettings: {endpoint: 'http://x/'}}]}\n" + rules, "clear text"},
+		{"bad_policy", listener + "authentication: {authenticationMethods: [{method: X509, x509Settings: {trustedClientCaCert: fabrikam_root_ca.crt}}]}\n" +
+			"authorization: {rules: [{principals: {usernames: [a]}, brokerResources: [{method: Publish, topics: ['a/#/b']}]}]}\n", "rules[0]"},
+		{"missing_server_key", "listener: {serverCert: mqtts-endpoint.crt, serverKey: missing.key}\n" +
+			"authentication: {authenticationMethods: [{method: X509, x509Settings: {trustedClientCaCert: fabrikam_root_ca.crt}}]}\n" + rules, "listener certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Build(write(tc.doc), slog.New(slog.DiscardHandler))
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}

@@ -380,6 +380,11 @@ func (c *client) readExchange() (auth.Response, error) {
 			return auth.Response{}, fmt.Errorf("mochi: %w", auth.ErrTimeout)
 		}
 		c.s.Close()
+		var code packets.Code
+		if errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code {
+			// A malformed packet: say so before closing, as for CONNECT.
+			_ = c.h.srv.SendConnack(c.cl, code, false, nil)
+		}
 		return auth.Response{}, fmt.Errorf("mochi: reading the client's AUTH: %w", err)
 	}
 	switch pk.FixedHeader.Type {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,12 @@ func TestMain(m *testing.M) {
 }
 
 // quiet is a logger for mochi and the sessions that keeps test output short.
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = func() *slog.Logger {
+	if os.Getenv("MOCHI_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}()
 
 // startBroker starts mochi with the hook on a plain TCP listener on
 // 127.0.0.1:0 (or ln when given) and returns the hook and the address.

@@ -101,7 +101,10 @@ func newKubeClient(cfg *Config) (*kubeClient, error) {
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          16,
 			MaxIdleConnsPerHost:   16,
-			IdleConnTimeout:       90 * time.Second,
+			// A burst of connects must not become a burst of
+			// connections to the API server (HTTP/2 multiplexes).
+			MaxConnsPerHost: 16,
+			IdleConnTimeout: 90 * time.Second,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

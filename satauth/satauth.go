@@ -397,18 +397,36 @@ func (a *Authenticator) verify(ctx context.Context, raw []byte) (identity, error
 			return identity{}, err
 		}
 		id, err, _ = a.reviews.do(ctx, key, func(ctx context.Context) (identity, error) {
-			return a.review(ctx, token, c)
+			// A merged call that ended between our cache miss and now
+			// has cached the answer.
+			if id, ok := a.tokens.get(key, now); ok {
+				return id, nil
+			}
+			id, err := a.review(ctx, token, c)
+			if err == nil {
+				// Cache before the merged call ends, so that no caller
+				// arriving in between starts a second review.
+				a.cache(key, id, now)
+			}
+			return id, err
 		})
+		return id, err
 	}
 	if err != nil {
 		return identity{}, err
 	}
-	if until := now.Add(a.cacheTTL); until.Before(id.expiry) {
-		a.tokens.put(key, id, until)
-	} else {
-		a.tokens.put(key, id, id.expiry)
-	}
+	a.cache(key, id, now)
 	return id, nil
+}
+
+// cache keeps a verified identity until its expiry or the cache TTL,
+// whichever is first.
+func (a *Authenticator) cache(key [32]byte, id identity, now time.Time) {
+	until := now.Add(a.cacheTTL)
+	if id.expiry.Before(until) {
+		until = id.expiry
+	}
+	a.tokens.put(key, id, until)
 }
 
 // review asks the TokenReview API. c are the token's unverified claims,
@@ -491,6 +509,9 @@ func (a *Authenticator) account(ctx context.Context, id identity) (account, erro
 	if !ok {
 		var err error
 		acct, err, _ = a.lookups.do(ctx, key, func(ctx context.Context) (account, error) {
+			if acct, ok := a.accounts.get(key, now); ok {
+				return acct, nil
+			}
 			a.stats.accountGets.Add(1)
 			sa, err := a.kube.getServiceAccount(ctx, id.namespace, id.name)
 			if errors.Is(err, ErrServiceAccountNotFound) {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -118,6 +120,8 @@ func NewServer(tb testing.TB, opts Options) *Server {
 	mux.HandleFunc("GET /openid/v1/jwks", s.wrap(JWKS, "discovery", s.jwks))
 	s.srv = httptest.NewUnstartedServer(mux)
 	s.srv.EnableHTTP2 = true
+	// Clients that give up mid-handshake are part of the tests.
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv.StartTLS()
 
 	dir := tb.TempDir()

@@ -235,7 +235,7 @@ func TestDeliveryChecked(t *testing.T) {
 	}
 }
 
-func newX509(t *testing.T, store *truststore.Store) *x509auth.Authenticator {
+func newX509(t testing.TB, store *truststore.Store) *x509auth.Authenticator {
 	t.Helper()
 	a, err := x509auth.New(x509auth.Config{Trust: store, Logger: quiet, Mappings: []x509auth.Mapping{
 		{Name: "thermostat", Subject: "CN = thermostat", Attributes: map[string]string{"group": "thermostat_group"}},
@@ -508,4 +508,28 @@ func TestCleanup(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return h.Len() == 5 && m.Len() == 5 }, 5*time.Second, 10*time.Millisecond,
 		"want the 5 clients still connected; hook holds %d, manager %d", h.Len(), m.Len())
+}
+
+// TestACLCheckAllocs: OnACLCheck, called by mochi on every delivery,
+// allocates nothing once the session's cache holds the decision.
+func TestACLCheckAllocs(t *testing.T) {
+	policy := mustPolicy(t, `{"rules": [{"principals": {"usernames": ["alice"]}, "brokerResources": [
+	  {"method": "Connect"}, {"method": "Publish", "topics": ["a/#"]}, {"method": "Subscribe", "topics": ["a/#"]}]}]}`)
+	cfg := (&conformance.Fixture{}).Config()
+	cfg.Authorizer = policy
+	m := newManager(t, cfg)
+	b, h, addr := startBroker(t, mochi.Config{Manager: m})
+	_, _, err := conformance.Dial(t, addr, &paho.Connect{ClientID: "alice", CleanStart: true, Username: "alice", UsernameFlag: true, Password: []byte("secret"), PasswordFlag: true}, nil)
+	require.NoError(t, err)
+	cl, ok := b.Clients.Get("alice")
+	require.True(t, ok)
+	require.True(t, h.OnACLCheck(cl, "a/b", true))
+	require.True(t, h.OnACLCheck(cl, "a/b", false))
+	require.False(t, h.OnACLCheck(cl, "b", true))
+	allocs := testing.AllocsPerRun(1000, func() {
+		h.OnACLCheck(cl, "a/b", true)
+		h.OnACLCheck(cl, "a/b", false)
+		h.OnACLCheck(cl, "b", true)
+	})
+	require.Zero(t, allocs)
 }

@@ -1,0 +1,50 @@
+package mochi_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/mqttauth/mqttauth/adapters/mochi"
+	"github.com/mqttauth/mqttauth/auth"
+)
+
+// Attach the hook to a mochi server: every client is authenticated by the
+// Manager's authenticator and authorized by its authorizer.
+func ExampleAttach() {
+	passwords := auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) auth.Result {
+		if !req.HasUsername {
+			return auth.Result{} // not relevant
+		}
+		if req.Username == "alice" && string(req.Password) == "secret" {
+			return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Method: "password", Username: "alice"}))
+		}
+		return auth.FailResult(auth.BadUserNameOrPassword, nil)
+	})
+	m, err := auth.NewManager(auth.Config{
+		Authenticator: auth.Chain{passwords},
+		Authorizer:    auth.AllowAuthenticated,
+		Logger:        slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	h, err := mochi.Attach(srv, mochi.Config{Manager: m})
+	if err != nil {
+		panic(err)
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})); err != nil {
+		panic(err)
+	}
+	if err := srv.Serve(); err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	fmt.Println(h.ID(), h.Len())
+	// Output: mqttauth 0
+}

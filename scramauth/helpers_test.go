@@ -187,3 +187,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 func newLogger(buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&lockedWriter{w: buf}, nil))
 }
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+func slogTo(w *lockedWriter) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

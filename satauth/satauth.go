@@ -136,7 +136,9 @@ type Config struct {
 	AttributeTTL time.Duration
 
 	// CacheSize bounds the cache of verified tokens, keyed by the token's
-	// SHA-256; zero means DefaultCacheSize, negative disables the cache.
+	// SHA-256, and of ServiceAccount reads; zero means DefaultCacheSize,
+	// negative disables the token cache (not the ServiceAccount cache,
+	// which AttributeTTL governs).
 	CacheSize int
 	// CacheTTL is the longest a verified token stays cached; an entry
 	// never outlives the token's exp. Zero means DefaultCacheTTL.
@@ -260,7 +262,9 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	}
 	size := cmpOr(cfg.CacheSize, DefaultCacheSize)
 	a.tokens = newLRU[[32]byte, identity](max(size, 0))
-	a.accounts = newLRU[string, account](max(size, 0))
+	// The ServiceAccount cache follows AttributeTTL; disabling the token
+	// cache does not disable it.
+	a.accounts = newLRU[string, account](max(size, DefaultCacheSize))
 	if a.mode == ModeLocal && a.jwksFile != "" && a.issuer == "" {
 		return nil, errors.New("satauth: Config.Issuer is required with Config.JWKSFile")
 	}

@@ -1,9 +1,11 @@
 package satauth_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -577,4 +579,22 @@ func TestSessionExpiry(t *testing.T) {
 	clock.Advance(time.Second)
 	_, closed = conn.Final()
 	require.True(t, closed)
+}
+
+// TestOversizedAPIAnswer: answers are read up to 1 MiB, then refused.
+func TestOversizedAPIAnswer(t *testing.T) {
+	srv := sattest.NewServer(t, sattest.Options{})
+	srv.AddServiceAccount("default", "sensor", nil)
+	huge := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":{"error":"`))
+		_, _ = w.Write(bytes.Repeat([]byte("x"), 2<<20))
+		_, _ = w.Write([]byte(`"}}`))
+	}))
+	defer huge.Close()
+	a, _ := newAuth(t, srv, func(c *satauth.Config) { c.APIServer = huge.URL; c.HTTPClient = huge.Client() })
+	r := connect(a, srv.Token("default", "sensor", sattest.TokenOptions{}))
+	require.Equal(t, auth.Unavailable, r.Outcome)
+	require.ErrorContains(t, r.Err, "larger than")
+	huge.Client().CloseIdleConnections()
 }

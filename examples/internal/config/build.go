@@ -17,6 +17,7 @@ import (
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/customauth"
+	"github.com/mqttauth/mqttauth/satauth"
 	"github.com/mqttauth/mqttauth/truststore"
 	"github.com/mqttauth/mqttauth/x509auth"
 )
@@ -72,6 +73,8 @@ func Build(f *File, log *slog.Logger) (_ *Setup, err error) {
 			a, err = s.custom(f, m.CustomSettings)
 		case MethodX509:
 			a, err = s.x509auth(f, m.X509Settings, !onlyX509)
+		case MethodSAT:
+			a, err = s.sat(f, m.ServiceAccountTokenSettings)
 		default:
 			err = fmt.Errorf("method %s is not supported by this broker build", m.Method)
 		}
@@ -136,6 +139,31 @@ func (s *Setup) custom(f *File, c *CustomSettings) (auth.Authenticator, error) {
 		return nil, err
 	}
 	s.onClose(a.CloseIdleConnections)
+	return a, nil
+}
+
+func (s *Setup) sat(f *File, c *SATSettings) (auth.Authenticator, error) {
+	cfg := satauth.Config{
+		Audiences:             c.Audiences,
+		APIServer:             c.APIServer,
+		CAFile:                f.Path(c.CAFile),
+		TokenFile:             f.Path(c.TokenFile),
+		Issuer:                c.Issuer,
+		JWKSFile:              f.Path(c.JWKSFile),
+		AnnotationPrefix:      c.AnnotationPrefix,
+		AllowUsernameFallback: c.AllowUsernameFallback,
+		Logger:                s.log,
+	}
+	if c.Mode == "local" {
+		cfg.Mode = satauth.ModeLocal
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := satauth.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.onClose(a.Close)
 	return a, nil
 }
 

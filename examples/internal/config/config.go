@@ -121,10 +121,23 @@ type CertKey struct {
 // SATSettings configures Kubernetes service account token authentication.
 type SATSettings struct {
 	Audiences []string `json:"audiences"`
-	// The rest is ours: where the API server is when not in a cluster.
+	// The rest is ours. Without APIServer the broker uses the in-cluster
+	// configuration (KUBERNETES_SERVICE_HOST and the mounted CA and token).
 	APIServer string `json:"apiServer,omitempty"`
 	CAFile    string `json:"caFile,omitempty"`
 	TokenFile string `json:"tokenFile,omitempty"`
+	// Mode is "tokenReview" (the default: one TokenReview per new token)
+	// or "local" (the cluster's OIDC discovery and JWKS, no call per
+	// connect); Issuer and JWKSFile serve the local mode.
+	Mode     string `json:"mode,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
+	JWKSFile string `json:"jwksFile,omitempty"`
+	// AnnotationPrefix selects the service account annotations that become
+	// attributes; empty means aio-broker-auth/.
+	AnnotationPrefix string `json:"annotationPrefix,omitempty"`
+	// AllowUsernameFallback accepts MQTT 3.1.1 clients that put K8S-SAT in
+	// the user name and the token in the password.
+	AllowUsernameFallback bool `json:"allowUsernameFallback,omitempty"`
 }
 
 // X509Settings configures X.509 client certificate authentication.
@@ -231,8 +244,13 @@ func (f *File) validate() error {
 				errs = append(errs, fmt.Errorf("%s.customSettings.timeout: %w", at, err))
 			}
 		}
-		if m.ServiceAccountTokenSettings != nil && len(m.ServiceAccountTokenSettings.Audiences) == 0 {
-			errs = append(errs, fmt.Errorf("%s.serviceAccountTokenSettings.audiences: at least one audience is required", at))
+		if st := m.ServiceAccountTokenSettings; st != nil {
+			if len(st.Audiences) == 0 {
+				errs = append(errs, fmt.Errorf("%s.serviceAccountTokenSettings.audiences: at least one audience is required", at))
+			}
+			if st.Mode != "" && st.Mode != "tokenReview" && st.Mode != "local" {
+				errs = append(errs, fmt.Errorf("%s.serviceAccountTokenSettings.mode %q: want tokenReview or local", at, st.Mode))
+			}
 		}
 		if m.X509Settings != nil && m.X509Settings.TrustedClientCaCert == "" {
 			errs = append(errs, fmt.Errorf("%s.x509Settings.trustedClientCaCert is required", at))

@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/internal/config"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/satauth/sattest"
 )
 
 func TestTutorialBuilds(t *testing.T) {
@@ -99,4 +102,47 @@ func TestBuildErrors(t *testing.T) {
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
+}
+
+func TestBuildSAT(t *testing.T) {
+	dir := t.TempDir()
+	_, err := devpki.Ensure(dir, time.Now())
+	require.NoError(t, err)
+	kube := sattest.NewServer(t, sattest.Options{})
+	kube.AddServiceAccount("default", "sensor", map[string]string{"aio-broker-auth/group": "sensors"})
+	cfg := kube.Config("aio-mq")
+	doc := fmt.Sprintf(`listener: {serverCert: mqtts-endpoint.crt, serverKey: mqtts-endpoint.key}
+authentication:
+  authenticationMethods:
+    - method: ServiceAccountToken
+      serviceAccountTokenSettings:
+        audiences: [aio-mq]
+        apiServer: %q
+        caFile: %q
+        tokenFile: %q
+    - method: X509
+      x509Settings: {trustedClientCaCert: fabrikam_root_ca.crt}
+authorization:
+  rules:
+    - principals: {attributes: [{group: sensors}]}
+      brokerResources: [{method: Connect}, {method: Publish, topics: ["sensors/{principal.clientId}/#"]}]
+`, cfg.APIServer, cfg.CAFile, cfg.TokenFile)
+	path := filepath.Join(dir, "sat.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(doc), 0o644))
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	s, err := config.Build(f, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, tls.RequestClientCert, s.ListenerTLS.ClientAuth, "a mixed chain makes the certificate optional")
+
+	m, err := auth.NewManager(s.Auth)
+	require.NoError(t, err)
+	sess := m.NewSession(auth.ConnFunc(func(auth.Packet) {}))
+	defer sess.Close()
+	token := kube.Token("default", "sensor", sattest.TokenOptions{Audiences: []string{"aio-mq"}})
+	r := sess.Connect(context.Background(), &auth.Request{ClientID: "s1", AuthMethod: "K8S-SAT", AuthData: []byte(token)})
+	require.Equal(t, auth.Success, r.Packet.Code, "%v", r.Err)
+	require.True(t, sess.Authorize(context.Background(), auth.Action{Kind: auth.Publish, Topic: "sensors/s1/temp"}).Allowed)
+	require.False(t, sess.Authorize(context.Background(), auth.Action{Kind: auth.Publish, Topic: "sensors/s2/temp"}).Allowed)
 }

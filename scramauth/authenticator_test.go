@@ -288,6 +288,10 @@ func TestMalformed(t *testing.T) {
 		{"garbage", func(*testing.T, string, string, string) string { return "\x00garbage" }, scramauth.ErrMalformed},
 		{"no_proof", func(_ *testing.T, _, _, c2 string) string { return c2[:strings.LastIndex(c2, ",")] + ",x=1" }, scramauth.ErrMalformed},
 		{"short_proof", func(_ *testing.T, _, _, c2 string) string { return c2[:strings.LastIndex(c2, ",")] + ",p=AAAA" }, scramauth.ErrMalformed},
+		{"proof_reencoded_with_CR", func(_ *testing.T, _, _, c2 string) string {
+			// encoding/base64 would skip the '\r' and the proof would verify.
+			return c2[:len(c2)-4] + "\r" + c2[len(c2)-4:]
+		}, scramauth.ErrMalformed},
 		{"proof_not_base64", func(_ *testing.T, _, _, c2 string) string { return c2[:strings.LastIndex(c2, ",")] + ",p=!!!!" }, scramauth.ErrMalformed},
 		{"wrong_channel_binding_header", func(_ *testing.T, _, _, c2 string) string {
 			return strings.Replace(c2, "c=biws", "c="+base64.StdEncoding.EncodeToString([]byte("y,,")), 1)

@@ -121,7 +121,7 @@ func parseClientFinal(b []byte, size int) (clientFinal, error) {
 		return m, fmt.Errorf("%w: client-final-message has no c= channel binding", ErrMalformed)
 	}
 	var err error
-	if m.cbind, err = base64.StdEncoding.Strict().DecodeString(cb); err != nil {
+	if m.cbind, err = decodeBase64(cb); err != nil {
 		return m, fmt.Errorf("%w: c= is not base64", ErrMalformed)
 	}
 	if m.nonce, ok = strings.CutPrefix(f[1], "r="); !ok {
@@ -136,13 +136,27 @@ func parseClientFinal(b []byte, size int) (clientFinal, error) {
 	if !ok {
 		return m, fmt.Errorf("%w: client-final-message does not end with p= proof", ErrMalformed)
 	}
-	if m.proof, err = base64.StdEncoding.Strict().DecodeString(p); err != nil {
+	if m.proof, err = decodeBase64(p); err != nil {
 		return m, fmt.Errorf("%w: p= is not base64", ErrMalformed)
 	}
 	if len(m.proof) != size {
 		return m, fmt.Errorf("%w: proof of %d bytes, want %d", ErrMalformed, len(m.proof), size)
 	}
 	return m, nil
+}
+
+// decodeBase64 decodes standard padded base64 and nothing else.
+// encoding/base64 skips '\r' and '\n' even in strict mode, which would let a
+// proof be re-encoded ("p=ab\rcd") and still verify: the message would not be
+// the one the client sent. RFC 5802's grammar allows the base64 alphabet only.
+func decodeBase64(s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return nil, fmt.Errorf("%w: a character outside the base64 alphabet", ErrMalformed)
+		}
+	}
+	return base64.StdEncoding.Strict().DecodeString(s)
 }
 
 // serverFirstNonce returns the nonce of a server-first-message this package

@@ -533,3 +533,22 @@ func TestACLCheckAllocs(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// TestSilentExpiry: with auth.CloseOnExpiry the connection is closed
+// without a DISCONNECT, as the Azure IoT Operations broker does.
+func TestSilentExpiry(t *testing.T) {
+	cfg := (&conformance.Fixture{}).Config()
+	cfg.OnExpiry = auth.CloseOnExpiry
+	m := newManager(t, cfg)
+	_, h, addr := startBroker(t, mochi.Config{Manager: m})
+	c, _, err := conformance.Dial(t, addr, &paho.Connect{ClientID: "exp", CleanStart: true,
+		Properties: &paho.ConnectProperties{AuthMethod: conformance.MethodToken, AuthData: []byte("expire:300")}}, nil)
+	require.NoError(t, err)
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection outlived its credential")
+	}
+	require.Empty(t, c.Disconnects, "a silent close sent a DISCONNECT")
+	require.Eventually(t, func() bool { return h.Len() == 0 && m.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
+}

@@ -28,7 +28,10 @@ type Client struct {
 // Handler is a paho.Auther that answers AUTH 0x18 challenges from a table
 // of challenge data to answer data, and records what it received.
 type Handler struct {
-	Method  string
+	// Method is the Authentication Method put on every answer.
+	Method string
+	// Answers maps the data of a challenge to the data of the answer; an
+	// unknown challenge is answered with empty data.
 	Answers map[string]string
 
 	mu       sync.Mutex

@@ -30,8 +30,10 @@ type Factory func(tb testing.TB, cfg auth.Config) Broker
 
 // Case is one case of the suite.
 type Case struct {
+	// Name is the subtest name, "group/behaviour".
 	Name string
-	Run  func(t *testing.T, b Broker, f *Fixture)
+	// Run drives clients against b; f is the authorizer state behind b.
+	Run func(t *testing.T, b Broker, f *Fixture)
 }
 
 // Cases returns the suite's cases, for adapters that run a subset.

@@ -89,6 +89,20 @@ func (h *Handler) SetMode(m Mode) { h.mode.Store(int32(m)) }
 // Requests returns how many requests the Handler has received.
 func (h *Handler) Requests() int64 { return h.requests.Load() }
 
+// Replace swaps the whole user and token tables (and the token method and
+// versions) for cfg's: users absent from cfg can no longer authenticate.
+func (h *Handler) Replace(cfg Config) {
+	if cfg.Versions == nil {
+		cfg.Versions = []string{"0.5.0"}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cfg.Now == nil {
+		cfg.Now = h.cfg.Now
+	}
+	h.cfg = cfg
+}
+
 // SetUser adds or replaces a user.
 func (h *Handler) SetUser(name string, u User) {
 	h.mu.Lock()

@@ -139,3 +139,17 @@ func TestStartNeedsTLS(t *testing.T) {
 	_, err := authserver.Start("127.0.0.1:0", nil, authserver.NewHandler(authserver.Config{}))
 	require.ErrorContains(t, err, "HTTPS only")
 }
+
+func TestReplace(t *testing.T) {
+	srv, c := start(t, authserver.Config{Users: map[string]authserver.User{"a": {Password: "p"}, "b": {Password: "q"}}})
+	url := srv.URL() + "?api-version=0.5.0"
+	login := func(u, p string) int {
+		status, _, _ := post(t, c, url, "application/json", `{"type":"connect","username":"`+u+`","password":"`+b64(p)+`"}`)
+		return status
+	}
+	require.Equal(t, 200, login("b", "q"))
+	srv.Handler().Replace(authserver.Config{Users: map[string]authserver.User{"a": {Password: "p2"}}})
+	require.Equal(t, 403, login("b", "q"), "a removed user can no longer log in")
+	require.Equal(t, 403, login("a", "p"))
+	require.Equal(t, 200, login("a", "p2"))
+}

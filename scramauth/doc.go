@@ -88,7 +88,10 @@
 // client-final-message on the same conversation. This package adds: a
 // parser that runs before the library's and is stricter (printable non-empty
 // client nonce, valid UTF-8, bounded lengths, well-formed extensions, exact
-// proof length) so that errors are classified and never quote the message;
+// proof length, base64 fields in the base64 alphabet only: encoding/base64,
+// which the library uses, skips '\r' and '\n', so a proof re-encoded as
+// "p=ab\rcd" would verify) so that errors are classified and never quote
+// the message;
 // an explicit check that the final nonce starts with the client's and equals
 // the exchange's, in constant time; fake credentials for unknown users (the
 // library answers "e=unknown-user" at the first step, which would let user

@@ -554,10 +554,14 @@ func (s *Session) logDecision(ctx context.Context, decision string, p *Principal
 	if !s.m.log.Enabled(ctx, level) {
 		return
 	}
+	method := s.base.AuthMethod
+	if p != nil && p.method != "" {
+		method = p.method // the method that verified the client, e.g. X.509
+	}
 	attrs := []slog.Attr{
 		slog.String("decision", decision),
 		slog.String("client_id", s.base.ClientID),
-		slog.String("method", s.base.AuthMethod),
+		slog.String("method", method),
 		slog.String("reason_code", code.String()),
 	}
 	if p != nil {

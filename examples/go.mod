@@ -3,21 +3,30 @@ module github.com/mqttauth/mqttauth/examples
 go 1.25.0
 
 require (
-	github.com/mqttauth/mqttauth v0.0.0-00010101000000-000000000000
+	github.com/mochi-mqtt/server/v2 v2.7.9
+	github.com/mqttauth/mqttauth v0.0.0
 	github.com/stretchr/testify v1.12.1
 	github.com/xdg-go/scram v1.4.0
-	golang.org/x/term v0.39.0
 	sigs.k8s.io/yaml v1.6.0
+)
+
+require (
+	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/rs/xid v1.4.0 // indirect
+	github.com/xdg-go/stringprep v1.0.4 // indirect
+	golang.org/x/text v0.21.0 // indirect
 )
 
 require (
 	github.com/fsnotify/fsnotify v1.10.1 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.8 // indirect
-	github.com/xdg-go/stringprep v1.0.4 // indirect
+	github.com/mqttauth/mqttauth/adapters/mochi v0.0.0
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.40.0 // indirect
-	golang.org/x/text v0.3.8 // indirect
+	golang.org/x/term v0.39.0
 )
 
 replace github.com/mqttauth/mqttauth => ../
+
+replace github.com/mqttauth/mqttauth/adapters/mochi => ../adapters/mochi

@@ -79,7 +79,8 @@ type process struct {
 }
 
 // start runs a program and waits until a line of its output contains
-// ready. The process is killed when the test ends.
+// ready (not at all when ready is empty). The process is killed when the
+// test ends.
 func start(t *testing.T, ready string, name string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(name, args...), seen: make(chan struct{}), done: make(chan struct{})}
@@ -90,6 +91,9 @@ func start(t *testing.T, ready string, name string, args ...string) *process {
 		t.Fatal(err)
 	}
 	var once sync.Once
+	if ready == "" {
+		once.Do(func() { close(p.seen) })
+	}
 	go func() {
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {

@@ -50,7 +50,11 @@
 //     becomes 0x87 after CONNACK.
 //   - A re-authentication that is Unavailable is answered with AUTH 0x18
 //     carrying no data and a reason string. The client may start again with
-//     AUTH 0x19, or answer the 0x18 with AUTH 0x18: both are a retry.
+//     AUTH 0x19, or answer the 0x18 with AUTH 0x18, which is taken as one
+//     retry. If the retry is Unavailable too, the Session sends nothing:
+//     clients whose auth handler must answer every AUTH 0x18 (paho.golang)
+//     would otherwise ping-pong with the server while the backend is down.
+//     The connection keeps its principal either way.
 //   - A client that leaves a challenge unanswered for Config.ExchangeTimeout
 //     gets CONNACK 0x87 before CONNACK, or DISCONNECT 0x87 during
 //     re-authentication.

@@ -47,7 +47,9 @@ const (
 //     expiry timer and answers AUTH 0x00; Unavailable answers AUTH 0x18
 //     (Continue authentication) and the connection keeps its principal (the
 //     client may send AUTH 0x19 again, or answer the 0x18 with AUTH 0x18,
-//     which is taken as a retry); Fail sends DISCONNECT (0x87 for codes a
+//     which is taken as one retry: if that is Unavailable too, nothing is
+//     sent, so that a client whose handler always answers does not
+//     ping-pong with the server); Fail sends DISCONNECT (0x87 for codes a
 //     DISCONNECT cannot carry) and closes; a different user name fails
 //     unless Config.AllowIdentityChange.
 //   - When the principal's expiry passes, the session sends DISCONNECT 0xA0
@@ -64,7 +66,8 @@ type Session struct {
 
 	mu        sync.Mutex
 	state     sessionState
-	retryable bool    // the last re-authentication was Unavailable
+	retryable bool    // the last re-authentication was Unavailable: AUTH 0x18 may retry it
+	retried   bool    // the current re-authentication is that one retry
 	base      Request // CONNECT's fields, without secrets
 	step      int     // packets of the current exchange so far
 	exchange  any     // State of the last Continue
@@ -178,6 +181,8 @@ func (s *Session) Auth(ctx context.Context, p Packet) Response {
 	case stateConnected:
 		switch {
 		case p.Code == ReAuthenticate, p.Code == ContinueAuthentication && s.retryable:
+			s.retried = p.Code == ContinueAuthentication
+			s.retryable = false
 			s.step = 0
 			s.exchange = s.passState
 			res, ok := s.authenticateLocked(ctx, p, true)
@@ -345,7 +350,7 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 		s.passState = r.State
 		s.exchange = nil
 		s.state = stateConnected
-		s.retryable = false
+		s.retryable, s.retried = false, false
 		s.armExpiryLocked(p, now)
 		s.logDecision(ctx, "reauth_pass", p, Success, nil)
 		return Response{Packet: Packet{Type: AUTH, Code: Success, Method: method, Data: r.Data}}
@@ -357,10 +362,19 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 		return Response{Packet: Packet{Type: AUTH, Code: ContinueAuthentication, Method: method, Data: r.Data}}
 	case Unavailable:
 		s.state = stateConnected
-		s.retryable = true
 		s.exchange = nil
 		err := wrapUnavailable(r.Err)
 		s.logDecision(ctx, "reauth_unavailable", s.principal.Load(), ContinueAuthentication, err)
+		if s.retried {
+			// The client answered our AUTH 0x18 and the backend is still
+			// down. Another 0x18 would start a ping-pong with clients whose
+			// auth handler always answers (paho.golang's does), so nothing is
+			// sent: the connection keeps its principal, and the client
+			// starts again with AUTH 0x19 when it wants.
+			s.retryable, s.retried = false, false
+			return Response{Err: err}
+		}
+		s.retryable = true
 		return Response{
 			Packet: Packet{Type: AUTH, Code: ContinueAuthentication, Method: method,
 				Reason: "authentication is unavailable; the connection continues, re-authenticate later"},

@@ -3,10 +3,12 @@ module github.com/mqttauth/mqttauth/examples
 go 1.25.0
 
 require (
+	github.com/eclipse/paho.golang v0.23.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/mqttauth/mqttauth v0.0.0
 	github.com/stretchr/testify v1.12.1
 	github.com/xdg-go/scram v1.4.0
+	go.uber.org/goleak v1.3.0
 	sigs.k8s.io/yaml v1.6.0
 )
 
@@ -18,7 +20,7 @@ require (
 )
 
 require (
-	github.com/fsnotify/fsnotify v1.10.1 // indirect
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/go-jose/go-jose/v4 v4.1.8 // indirect
 	github.com/mqttauth/mqttauth/adapters/mochi v0.0.0
 	go.yaml.in/yaml/v2 v2.4.2 // indirect

@@ -244,3 +244,41 @@ func Run(tb testing.TB, d time.Duration, path string, args ...string) (string, e
 	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
 	return string(out), err
 }
+
+// satConfig is a broker configuration with the ServiceAccountToken method
+// and ABAC rules on the annotations group and building.
+const satConfig = `listener:
+  address: 127.0.0.1:8883
+  serverCert: %[1]s/mqtts-endpoint.crt
+  serverKey: %[1]s/mqtts-endpoint.key
+authentication:
+  authenticationMethods:
+    - method: ServiceAccountToken
+      serviceAccountTokenSettings:
+        audiences: [aio-mq]
+        apiServer: %[2]s
+        caFile: %[3]s
+        tokenFile: %[4]s
+        mode: %[5]s
+        issuer: %[6]s
+authorization:
+  rules:
+    - principals:
+        attributes:
+          - group: sensors
+      brokerResources:
+        - method: Connect
+        - method: Publish
+          topics: ["buildings/{principal.attributes.building}/#"]
+`
+
+// SATConfig returns a broker configuration (YAML) for K8S-SAT clients:
+// the development PKI in pkiDir (devpki) for the listener; the API server
+// at apiServer, trusted through caFile, with the broker's token in
+// tokenFile; mode "tokenReview" or "local" (with issuer); audience aio-mq.
+// Clients whose service account is annotated aio-broker-auth/group:
+// sensors may connect and publish under buildings/{their
+// aio-broker-auth/building}/#.
+func SATConfig(pkiDir, apiServer, caFile, tokenFile, mode, issuer string) string {
+	return fmt.Sprintf(satConfig, pkiDir, apiServer, caFile, tokenFile, mode, issuer)
+}

@@ -12,10 +12,8 @@ package sat_test
 // configuration shape against satauth/sattest, whose tokens live seconds.
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,40 +23,6 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/internal/kubetest"
 )
-
-// satConfig is a broker configuration with the ServiceAccountToken method
-// and ABAC rules on the building annotation; %s are the PKI directory, the
-// API server URL, its CA file, the broker's token file, the mode and the
-// issuer.
-const satConfig = `listener:
-  address: 127.0.0.1:8883
-  serverCert: %[1]s/mqtts-endpoint.crt
-  serverKey: %[1]s/mqtts-endpoint.key
-authentication:
-  authenticationMethods:
-    - method: ServiceAccountToken
-      serviceAccountTokenSettings:
-        audiences: [aio-mq]
-        apiServer: %[2]s
-        caFile: %[3]s
-        tokenFile: %[4]s
-        mode: %[5]s
-        issuer: %[6]s
-authorization:
-  rules:
-    - principals:
-        attributes:
-          - group: sensors
-      brokerResources:
-        - method: Connect
-        - method: Publish
-          topics: ["buildings/{principal.attributes.building}/#"]
-`
-
-// SATConfig returns satConfig filled in.
-func satBrokerConfig(pki, apiServer, caFile, tokenFile, mode, issuer string) string {
-	return fmt.Sprintf(satConfig, pki, apiServer, caFile, tokenFile, mode, issuer)
-}
 
 func TestSATKube(t *testing.T) {
 	env := kubetest.Require(t)
@@ -79,7 +43,7 @@ func TestSATKube(t *testing.T) {
 
 	for _, mode := range []string{"tokenReview", "local"} {
 		t.Run(mode, func(t *testing.T) {
-			broker, port := proc.StartBroker(t, t.TempDir(), satBrokerConfig(pki, env.URL, env.CAFile, brokerToken, mode, kubetest.Issuer))
+			broker, port := proc.StartBroker(t, t.TempDir(), proc.SATConfig(pki, env.URL, env.CAFile, brokerToken, mode, kubetest.Issuer))
 			mqttPub := func(clientID, token, topic string) string {
 				t.Helper()
 				out, err := proc.Run(t, 20*time.Second, pub, "-V", "mqttv5", "-h", "localhost", "-p", port, "--cafile", ca,
@@ -123,7 +87,7 @@ func TestSATKube(t *testing.T) {
 				c := proc.Start(t, satclient, "-broker", "localhost:"+port, "-cafile", ca, "-client-id", "satclient-kube",
 					"-token-file", tokenFile, "-publish", "buildings/17/status", "-interval", "500ms", "-debounce", "100ms")
 				c.WaitFor(t, 10*time.Second, `msg=connected`)
-				c.WaitFor(t, 10*time.Second, `msg=published`, "reason_code=0x00")
+				c.WaitFor(t, 10*time.Second, `msg=published`, `reason_code="0x00 Success"`)
 
 				// A fresh TokenRequest token, as the kubelet would write it.
 				fresh := env.Token(t, "e2e-sensor", []string{"aio-mq"}, 1200)
@@ -144,7 +108,6 @@ func TestSATKube(t *testing.T) {
 				require.NotContains(t, c.Out.String()+broker.Out.String(), "eyJ") // no token in any log
 			})
 			require.NoError(t, broker.Stop())
-			broker.Signal(syscall.SIGTERM)
 		})
 	}
 }

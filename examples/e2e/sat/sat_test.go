@@ -80,6 +80,15 @@ func TestSATKube(t *testing.T) {
 			if mode != "tokenReview" {
 				return
 			}
+			t.Run("satclient_sigterm", func(t *testing.T) {
+				tokenFile := filepath.Join(t.TempDir(), "mqtt-token")
+				require.NoError(t, os.WriteFile(tokenFile, []byte(sensorToken), 0o600))
+				c := proc.Start(t, satclient, "-broker", "localhost:"+port, "-cafile", ca, "-client-id", "satclient-term",
+					"-token-file", tokenFile)
+				c.WaitFor(t, 10*time.Second, `msg=connected`)
+				require.NoError(t, c.Stop(), c.Out.String()) // SIGTERM: DISCONNECT, exit 0
+				c.WaitFor(t, time.Second, `msg=disconnecting`)
+			})
 			t.Run("satclient_reauth", func(t *testing.T) {
 				dir := t.TempDir()
 				tokenFile := filepath.Join(dir, "mqtt-token")

@@ -4,7 +4,9 @@
 // (the Contoso server chain and the Fabrikam client certificates of the
 // Azure IoT Operations TLS, X.509 and ABAC tutorial), writes the tutorial's
 // configuration next to it, listens on 127.0.0.1:8883 with mutual TLS and
-// prints the mosquitto_pub and mosquitto_sub commands to try.
+// prints the mosquitto_pub and mosquitto_sub commands to try. It also offers
+// SCRAM-SHA-256/512 with a sample user (random password, written next to the
+// PKI) to clients without a certificate, and prints the scramclient command.
 //
 // With -config it runs your set-up: one YAML or JSON file whose
 // authentication and authorization sections use the Azure IoT Operations
@@ -77,6 +79,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if created {
 			log.Info("development PKI created", slog.String("dir", dir))
+		}
+		if _, err := config.EnsureSampleSCRAMUser(dir); err != nil {
+			return err
 		}
 		*cfgPath = filepath.Join(dir, "broker.yaml")
 		if _, err := os.Stat(*cfgPath); errors.Is(err, os.ErrNotExist) {
@@ -191,9 +196,17 @@ Try it with mosquitto-clients (apt-get install mosquitto-clients):
   mosquitto_pub %s -i intruder -t telemetry/temperature -m 0 %s
   mosquitto_pub %s -i expired -t telemetry/temperature -m 0 %s
 
+Without a certificate, SCRAM-SHA-256 (or -512) enhanced authentication, a
+two-round exchange that mosquitto_pub cannot do, as the sample user (its
+password is in %s):
+
+  go run ./examples/scramclient -broker localhost:%s -cafile %s -user %s -password-file %s -reauth -publish sandbox/hello
+
 `, dir,
 		base, tls("thermostat"), base, tls("thermostat"),
 		base, tls("heater"), base, tls("heater"),
 		base, tls("lightbulb"),
-		base, tls(devpki.Intruder), base, tls(devpki.Expired))
+		base, tls(devpki.Intruder), base, tls(devpki.Expired),
+		filepath.Join(dir, config.SampleSCRAMPasswordFile),
+		port, filepath.Join(dir, devpki.ServerRootCA), config.SampleSCRAMUser, filepath.Join(dir, config.SampleSCRAMPasswordFile))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 )
 
@@ -25,13 +26,13 @@ type stack struct {
 	brokerAddr string
 	authAddr   string
 	authUsers  string
-	broker     *process
-	auth       *process
+	broker     *proc.Process
+	auth       *proc.Process
 }
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{dev: t.TempDir(), brokerAddr: freeAddr(t), authAddr: freeAddr(t)}
+	s := &stack{dev: t.TempDir(), brokerAddr: proc.FreeAddr(t), authAddr: proc.FreeAddr(t)}
 	_, err := devpki.Ensure(s.dev, time.Now())
 	require.NoError(t, err)
 	s.authUsers = filepath.Join(s.dev, "users.yaml")
@@ -59,19 +60,18 @@ authorization:
     - principals: {usernames: [alice, brief, thermostat]}
       brokerResources: [{method: Connect}, {method: Publish, topics: ["#"]}, {method: Subscribe, topics: ["#"]}]
 `, s.authAddr)), 0o644))
-	s.broker = start(t, "broker listening", bin["broker"], "-config", cfg, "-addr", s.brokerAddr)
+	s.broker = startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", s.brokerAddr)
 	return s
 }
 
 func (s *stack) startAuth(t *testing.T) {
 	t.Helper()
-	s.auth = start(t, "listening", bin["authserver"], "-users", s.authUsers, "-addr", s.authAddr,
+	s.auth = startReady(t, "listening", binary(t, "authserver"), "-users", s.authUsers, "-addr", s.authAddr,
 		"-cert", filepath.Join(s.dev, devpki.ServerCert), "-key", filepath.Join(s.dev, devpki.ServerKey))
 }
 
 func (s *stack) stopAuth() {
-	_ = s.auth.cmd.Process.Kill()
-	<-s.auth.done
+	_ = s.auth.Stop()
 }
 
 // tlsConfig trusts the broker's Contoso root and presents client's
@@ -191,7 +191,7 @@ func TestPahoReauth(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, r.Success)
 		require.Zero(t, r.ReasonCode)
-		s.broker.waitOutput(t, "decision=reauth_pass client_id=reauth-ok", 5*time.Second)
+		s.broker.WaitFor(t, 5*time.Second, "decision=reauth_pass client_id=reauth-ok")
 		code, err := c.publish(t, "after/reauth")
 		require.NoError(t, err)
 		require.Zero(t, code)
@@ -242,7 +242,7 @@ func TestPahoCustomServerDown(t *testing.T) {
 	b, ca, err := s.dial(t, "thermostat", &paho.Connect{ClientID: "cert-client", UsernameFlag: true, Username: "alice", PasswordFlag: true, Password: []byte("s3cret")})
 	require.NoError(t, err, "fallback to X.509 at CONNECT")
 	require.Zero(t, ca.ReasonCode)
-	s.broker.waitOutput(t, "decision=pass client_id=cert-client method=X.509", 5*time.Second)
+	s.broker.WaitFor(t, 5*time.Second, "decision=pass client_id=cert-client method=X.509")
 	code, err := b.publish(t, "fallback")
 	require.NoError(t, err)
 	require.Zero(t, code)
@@ -268,15 +268,15 @@ func TestPahoCustomServerDown(t *testing.T) {
 	r, err := a.reauth(t, "TOKEN", "token-2", 10*time.Second)
 	require.NoError(t, err)
 	require.True(t, r.Success, "the server is back: AUTH 0x00")
-	require.False(t, strings.Contains(s.broker.output(), "s3cret"), "no password in the logs")
+	require.False(t, strings.Contains(s.broker.Out.String(), "s3cret"), "no password in the logs")
 }
 
 // Live revocation: the Fabrikam CA is removed from the truststore file
 // while thermostat is connected; it is disconnected within two seconds and
 // its next connect is refused.
 func TestLiveRevocation(t *testing.T) {
-	sub := requireTool(t, "mosquitto_sub", "mosquitto-clients")
-	pub := requireTool(t, "mosquitto_pub", "mosquitto-clients")
+	sub := proc.RequireTool(t, "mosquitto_sub", "mosquitto-clients")
+	pub := proc.RequireTool(t, "mosquitto_pub", "mosquitto-clients")
 	dev := t.TempDir()
 	_, err := devpki.Ensure(dev, time.Now())
 	require.NoError(t, err)
@@ -298,13 +298,13 @@ authorization:
     - principals: {usernames: [thermostat]}
       brokerResources: [{method: Connect}, {method: Subscribe, topics: ["#"]}, {method: Publish, topics: ["#"]}]
 `), 0o644))
-	addr := freeAddr(t)
-	broker := start(t, "broker listening", bin["broker"], "-config", cfg, "-addr", addr)
+	addr := proc.FreeAddr(t)
+	broker := startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr)
 	_, port, _ := net.SplitHostPort(addr)
 	m := mosq{dir: dev, port: port}
 
-	thermo := start(t, "", sub, m.args("thermostat", "-t", "telemetry/#")...)
-	broker.waitOutput(t, "decision=allow action=Subscribe topic=telemetry/#", 20*time.Second)
+	thermo := startReady(t, "", sub, m.args("thermostat", "-t", "telemetry/#")...)
+	broker.WaitFor(t, 20*time.Second, "decision=allow action=Subscribe topic=telemetry/#")
 
 	// Replace the file's content with another CA, atomically, as a
 	// ConfigMap update does.
@@ -314,16 +314,14 @@ authorization:
 	require.NoError(t, os.WriteFile(tmp, intruder, 0o644))
 	removed := time.Now()
 	require.NoError(t, os.Rename(tmp, caFile))
-	select {
-	case <-thermo.done:
-	case <-time.After(2 * time.Second):
-		t.Fatalf("thermostat still connected 2 s after its CA was removed:\n%s", broker.output())
+	if exited, _ := thermo.Wait(2 * time.Second); !exited {
+		t.Fatalf("thermostat still connected 2 s after its CA was removed:\n%s", broker.Out.String())
 	}
 	t.Logf("disconnected %v after the CA was removed", time.Since(removed).Round(time.Millisecond))
-	require.Contains(t, thermo.output(), "DISCONNECT")
-	broker.waitOutput(t, `decision=disconnect client_id=thermostat method=X.509 reason_code="Not authorized (0x87)"`, time.Second)
+	require.Contains(t, thermo.Out.String(), "DISCONNECT")
+	broker.WaitFor(t, time.Second, `decision=disconnect client_id=thermostat method=X.509 reason_code="Not authorized (0x87)"`)
 
-	out, err := runCmd(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/x", "-m", "1")...)
+	out, err := proc.Run(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/x", "-m", "1")...)
 	require.Error(t, err, out)
 	require.NotContains(t, out, "CONNACK (0)", "the next connect is refused")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 )
 
@@ -29,28 +30,28 @@ func (m mosq) args(client string, extra ...string) []string {
 // with Debian's mosquitto clients against the example broker started with
 // no configuration: it generates the PKI and loads the tutorial's policy.
 func TestTutorialWithMosquitto(t *testing.T) {
-	pub := requireTool(t, "mosquitto_pub", "mosquitto-clients")
-	sub := requireTool(t, "mosquitto_sub", "mosquitto-clients")
+	pub := proc.RequireTool(t, "mosquitto_pub", "mosquitto-clients")
+	sub := proc.RequireTool(t, "mosquitto_sub", "mosquitto-clients")
 	dev := filepath.Join(t.TempDir(), "dev")
-	addr := freeAddr(t)
-	broker := start(t, "broker listening", bin["broker"], "-dev-dir", dev, "-addr", addr)
+	addr := proc.FreeAddr(t)
+	broker := startReady(t, "broker listening", binary(t, "broker"), "-dev-dir", dev, "-addr", addr)
 	_, port, _ := net.SplitHostPort(addr)
 	m := mosq{dir: dev, port: port}
-	broker.waitOutput(t, "mosquitto_pub -h localhost -p "+port, 5*time.Second) // the broker prints the commands to try
+	broker.WaitFor(t, 5*time.Second, "mosquitto_pub -h localhost -p "+port) // the broker prints the commands to try
 
 	// thermostat → telemetry/humidity: PUBACK 135 (not its group's topic).
-	out, err := runCmd(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/humidity", "-m", "40")...)
+	out, err := proc.Run(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/humidity", "-m", "40")...)
 	require.NoError(t, err, out) // mosquitto_pub exits 0 even on 135: the text decides
 	require.Contains(t, out, "received CONNACK (0)")
 	require.Contains(t, out, "received PUBACK (Mid: 1, RC:135)")
 
 	// thermostat → telemetry/temperature: passes.
-	out, err = runCmd(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/temperature", "-m", "21.5")...)
+	out, err = proc.Run(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/temperature", "-m", "21.5")...)
 	require.NoError(t, err, out)
 	require.Contains(t, out, "received PUBACK (Mid: 1, RC:0)")
 
 	// heater → subscribe health/heartbeat: SUBACK 135.
-	out, _ = runCmd(t, 20*time.Second, sub, m.args("heater", "-t", "health/heartbeat", "-W", "3")...)
+	out, _ = proc.Run(t, 20*time.Second, sub, m.args("heater", "-t", "health/heartbeat", "-W", "3")...)
 	require.Contains(t, out, "Subscribed (mid: 1): 135", out)
 
 	// heater subscribes to telemetry/temperature (allowed by its user
@@ -59,19 +60,17 @@ func TestTutorialWithMosquitto(t *testing.T) {
 	// heater receives the temperature and nothing of the heartbeat.
 	// (mosquitto_sub buffers its output in a pipe: the broker's log says
 	// when the subscription is in place.)
-	heater := start(t, "", sub, m.args("heater", "-t", "health/heartbeat", "-t", "telemetry/temperature", "-v", "-C", "1", "-W", "20")...)
-	broker.waitOutput(t, "decision=allow action=Subscribe topic=telemetry/temperature", 20*time.Second)
-	out, err = runCmd(t, 20*time.Second, pub, m.args("lightbulb", "-t", "health/heartbeat", "-m", "lightbulb-alive")...)
+	heater := startReady(t, "", sub, m.args("heater", "-t", "health/heartbeat", "-t", "telemetry/temperature", "-v", "-C", "1", "-W", "20")...)
+	broker.WaitFor(t, 20*time.Second, "decision=allow action=Subscribe topic=telemetry/temperature")
+	out, err = proc.Run(t, 20*time.Second, pub, m.args("lightbulb", "-t", "health/heartbeat", "-m", "lightbulb-alive")...)
 	require.NoError(t, err, out)
 	require.Contains(t, out, "received PUBACK (Mid: 1, RC:0)", "lightbulb publishes through manufacturer=fabrikam")
-	out, err = runCmd(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/temperature", "-m", "22.0")...)
+	out, err = proc.Run(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/temperature", "-m", "22.0")...)
 	require.NoError(t, err, out)
-	select {
-	case <-heater.done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("heater received nothing:\n%s", heater.output())
+	if exited, _ := heater.Wait(20 * time.Second); !exited {
+		t.Fatalf("heater received nothing:\n%s", heater.Out.String())
 	}
-	got := heater.output()
+	got := heater.Out.String()
 	require.Contains(t, got, "Subscribed (mid: 1): 135, 1")
 	require.Contains(t, got, "telemetry/temperature 22.0")
 	require.NotContains(t, got, "lightbulb-alive", "heater may not receive the heartbeat")
@@ -80,15 +79,15 @@ func TestTutorialWithMosquitto(t *testing.T) {
 	// A client of an untrusted CA fails the TLS handshake; an expired
 	// client certificate is refused. Neither reaches CONNACK.
 	for _, c := range []string{devpki.Intruder, devpki.Expired} {
-		out, err = runCmd(t, 20*time.Second, pub, m.args(c, "-t", "telemetry/temperature", "-m", "0")...)
+		out, err = proc.Run(t, 20*time.Second, pub, m.args(c, "-t", "telemetry/temperature", "-m", "0")...)
 		require.Error(t, err, "%s: %s", c, out)
 		require.NotContains(t, out, "CONNACK", c)
 	}
-	broker.waitOutput(t, `subject="CN=intruder"`, 5*time.Second)
-	broker.waitOutput(t, `subject="CN=expired"`, 5*time.Second)
+	broker.WaitFor(t, 5*time.Second, `subject="CN=intruder"`)
+	broker.WaitFor(t, 5*time.Second, `subject="CN=expired"`)
 
 	// Every decision is logged, and no key material is.
-	log := broker.output()
+	log := broker.Out.String()
 	require.Contains(t, log, `decision=deny action=Publish topic=telemetry/humidity`)
 	require.Contains(t, log, `decision=allow action=Publish topic=health/heartbeat`)
 	require.NotContains(t, log, "PRIVATE KEY")

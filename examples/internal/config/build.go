@@ -18,6 +18,7 @@ import (
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/customauth"
 	"github.com/mqttauth/mqttauth/satauth"
+	"github.com/mqttauth/mqttauth/scramauth"
 	"github.com/mqttauth/mqttauth/truststore"
 	"github.com/mqttauth/mqttauth/x509auth"
 )
@@ -75,6 +76,8 @@ func Build(f *File, log *slog.Logger) (_ *Setup, err error) {
 			a, err = s.x509auth(f, m.X509Settings, !onlyX509)
 		case MethodSAT:
 			a, err = s.sat(f, m.ServiceAccountTokenSettings)
+		case MethodSCRAM:
+			a, err = s.scram(f, m.SCRAMSettings)
 		default:
 			err = fmt.Errorf("method %s is not supported by this broker build", m.Method)
 		}
@@ -165,6 +168,33 @@ func (s *Setup) sat(f *File, c *SATSettings) (auth.Authenticator, error) {
 	}
 	s.onClose(a.Close)
 	return a, nil
+}
+
+func (s *Setup) scram(f *File, c *SCRAMSettings) (auth.Authenticator, error) {
+	store, err := scramauth.NewFileStore(scramauth.FileStoreConfig{
+		Path:   f.Path(c.UsersFile),
+		Logger: s.log,
+		OnChange: func(u *scramauth.Users) {
+			if m := s.manager.Load(); m != nil {
+				rep := m.Recheck(context.Background(), scramauth.CheckStore(u))
+				s.log.Info("SCRAM users changed: sessions re-checked", slog.Int("checked", rep.Checked), slog.Int("disconnected", rep.Disconnected))
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.onClose(func() { _ = store.Close() })
+	cfg := scramauth.Config{Store: store}
+	for _, m := range c.Mechanisms {
+		cfg.Mechanisms = append(cfg.Mechanisms, scramauth.Mechanism(m))
+	}
+	if c.UnknownUserKeyFile != "" {
+		if cfg.UnknownUserKey, err = os.ReadFile(f.Path(c.UnknownUserKeyFile)); err != nil {
+			return nil, err
+		}
+	}
+	return scramauth.New(cfg)
 }
 
 func (s *Setup) x509auth(f *File, c *X509Settings, optional bool) (auth.Authenticator, error) {

@@ -160,7 +160,17 @@ type AttributeEntry struct {
 // SCRAMSettings configures SCRAM-SHA-256/512 enhanced authentication
 // (ours).
 type SCRAMSettings struct {
+	// UsersFile holds the users' derived keys (never passwords); it is
+	// watched, and users removed from it lose their connections. Write it
+	// with the scramuser command.
 	UsersFile string `json:"usersFile"`
+	// Mechanisms limits the methods offered; empty means SCRAM-SHA-256
+	// and SCRAM-SHA-512.
+	Mechanisms []string `json:"mechanisms,omitempty"`
+	// UnknownUserKeyFile holds the secret from which unknown users' fake
+	// salts are derived; share it between the nodes of a cluster. Empty
+	// means a random key per process.
+	UnknownUserKeyFile string `json:"unknownUserKeyFile,omitempty"`
 }
 
 // Load reads and validates a configuration file.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,22 @@ func TestTutorialBuilds(t *testing.T) {
 	dir := t.TempDir()
 	_, err := devpki.Ensure(dir, time.Now())
 	require.NoError(t, err)
+	pwFile, err := config.EnsureSampleSCRAMUser(dir)
+	require.NoError(t, err)
+	info, err := os.Stat(pwFile)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	password, err := os.ReadFile(pwFile)
+	require.NoError(t, err)
+	users, err := os.ReadFile(filepath.Join(dir, config.SampleSCRAMUsersFile))
+	require.NoError(t, err)
+	require.NotContains(t, string(users), strings.TrimSpace(string(password)), "the users file holds derived keys, not the password")
+	again, err := config.EnsureSampleSCRAMUser(dir)
+	require.NoError(t, err)
+	require.Equal(t, pwFile, again)
+	kept, _ := os.ReadFile(pwFile)
+	require.Equal(t, password, kept, "an existing sample user is kept")
+
 	path := filepath.Join(dir, "broker.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(config.Tutorial), 0o644))
 	f, err := config.Load(path)
@@ -30,6 +47,7 @@ func TestTutorialBuilds(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.NotNil(t, s.ListenerTLS.VerifyConnection, "client certificates are verified")
+	require.Equal(t, tls.RequestClientCert, s.ListenerTLS.ClientAuth, "SCRAM clients come without a certificate")
 	require.NotNil(t, s.Trust())
 
 	// The heater may subscribe to temperature but not to heartbeat; the
@@ -60,6 +78,7 @@ func TestParseErrors(t *testing.T) {
 		{"no_methods", base + "authentication: {authenticationMethods: []}\n" + rules, "at least one method"},
 		{"unknown_method", base + "authentication: {authenticationMethods: [{method: Kerberos}]}\n" + rules, `"Kerberos"`},
 		{"settings_mismatch", base + "authentication: {authenticationMethods: [{method: X509, customSettings: {endpoint: x}}]}\n" + rules, "needs its settings"},
+		{"scram_without_users_file", base + "authentication: {authenticationMethods: [{method: SCRAM, scramSettings: {}}]}\n" + rules, "usersFile is required"},
 		{"sat_without_audience", base + "authentication: {authenticationMethods: [{method: ServiceAccountToken, serviceAccountTokenSettings: {}}]}\n" + rules, "audience"},
 		{"no_authorization", base + x509, "authorization is required"},
 		{"both_authorizations", base + x509 + rules + "authorizationFile: p.yaml\n", "exclusive"},

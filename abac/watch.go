@@ -8,12 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/mqttauth/mqttauth/internal/filewatch"
 
 	"github.com/mqttauth/mqttauth/auth"
 )
@@ -69,10 +68,7 @@ type Watcher struct {
 	err  error
 	last []byte // content of the last good file
 
-	fsw   *fsnotify.Watcher
-	done  chan struct{}
-	wg    sync.WaitGroup
-	close sync.Once
+	fw *filewatch.Watcher
 }
 
 var _ auth.Authorizer = (*Watcher)(nil)
@@ -96,7 +92,6 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 		log:      cfg.Logger,
 		onChange: cfg.OnChange,
 		onError:  cfg.OnError,
-		done:     make(chan struct{}),
 	}
 	if w.debounce == 0 {
 		w.debounce = DefaultDebounce
@@ -117,17 +112,18 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 	w.last = data
 	w.cur.Store(x)
 
-	fsw, err := fsnotify.NewWatcher()
+	w.fw, err = filewatch.New(filewatch.Config{
+		Paths:    []string{path},
+		Debounce: w.debounce,
+		Reload:   func() { _ = w.Reload() },
+		OnError: func(err error) {
+			w.log.LogAttrs(context.Background(), slog.LevelWarn, "abac policy watch error",
+				slog.String("path", path), slog.String("err", err.Error()))
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("abac: %w", err)
 	}
-	if err := fsw.Add(filepath.Dir(path)); err != nil {
-		fsw.Close()
-		return nil, fmt.Errorf("abac: watch %s: %w", filepath.Dir(path), err)
-	}
-	w.fsw = fsw
-	w.wg.Add(1)
-	go w.run()
 	w.log.LogAttrs(context.Background(), slog.LevelInfo, "abac policy loaded",
 		slog.String("path", path), slog.Uint64("generation", 1), slog.Int("rules", len(x.spec.Rules)))
 	return w, nil
@@ -207,45 +203,7 @@ func (w *Watcher) reload() (*Policy, error) {
 	return x, nil
 }
 
-// Close stops watching. The policy in force stays usable.
-func (w *Watcher) Close() error {
-	var err error
-	w.close.Do(func() {
-		close(w.done)
-		err = w.fsw.Close()
-		w.wg.Wait()
-	})
-	return err
-}
-
-func (w *Watcher) run() {
-	defer w.wg.Done()
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	defer t.Stop()
-	name := filepath.Base(w.path)
-	for {
-		select {
-		case <-w.done:
-			return
-		case ev, ok := <-w.fsw.Events:
-			if !ok {
-				return
-			}
-			base := filepath.Base(ev.Name)
-			// The file itself, or a Kubernetes ConfigMap's ..data swap.
-			if base == name || strings.HasPrefix(base, "..") {
-				t.Reset(w.debounce)
-			}
-		case err, ok := <-w.fsw.Errors:
-			if !ok {
-				return
-			}
-			w.log.LogAttrs(context.Background(), slog.LevelWarn, "abac policy watch error",
-				slog.String("path", w.path), slog.String("err", err.Error()))
-			t.Reset(w.debounce) // events may have been lost
-		case <-t.C:
-			_ = w.Reload()
-		}
-	}
-}
+// Close stops watching. It waits for a reload in progress (with its
+// OnChange or OnError) to end, and none starts after it returns; do not call
+// it from those callbacks. The policy in force stays usable.
+func (w *Watcher) Close() error { return w.fw.Close() }

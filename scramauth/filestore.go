@@ -8,12 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/mqttauth/mqttauth/internal/filewatch"
 )
 
 // DefaultDebounce is how long a [FileStore] waits after the last change event
@@ -67,10 +66,7 @@ type FileStore struct {
 	err  error
 	last []byte // content of the last good file
 
-	fsw   *fsnotify.Watcher
-	done  chan struct{}
-	wg    sync.WaitGroup
-	close sync.Once
+	fw *filewatch.Watcher
 }
 
 var _ Store = (*FileStore)(nil)
@@ -94,7 +90,6 @@ func NewFileStore(cfg FileStoreConfig) (*FileStore, error) {
 		log:      cfg.Logger,
 		onChange: cfg.OnChange,
 		onError:  cfg.OnError,
-		done:     make(chan struct{}),
 	}
 	if s.debounce == 0 {
 		s.debounce = DefaultDebounce
@@ -113,17 +108,18 @@ func NewFileStore(cfg FileStoreConfig) (*FileStore, error) {
 	s.gen, s.last = 1, data
 	s.cur.Store(u)
 
-	fsw, err := fsnotify.NewWatcher()
+	s.fw, err = filewatch.New(filewatch.Config{
+		Paths:    []string{path},
+		Debounce: s.debounce,
+		Reload:   func() { _ = s.Reload() },
+		OnError: func(err error) {
+			s.log.LogAttrs(context.Background(), slog.LevelWarn, "scram users watch error",
+				slog.String("path", path), slog.String("err", err.Error()))
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scramauth: %w", err)
 	}
-	if err := fsw.Add(filepath.Dir(path)); err != nil {
-		fsw.Close()
-		return nil, fmt.Errorf("scramauth: watch %s: %w", filepath.Dir(path), err)
-	}
-	s.fsw = fsw
-	s.wg.Add(1)
-	go s.run()
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "scram users loaded",
 		slog.String("path", path), slog.Uint64("generation", 1), slog.Int("users", u.Len()))
 	return s, nil
@@ -201,45 +197,7 @@ func (s *FileStore) reload() (*Users, uint64, error) {
 	return u, s.gen, nil
 }
 
-// Close stops watching. The users in force stay usable.
-func (s *FileStore) Close() error {
-	var err error
-	s.close.Do(func() {
-		close(s.done)
-		err = s.fsw.Close()
-		s.wg.Wait()
-	})
-	return err
-}
-
-func (s *FileStore) run() {
-	defer s.wg.Done()
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	defer t.Stop()
-	name := filepath.Base(s.path)
-	for {
-		select {
-		case <-s.done:
-			return
-		case ev, ok := <-s.fsw.Events:
-			if !ok {
-				return
-			}
-			base := filepath.Base(ev.Name)
-			// The file itself, or a Kubernetes ..data symlink swap.
-			if base == name || strings.HasPrefix(base, "..") {
-				t.Reset(s.debounce)
-			}
-		case err, ok := <-s.fsw.Errors:
-			if !ok {
-				return
-			}
-			s.log.LogAttrs(context.Background(), slog.LevelWarn, "scram users watch error",
-				slog.String("path", s.path), slog.String("err", err.Error()))
-			t.Reset(s.debounce) // events may have been lost
-		case <-t.C:
-			_ = s.Reload()
-		}
-	}
-}
+// Close stops watching. It waits for a reload in progress (with its
+// OnChange or OnError) to end, and none starts after it returns; do not call
+// it from those callbacks. The users in force stay usable.
+func (s *FileStore) Close() error { return s.fw.Close() }

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/mqttauth/mqttauth/internal/filewatch"
 )
 
 // DefaultDebounce is how long a Store waits after the last file event
@@ -76,16 +76,13 @@ type Store struct {
 	log      *slog.Logger
 	current  atomic.Pointer[Set]
 	updated  chan struct{}
-	watcher  *fsnotify.Watcher
-	done     chan struct{}
-	wg       sync.WaitGroup
-	reloadMu sync.Mutex // serialises reloads and publications
+	watcher  *filewatch.Watcher // nil when not watching
+	reloadMu sync.Mutex         // serialises reloads and publications
 
 	mu     sync.Mutex
 	err    error
 	subs   map[int]func(Event)
 	nextID int
-	closed bool
 }
 
 // New loads the files named by cfg and, unless cfg.DisableWatch, watches
@@ -107,19 +104,21 @@ func New(cfg Config) (*Store, error) {
 	if cfg.DisableWatch {
 		return s, nil
 	}
-	w, err := fsnotify.NewWatcher()
+	// Each directory path is watched itself, and each file path through
+	// its parent: a Kubernetes volume swaps its "..data" link in the
+	// parent, and editors replace files by renaming.
+	w, err := filewatch.New(filewatch.Config{
+		Paths:    slices.Concat(cfg.CAPaths, cfg.CRLPaths),
+		Debounce: cfg.Debounce,
+		Reload:   func() { _ = s.Reload() },
+		OnError: func(err error) {
+			s.log.Warn("truststore: watcher error", slog.String("err", err.Error()))
+		},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("truststore: watch: %w", err)
-	}
-	for _, dir := range watchDirs(cfg) {
-		if err := w.Add(dir); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("truststore: watch %s: %w", dir, err)
-		}
+		return nil, fmt.Errorf("truststore: %w", err)
 	}
 	s.watcher = w
-	s.wg.Add(1)
-	go s.watch()
 	return s, nil
 }
 
@@ -139,7 +138,6 @@ func newStore(cfg Config) *Store {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		updated: make(chan struct{}, 1),
-		done:    make(chan struct{}),
 		subs:    make(map[int]func(Event)),
 	}
 	if s.log == nil {
@@ -225,22 +223,14 @@ func (s *Store) Reload() error {
 	return nil
 }
 
-// Close stops watching. The last set stays readable.
+// Close stops watching. It waits for a reload in progress (with its
+// subscribers and OnError) to end, and the watcher starts none after it
+// returns; do not call it from those callbacks. The last set stays readable.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if s.watcher == nil {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.done)
-	var err error
-	if s.watcher != nil {
-		err = s.watcher.Close()
-	}
-	s.wg.Wait()
-	return err
+	return s.watcher.Close()
 }
 
 func (s *Store) publish(set *Set) {
@@ -387,47 +377,4 @@ func listFiles(p string) ([]string, error) {
 		}
 	}
 	return files, nil
-}
-
-// watchDirs returns the directories to watch: each directory path, and the
-// parent of each file path (a Kubernetes volume swaps its "..data" link in
-// the parent, and editors replace files by renaming).
-func watchDirs(cfg Config) []string {
-	var dirs []string
-	for _, p := range slices.Concat(cfg.CAPaths, cfg.CRLPaths) {
-		d := p
-		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
-			d = filepath.Dir(p)
-		}
-		d = filepath.Clean(d)
-		if !slices.Contains(dirs, d) {
-			dirs = append(dirs, d)
-		}
-	}
-	return dirs
-}
-
-func (s *Store) watch() {
-	defer s.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case _, ok := <-s.watcher.Events:
-			if !ok {
-				return
-			}
-			timer.Reset(s.cfg.Debounce)
-		case err, ok := <-s.watcher.Errors:
-			if !ok {
-				return
-			}
-			s.log.Warn("truststore: watcher error", slog.String("err", err.Error()))
-		case <-timer.C:
-			_ = s.Reload()
-		}
-	}
 }

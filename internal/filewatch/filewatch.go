@@ -74,7 +74,7 @@ type Watcher struct {
 
 // dirWatch says which events in one watched directory count.
 type dirWatch struct {
-	all   bool            // the directory is itself a watched path
+	all   bool            // a watched path itself, or beside a watched link
 	names map[string]bool // else: the base names of the watched files in it
 }
 

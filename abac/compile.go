@@ -260,11 +260,10 @@ func compile(spec Spec) (*Policy, error) {
 		spec:     cloneSpec(spec),
 		byClient: make(map[string]*bucket),
 		byUser:   make(map[string]*bucket),
-		byAttr:   make(map[attrPair][]*attrBucket),
 		res:      make([][]compiledResource, len(spec.Rules)),
 	}
 	attrByKey := make(map[string]*attrBucket)
-	attrNames := make(map[string]bool)
+	byAttr := make(map[attrPair][]*attrBucket) // keyed by each map's first pair
 	for i, r := range spec.Rules {
 		// Principals.
 		var buckets []*bucket
@@ -318,8 +317,7 @@ func compile(spec Spec) (*Policy, error) {
 			if ab == nil {
 				ab = &attrBucket{pairs: pairs, bucket: bucket{connectAny: none}}
 				attrByKey[key.String()] = ab
-				x.byAttr[pairs[0]] = append(x.byAttr[pairs[0]], ab)
-				attrNames[pairs[0].name] = true
+				byAttr[pairs[0]] = append(byAttr[pairs[0]], ab)
 			}
 			buckets = append(buckets, &ab.bucket)
 		}
@@ -404,10 +402,19 @@ func compile(spec Spec) (*Policy, error) {
 			x.res[i][j] = cr
 		}
 	}
-	for name := range attrNames {
-		x.attrNames = append(x.attrNames, name)
+	// Index the attribute maps by name, then value: a decision hashes each
+	// of the principal's values once, not a (name, value) pair.
+	byName := make(map[string]map[string][]*attrBucket)
+	for pair, abs := range byAttr {
+		if byName[pair.name] == nil {
+			byName[pair.name] = make(map[string][]*attrBucket)
+		}
+		byName[pair.name][pair.value] = abs
 	}
-	slices.Sort(x.attrNames)
+	for name, byValue := range byName {
+		x.byAttr = append(x.byAttr, attrIndex{name: name, byValue: byValue})
+	}
+	slices.SortFunc(x.byAttr, func(a, b attrIndex) int { return strings.Compare(a.name, b.name) })
 	return x, nil
 }
 

@@ -23,15 +23,21 @@ type Policy struct {
 	refs   []string             // "rules[i].brokerResources[j]", in policy order
 	refLoc [][2]int             // (i, j) of each ref
 
-	byClient  map[string]*bucket
-	byUser    map[string]*bucket
-	byAttr    map[attrPair][]*attrBucket // keyed by the map's first pair
-	attrNames []string                   // the names byAttr is keyed by
+	byClient map[string]*bucket
+	byUser   map[string]*bucket
+	byAttr   []attrIndex // by the name of each attribute map's first pair
 
 	gen uint64
 }
 
 var _ auth.Authorizer = (*Policy)(nil)
+
+// attrIndex holds the attribute maps whose first pair (by name) has this
+// name, by that pair's value.
+type attrIndex struct {
+	name    string
+	byValue map[string][]*attrBucket
+}
 
 // Spec returns a copy of the policy's rules.
 func (x *Policy) Spec() Spec { return cloneSpec(x.spec) }
@@ -94,12 +100,13 @@ func (x *Policy) decide(p *auth.Principal, a auth.Action) int32 {
 			best = b.decide(p, a.Kind, topic, best)
 		}
 	}
-	for _, name := range x.attrNames {
-		v, ok := p.Attribute(name)
+	for i := range x.byAttr {
+		ai := &x.byAttr[i]
+		v, ok := p.Attribute(ai.name)
 		if !ok {
 			continue
 		}
-		for _, ab := range x.byAttr[attrPair{name, v}] {
+		for _, ab := range ai.byValue[v] {
 			if ab.selects(p) {
 				best = ab.decide(p, a.Kind, topic, best)
 			}

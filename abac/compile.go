@@ -2,6 +2,7 @@ package abac
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strconv"
@@ -257,6 +258,7 @@ func compile(spec Spec) (*Policy, error) {
 		return nil, docErr("denyAll", fmt.Errorf("%w: denyAll: true cannot be combined with rules", ErrInvalidValue))
 	}
 	x := &Policy{
+		seed:     maphash.MakeSeed(),
 		spec:     cloneSpec(spec),
 		byClient: make(map[string]*bucket),
 		byUser:   make(map[string]*bucket),

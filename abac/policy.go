@@ -2,7 +2,9 @@ package abac
 
 import (
 	"context"
+	"hash/maphash"
 	"strings"
+	"sync/atomic"
 
 	"github.com/mqttauth/mqttauth/auth"
 )
@@ -26,6 +28,9 @@ type Policy struct {
 	byClient map[string]*bucket
 	byUser   map[string]*bucket
 	byAttr   []attrIndex // by the name of each attribute map's first pair
+
+	seed       maphash.Seed
+	selections [selectionCacheSize]atomic.Pointer[selected]
 
 	gen uint64
 }
@@ -90,14 +95,43 @@ func (x *Policy) decide(p *auth.Principal, a auth.Action) int32 {
 		return none
 	}
 	best := int32(none)
+	for _, b := range x.selection(p).buckets {
+		best = b.decide(p, a.Kind, topic, best)
+	}
+	return best
+}
+
+// selectionCacheSize is the number of principals whose selection a Policy
+// remembers (a power of two).
+const selectionCacheSize = 1024
+
+// selected is the buckets that select one principal: its client id's, its
+// user name's, and those of the attribute maps it satisfies.
+type selected struct {
+	p       *auth.Principal
+	buckets []*bucket
+}
+
+// selection returns the buckets that select p. A principal never changes,
+// nor does a Policy, so the answer is remembered in a direct-mapped,
+// lock-free cache keyed by the principal's pointer: a decision then hashes
+// none of the principal's strings. An entry keeps its principal alive, so an
+// address cannot be reused by another principal while it is cached. A miss
+// allocates once per principal and policy; a hit allocates nothing.
+func (x *Policy) selection(p *auth.Principal) *selected {
+	slot := &x.selections[maphash.Comparable(x.seed, p)&(selectionCacheSize-1)]
+	if s := slot.Load(); s != nil && s.p == p {
+		return s
+	}
+	s := &selected{p: p}
 	if id := p.ClientID(); id != "" {
 		if b := x.byClient[id]; b != nil {
-			best = b.decide(p, a.Kind, topic, best)
+			s.buckets = append(s.buckets, b)
 		}
 	}
 	if u := p.Username(); u != "" {
 		if b := x.byUser[u]; b != nil {
-			best = b.decide(p, a.Kind, topic, best)
+			s.buckets = append(s.buckets, b)
 		}
 	}
 	for i := range x.byAttr {
@@ -108,11 +142,12 @@ func (x *Policy) decide(p *auth.Principal, a auth.Action) int32 {
 		}
 		for _, ab := range ai.byValue[v] {
 			if ab.selects(p) {
-				best = ab.decide(p, a.Kind, topic, best)
+				s.buckets = append(s.buckets, &ab.bucket)
 			}
 		}
 	}
-	return best
+	slot.Store(s)
+	return s
 }
 
 // Explanation says how a Policy decided: the decision, and each broker

@@ -1,20 +1,14 @@
 package abac
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/mqttauth/mqttauth/internal/filewatch"
-
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/internal/filewatch"
 )
 
 // DefaultDebounce is how long a [Watcher] waits after the last change event
@@ -55,20 +49,7 @@ type WatchConfig struct {
 // good policy in force; Err returns the failure until a good file is loaded.
 // Each loaded policy gets the next generation number.
 type Watcher struct {
-	path     string
-	debounce time.Duration
-	log      *slog.Logger
-	onChange func(*Policy)
-	onError  func(error)
-
-	cur atomic.Pointer[Policy]
-
-	mu   sync.Mutex // serialises reloads; guards what follows
-	gen  uint64
-	err  error
-	last []byte // content of the last good file
-
-	fw *filewatch.Watcher
+	f *filewatch.File[*Policy]
 }
 
 var _ auth.Authorizer = (*Watcher)(nil)
@@ -82,128 +63,57 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 	if cfg.Debounce < 0 {
 		return nil, errors.New("abac: negative WatchConfig.Debounce")
 	}
-	path, err := filepath.Abs(cfg.Path)
-	if err != nil {
-		return nil, fmt.Errorf("abac: %w", err)
-	}
-	w := &Watcher{
-		path:     path,
-		debounce: cfg.Debounce,
-		log:      cfg.Logger,
-		onChange: cfg.OnChange,
-		onError:  cfg.OnError,
-	}
-	if w.debounce == 0 {
-		w.debounce = DefaultDebounce
-	}
-	if w.log == nil {
-		w.log = slog.Default()
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("abac: %w", err)
-	}
-	x, err := Parse(data)
+	f, err := filewatch.NewFile(filewatch.FileConfig[*Policy]{
+		Path:     cfg.Path,
+		Debounce: cmp.Or(cfg.Debounce, DefaultDebounce),
+		Parse: func(data []byte, gen uint64) (*Policy, error) {
+			x, err := Parse(data)
+			if err != nil {
+				return nil, err
+			}
+			x.gen = gen
+			return x, nil
+		},
+		Prefix:   "abac",
+		What:     "abac policy",
+		Describe: func(x *Policy) slog.Attr { return slog.Int("rules", len(x.spec.Rules)) },
+		Logger:   cfg.Logger,
+		OnChange: cfg.OnChange,
+		OnError:  cfg.OnError,
+	})
 	if err != nil {
 		return nil, err
 	}
-	w.gen = 1
-	x.gen = 1
-	w.last = data
-	w.cur.Store(x)
-
-	w.fw, err = filewatch.New(filewatch.Config{
-		Paths:    []string{path},
-		Debounce: w.debounce,
-		Reload:   func() { _ = w.Reload() },
-		OnError: func(err error) {
-			w.log.LogAttrs(context.Background(), slog.LevelWarn, "abac policy watch error",
-				slog.String("path", path), slog.String("err", err.Error()))
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("abac: %w", err)
-	}
-	w.log.LogAttrs(context.Background(), slog.LevelInfo, "abac policy loaded",
-		slog.String("path", path), slog.Uint64("generation", 1), slog.Int("rules", len(x.spec.Rules)))
-	return w, nil
+	return &Watcher{f: f}, nil
 }
 
 // Current returns the policy in force.
-func (w *Watcher) Current() *Policy { return w.cur.Load() }
+func (w *Watcher) Current() *Policy { return w.f.Current() }
 
 // Authorize decides with the policy in force; see [Policy.Authorize].
 func (w *Watcher) Authorize(ctx context.Context, p *auth.Principal, a auth.Action) auth.Decision {
-	return w.cur.Load().Authorize(ctx, p, a)
+	return w.f.Current().Authorize(ctx, p, a)
 }
 
 // Explain explains a decision of the policy in force; see [Policy.Explain].
 func (w *Watcher) Explain(p *auth.Principal, a auth.Action) Explanation {
-	return w.cur.Load().Explain(p, a)
+	return w.f.Current().Explain(p, a)
 }
 
 // Generation returns the generation of the policy in force: 1 after the
 // first load, one more after each change.
-func (w *Watcher) Generation() uint64 { return w.cur.Load().gen }
+func (w *Watcher) Generation() uint64 { return w.f.Current().gen }
 
 // Err returns why the last reload failed, or nil when the policy in force
 // was loaded from the file's current content.
-func (w *Watcher) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
+func (w *Watcher) Err() error { return w.f.Err() }
 
 // Reload reads the file now, as a change event would. It returns the error
 // that kept the last good policy in force, or nil (also when the content
 // has not changed).
-func (w *Watcher) Reload() error {
-	x, err := w.reload()
-	if err != nil {
-		w.log.LogAttrs(context.Background(), slog.LevelError, "abac policy rejected; the last good policy stays in force",
-			slog.String("path", w.path), slog.Uint64("generation", w.Generation()), slog.String("err", err.Error()))
-		if w.onError != nil {
-			w.onError(err)
-		}
-		return err
-	}
-	if x != nil {
-		w.log.LogAttrs(context.Background(), slog.LevelInfo, "abac policy reloaded",
-			slog.String("path", w.path), slog.Uint64("generation", x.gen), slog.Int("rules", len(x.spec.Rules)))
-		if w.onChange != nil {
-			w.onChange(x)
-		}
-	}
-	return nil
-}
-
-// reload returns the new policy, nil when nothing changed, or the error.
-func (w *Watcher) reload() (*Policy, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	data, err := os.ReadFile(w.path)
-	if err != nil {
-		w.err = fmt.Errorf("abac: %w", err)
-		return nil, w.err
-	}
-	if bytes.Equal(data, w.last) {
-		w.err = nil
-		return nil, nil
-	}
-	x, err := Parse(data)
-	if err != nil {
-		w.err = err
-		return nil, err
-	}
-	w.gen++
-	x.gen = w.gen
-	w.last = data
-	w.err = nil
-	w.cur.Store(x)
-	return x, nil
-}
+func (w *Watcher) Reload() error { return w.f.Reload() }
 
 // Close stops watching. It waits for a reload in progress (with its
 // OnChange or OnError) to end, and none starts after it returns; do not call
 // it from those callbacks. The policy in force stays usable.
-func (w *Watcher) Close() error { return w.fw.Close() }
+func (w *Watcher) Close() error { return w.f.Close() }

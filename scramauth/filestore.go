@@ -1,15 +1,11 @@
 package scramauth
 
 import (
-	"bytes"
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mqttauth/mqttauth/internal/filewatch"
@@ -53,20 +49,7 @@ type FileStoreConfig struct {
 // the log, to OnError and by Err until a good file is loaded. Lookups read
 // an immutable snapshot behind an atomic pointer: no lock per connection.
 type FileStore struct {
-	path     string
-	debounce time.Duration
-	log      *slog.Logger
-	onChange func(*Users)
-	onError  func(error)
-
-	cur atomic.Pointer[Users]
-
-	mu   sync.Mutex // serialises reloads; guards what follows
-	gen  uint64
-	err  error
-	last []byte // content of the last good file
-
-	fw *filewatch.Watcher
+	f *filewatch.File[*Users]
 }
 
 var _ Store = (*FileStore)(nil)
@@ -84,120 +67,50 @@ func NewFileStore(cfg FileStoreConfig) (*FileStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scramauth: %w", err)
 	}
-	s := &FileStore{
-		path:     path,
-		debounce: cfg.Debounce,
-		log:      cfg.Logger,
-		onChange: cfg.OnChange,
-		onError:  cfg.OnError,
-	}
-	if s.debounce == 0 {
-		s.debounce = DefaultDebounce
-	}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("scramauth: %w", err)
-	}
-	u, err := ParseUsers(data)
-	if err != nil {
-		return nil, fmt.Errorf("scramauth: %s: %w", path, err)
-	}
-	s.gen, s.last = 1, data
-	s.cur.Store(u)
-
-	s.fw, err = filewatch.New(filewatch.Config{
-		Paths:    []string{path},
-		Debounce: s.debounce,
-		Reload:   func() { _ = s.Reload() },
-		OnError: func(err error) {
-			s.log.LogAttrs(context.Background(), slog.LevelWarn, "scram users watch error",
-				slog.String("path", path), slog.String("err", err.Error()))
+	f, err := filewatch.NewFile(filewatch.FileConfig[*Users]{
+		Path:     path,
+		Debounce: cmp.Or(cfg.Debounce, DefaultDebounce),
+		Parse: func(data []byte, _ uint64) (*Users, error) {
+			u, err := ParseUsers(data)
+			if err != nil {
+				return nil, fmt.Errorf("scramauth: %s: %w", path, err)
+			}
+			return u, nil
 		},
+		Prefix:   "scramauth",
+		What:     "scram users file",
+		Describe: func(u *Users) slog.Attr { return slog.Int("users", u.Len()) },
+		Logger:   cfg.Logger,
+		OnChange: cfg.OnChange,
+		OnError:  cfg.OnError,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("scramauth: %w", err)
+		return nil, err
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "scram users loaded",
-		slog.String("path", path), slog.Uint64("generation", 1), slog.Int("users", u.Len()))
-	return s, nil
+	return &FileStore{f: f}, nil
 }
 
 // Lookup looks the user up in the users in force.
 func (s *FileStore) Lookup(mech Mechanism, username string) (Credential, bool) {
-	return s.cur.Load().Lookup(mech, username)
+	return s.f.Current().Lookup(mech, username)
 }
 
 // Current returns the users in force.
-func (s *FileStore) Current() *Users { return s.cur.Load() }
+func (s *FileStore) Current() *Users { return s.f.Current() }
 
 // Generation returns 1 after the first load and one more after each change.
-func (s *FileStore) Generation() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.gen
-}
+func (s *FileStore) Generation() uint64 { return s.f.Generation() }
 
 // Err returns why the last reload failed, or nil when the users in force were
 // loaded from the file's current content.
-func (s *FileStore) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
+func (s *FileStore) Err() error { return s.f.Err() }
 
 // Reload reads the file now, as a change event would. It returns the error
 // that kept the last good users in force, or nil (also when the content has
 // not changed).
-func (s *FileStore) Reload() error {
-	u, gen, err := s.reload()
-	if err != nil {
-		s.log.LogAttrs(context.Background(), slog.LevelError, "scram users file rejected; the last good users stay in force",
-			slog.String("path", s.path), slog.Uint64("generation", gen), slog.String("err", err.Error()))
-		if s.onError != nil {
-			s.onError(err)
-		}
-		return err
-	}
-	if u != nil {
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "scram users reloaded",
-			slog.String("path", s.path), slog.Uint64("generation", gen), slog.Int("users", u.Len()))
-		if s.onChange != nil {
-			s.onChange(u)
-		}
-	}
-	return nil
-}
-
-// reload returns the new users (nil when nothing changed), the generation in
-// force, and the error.
-func (s *FileStore) reload() (*Users, uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	data, err := os.ReadFile(s.path)
-	if err != nil {
-		s.err = fmt.Errorf("scramauth: %w", err)
-		return nil, s.gen, s.err
-	}
-	if bytes.Equal(data, s.last) {
-		s.err = nil
-		return nil, s.gen, nil
-	}
-	u, err := ParseUsers(data)
-	if err != nil {
-		s.err = fmt.Errorf("scramauth: %s: %w", s.path, err)
-		return nil, s.gen, s.err
-	}
-	s.gen++
-	s.last = data
-	s.err = nil
-	s.cur.Store(u)
-	return u, s.gen, nil
-}
+func (s *FileStore) Reload() error { return s.f.Reload() }
 
 // Close stops watching. It waits for a reload in progress (with its
 // OnChange or OnError) to end, and none starts after it returns; do not call
 // it from those callbacks. The users in force stay usable.
-func (s *FileStore) Close() error { return s.fw.Close() }
+func (s *FileStore) Close() error { return s.f.Close() }

@@ -15,30 +15,7 @@ var pemBegin = []byte("-----BEGIN")
 // block that does not parse, or a block that begins and does not end (a
 // truncated file). It never panics.
 func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	rest := data
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("%w: PEM block %d is %q, want CERTIFICATE", ErrParse, len(certs)+1, block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%w: certificate %d: %w", ErrParse, len(certs)+1, err)
-		}
-		certs = append(certs, c)
-	}
-	if bytes.Contains(rest, pemBegin) {
-		return nil, fmt.Errorf("%w: truncated or malformed PEM block after %d certificates", ErrParse, len(certs))
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%w: no PEM CERTIFICATE block (%d bytes)", ErrParse, len(data))
-	}
-	return certs, nil
+	return parsePEM(data, "CERTIFICATE", "certificate", x509.ParseCertificate)
 }
 
 // ParseCRLs parses certificate revocation lists: PEM "X509 CRL" blocks, or
@@ -56,7 +33,14 @@ func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		}
 		return []*x509.RevocationList{crl}, nil
 	}
-	var crls []*x509.RevocationList
+	return parsePEM(data, "X509 CRL", "CRL", x509.ParseRevocationList)
+}
+
+// parsePEM parses every PEM block of data, which must all be of blockType,
+// with parse. Text before a block is ignored; no block, another type, a block
+// that does not parse or a truncated block is an error wrapping ErrParse.
+func parsePEM[T any](data []byte, blockType, what string, parse func([]byte) (T, error)) ([]T, error) {
+	var out []T
 	rest := data
 	for {
 		var block *pem.Block
@@ -64,20 +48,20 @@ func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		if block == nil {
 			break
 		}
-		if block.Type != "X509 CRL" {
-			return nil, fmt.Errorf("%w: PEM block %d is %q, want X509 CRL", ErrParse, len(crls)+1, block.Type)
+		if block.Type != blockType {
+			return nil, fmt.Errorf("%w: PEM block %d is %q, want %s", ErrParse, len(out)+1, block.Type, blockType)
 		}
-		crl, err := x509.ParseRevocationList(block.Bytes)
+		v, err := parse(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%w: CRL %d: %w", ErrParse, len(crls)+1, err)
+			return nil, fmt.Errorf("%w: %s %d: %w", ErrParse, what, len(out)+1, err)
 		}
-		crls = append(crls, crl)
+		out = append(out, v)
 	}
 	if bytes.Contains(rest, pemBegin) {
-		return nil, fmt.Errorf("%w: truncated or malformed PEM block after %d CRLs", ErrParse, len(crls))
+		return nil, fmt.Errorf("%w: truncated or malformed PEM block after %d %ss", ErrParse, len(out), what)
 	}
-	if len(crls) == 0 {
-		return nil, fmt.Errorf("%w: no PEM X509 CRL block", ErrParse)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no PEM %s block (%d bytes)", ErrParse, blockType, len(data))
 	}
-	return crls, nil
+	return out, nil
 }

@@ -1,7 +1,6 @@
 package truststore
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -287,13 +286,14 @@ func (s *Store) publishLocked(set *Set, err error) {
 	}
 }
 
-// load reads every file and builds a Set.
-func (s *Store) load() (*Set, error) {
+// readFiles reads every file under paths (files, or directories of them)
+// and parses each; it returns what parsed and an error per file that did not.
+func readFiles[T any](paths []string, parse func([]byte) ([]T, error)) ([]T, []error) {
 	var (
-		cas  []*x509.Certificate
+		out  []T
 		errs []error
 	)
-	for _, p := range s.cfg.CAPaths {
+	for _, p := range paths {
 		files, err := listFiles(p)
 		if err != nil {
 			errs = append(errs, err)
@@ -305,35 +305,22 @@ func (s *Store) load() (*Set, error) {
 				errs = append(errs, fmt.Errorf("truststore: %w", err))
 				continue
 			}
-			certs, err := ParseCertificates(data)
+			v, err := parse(data)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", f, err))
 				continue
 			}
-			cas = append(cas, certs...)
+			out = append(out, v...)
 		}
 	}
-	var crls []*x509.RevocationList
-	for _, p := range s.cfg.CRLPaths {
-		files, err := listFiles(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, f := range files {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("truststore: %w", err))
-				continue
-			}
-			l, err := ParseCRLs(data)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", f, err))
-				continue
-			}
-			crls = append(crls, l...)
-		}
-	}
+	return out, errs
+}
+
+// load reads every file and builds a Set.
+func (s *Store) load() (*Set, error) {
+	cas, errs := readFiles(s.cfg.CAPaths, ParseCertificates)
+	crls, crlErrs := readFiles(s.cfg.CRLPaths, ParseCRLs)
+	errs = append(errs, crlErrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

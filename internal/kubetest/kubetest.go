@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth/authtest"
+	"github.com/mqttauth/mqttauth/internal/freeport"
 )
 
 const (
@@ -74,8 +75,15 @@ type Env struct {
 
 	dir   string
 	hc    *http.Client
-	procs []*exec.Cmd
+	procs []proc
 	logs  []*syncBuffer
+}
+
+// proc is a started process; done is closed when it has exited and been
+// waited for.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 var (
@@ -121,19 +129,26 @@ func StopShared() {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// errPortTaken is an attempt of Start that lost a port to another process.
+var errPortTaken = errors.New("kubetest: a port was taken before the server bound it")
 
 // Start starts etcd and kube-apiserver from the binaries in bin, on free
 // loopback ports with a scratch directory, and waits until /readyz answers.
-// The caller must Stop it.
-func Start(bin string) (_ *Env, err error) {
+// An attempt that loses a port to another process between the check and
+// the bind is retried with new ports, three times at most. The caller must
+// Stop it.
+func Start(bin string) (*Env, error) {
+	var err error
+	for range 3 {
+		var env *Env
+		if env, err = start(bin); !errors.Is(err, errPortTaken) {
+			return env, err
+		}
+	}
+	return nil, err
+}
+
+func start(bin string) (_ *Env, err error) {
 	dir, err := os.MkdirTemp("", "mqttauth-kube-")
 	if err != nil {
 		return nil, err
@@ -146,7 +161,7 @@ func Start(bin string) (_ *Env, err error) {
 	}()
 	var ports [3]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = freeport.Loopback(); err != nil {
 			return nil, err
 		}
 	}
@@ -194,7 +209,12 @@ func Start(bin string) (_ *Env, err error) {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		env.procs = append(env.procs, cmd)
+		done := make(chan struct{})
+		go func() {
+			_ = cmd.Wait()
+			close(done)
+		}()
+		env.procs = append(env.procs, proc{cmd, done})
 		env.logs = append(env.logs, logBuf)
 		return nil
 	}
@@ -236,9 +256,14 @@ func Start(bin string) (_ *Env, err error) {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("kube-apiserver not ready after 90 s: %v\n%s", err, env.Tail())
 		}
-		for _, p := range env.procs {
-			if p.ProcessState != nil {
-				return nil, fmt.Errorf("%s exited\n%s", p.Path, env.Tail())
+		for i, p := range env.procs {
+			select {
+			case <-p.done:
+				if strings.Contains(env.logs[i].String(), "address already in use") {
+					return nil, fmt.Errorf("%w: %s exited\n%s", errPortTaken, p.cmd.Path, env.Tail())
+				}
+				return nil, fmt.Errorf("%s exited early (%v)\n%s", p.cmd.Path, p.cmd.ProcessState, env.Tail())
+			default:
 			}
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -314,8 +339,8 @@ func (e *Env) Tail() string {
 func (e *Env) Stop() {
 	for i := len(e.procs) - 1; i >= 0; i-- {
 		p := e.procs[i]
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-		_ = p.Wait()
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
 	}
 	e.procs = nil
 	if e.hc != nil {

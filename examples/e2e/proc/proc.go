@@ -18,11 +18,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqttauth/mqttauth/internal/freeport"
 )
 
 // Buffer is a process's output, safe for the copier and the test to share.
@@ -145,8 +148,25 @@ func Start(tb testing.TB, path string, args ...string) *Process {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	tb.Cleanup(func() { p.Stop() })
+	tb.Cleanup(func() {
+		p.Stop()
+		if tb.Failed() {
+			tb.Logf("proc: output of %s %s:\n%s", filepath.Base(path), strings.Join(args, " "), tail(p.Out.String(), 8<<10))
+		}
+	})
 	return p
+}
+
+// tail returns the last n bytes of s, from a line start where possible.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return "[...]\n" + s
 }
 
 // Signal sends sig to the process group.
@@ -199,15 +219,16 @@ func WaitFor(tb testing.TB, b *Buffer, d time.Duration, parts ...string) {
 	}
 }
 
-// FreeAddr returns a free loopback address, 127.0.0.1:PORT.
+// FreeAddr returns a free loopback address, 127.0.0.1:PORT, with a port
+// below the ephemeral range (see internal/freeport), so that no outgoing
+// connection takes it before the program started with it binds it.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
 		tb.Fatalf("proc: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // StartBroker writes cfg (YAML) to dir/broker.yaml, starts the example

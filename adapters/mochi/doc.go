@@ -47,6 +47,19 @@
 // never persist them; the Authentication Data of AUTH packets is zeroed
 // too, since mochi logs a packet whose handling failed.
 //
+// mochi also logs packets that it refuses before any hook sees them, with
+// their credentials. Give mochi's Options.Logger a [ServerLogger]: it keeps
+// those records, which are the only trace of why such a client was
+// disconnected, and drops the packets.
+//
+// # Where mochi answers first
+//
+// After CONNACK, mochi checks an AUTH packet's reason code before calling
+// any hook: a code MQTT does not define gets DISCONNECT 0x82 (Protocol
+// Error) from mochi, where auth.Session would answer 0x81 (Malformed
+// Packet). Before CONNACK the hook reads the exchange itself, so the
+// Session's 0x81 applies.
+//
 // # One authorization hook
 //
 // mochi allows a client as soon as any hook allows it. [Attach] refuses to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -47,4 +48,23 @@ func ExampleAttach() {
 	defer srv.Close()
 	fmt.Println(h.ID(), h.Len())
 	// Output: mqttauth 0
+}
+
+// Keep mochi's own warnings without the packets, and their credentials,
+// that mochi attaches to them.
+func ExampleServerLogger() {
+	h := slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		Level: slog.LevelWarn,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // a stable output for the example
+			}
+			return a
+		},
+	})
+	srv := mqtt.New(&mqtt.Options{Logger: mochi.ServerLogger(h)})
+
+	// What mochi logs when it refuses a packet by itself:
+	srv.Log.Warn("error processing packet", "error", "protocol violation: invalid reason", "client", "sensor-1", "pk", "AUTH with its Authentication Data")
+	// Output: level=WARN msg="error processing packet" error="protocol violation: invalid reason" client=sensor-1
 }

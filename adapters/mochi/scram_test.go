@@ -162,7 +162,7 @@ func dialScramSniff(t *testing.T, addr string, a *scramAuther) (*paho.Client, *p
 		<-conn.done
 	})
 	dis := make(chan *paho.Disconnect, 1)
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, AuthHandler: a, PacketTimeout: 5 * time.Second,
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), AuthHandler: a, PacketTimeout: 5 * time.Second,
 		OnServerDisconnect: func(d *paho.Disconnect) { dis <- d }})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,11 +62,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewTextHandler(stdout, nil)
-	if *logJSON {
-		handler = slog.NewJSONHandler(stdout, nil)
+	// Two handlers, ours and mochi's, write to one stream: a lock keeps
+	// their lines whole.
+	logOut := &lockedWriter{w: stdout}
+	newHandler := func(level slog.Level) slog.Handler {
+		opts := &slog.HandlerOptions{Level: level}
+		if *logJSON {
+			return slog.NewJSONHandler(logOut, opts)
+		}
+		return slog.NewTextHandler(logOut, opts)
 	}
-	log := slog.New(handler)
+	log := slog.New(newHandler(slog.LevelInfo))
 
 	tutorial := *cfgPath == ""
 	if tutorial {
@@ -114,7 +121,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	setup.Attach(m)
 
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// mochi's own warnings (a packet it refused before any hook saw it)
+	// are kept, without the packet dumps that carry credentials.
+	mochiLog := mochi.ServerLogger(newHandler(slog.LevelWarn)).With(slog.String("component", "mochi"))
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: mochiLog})
 	if _, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: log}); err != nil {
 		return err
 	}
@@ -209,4 +219,16 @@ password is in %s):
 		base, tls(devpki.Intruder), base, tls(devpki.Expired),
 		filepath.Join(dir, config.SampleSCRAMPasswordFile),
 		port, filepath.Join(dir, devpki.ServerRootCA), config.SampleSCRAMUser, filepath.Join(dir, config.SampleSCRAMPasswordFile))
+}
+
+// lockedWriter serializes writes from several log handlers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/xdg-go/scram"
 )
@@ -88,7 +89,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	a := &auther{mech: *mech, client: sc}
 	disconnected := make(chan *paho.Disconnect, 1)
 	c := paho.NewClient(paho.ClientConfig{
-		Conn:               conn,
+		// paho serializes its writes only on a Conn that is a sync.Locker;
+		// on a bare *tls.Conn its first PINGREQ, sent right after CONNACK,
+		// can land between an AUTH packet's header and body.
+		Conn:               packets.NewThreadSafeConn(conn),
 		AuthHandler:        a,
 		OnServerDisconnect: func(d *paho.Disconnect) { disconnected <- d },
 		OnClientError:      func(error) {},

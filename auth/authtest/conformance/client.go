@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -79,7 +80,10 @@ func Dial(tb testing.TB, addr string, cp *paho.Connect, answers map[string]strin
 		Handler:     h,
 	}
 	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn:               conn,
+		// paho writes a packet's header and body in separate writes and
+		// serializes them only on a Conn that is a sync.Locker; without it,
+		// the PINGREQ paho sends right after CONNACK can land inside an AUTH.
+		Conn:               packets.NewThreadSafeConn(conn),
 		AuthHandler:        h,
 		PacketTimeout:      Timeout,
 		OnServerDisconnect: func(d *paho.Disconnect) { c.Disconnects <- d },

@@ -51,11 +51,8 @@ tokens:
 	// round trip to the auth server process can take seconds, and a
 	// re-authentication that times out twice is, by design, left
 	// unanswered (see auth's package docs), which would fail the success
-	// cases. (TestPahoReauth/success once waited 10 s for an answer in CI
-	// with a 2 s timeout; the broker's output was not kept then, and now
-	// is: proc logs it for a failed test.)
-	// TestPahoCustomServerDown stops the server, so its requests fail at
-	// once whatever the timeout.
+	// cases. TestPahoCustomServerDown stops the server, so its requests
+	// fail at once whatever the timeout.
 	cfg := filepath.Join(s.dev, "stack.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
 listener: {serverCert: mqtts-endpoint.crt, serverKey: mqtts-endpoint.key}

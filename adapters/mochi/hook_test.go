@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -123,21 +125,25 @@ func TestOtherAuthHookRefused(t *testing.T) {
 		require.Nil(t, h)
 
 		// Added after Attach, before Serve: OnStarted catches it.
-		srv = mqtt.New(&mqtt.Options{Logger: quiet})
+		var serverLog lockedBuffer
+		srv = mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(&serverLog, nil))})
 		h, err = mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet})
 		require.NoError(t, err)
 		srv.Options.Hooks = []mqtt.HookLoadConfig{{Hook: new(mochiauth.AllowHook)}}
 		ln := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: "127.0.0.1:0"})
 		require.NoError(t, srv.AddListener(ln))
 		require.NoError(t, srv.Serve())
-		addr := ln.Address()
+		// Wait for the end of srv.Close before dialing: a connection
+		// accepted while mochi closes trips a data race inside mochi
+		// (mochi-mqtt/server#541).
 		require.Eventually(t, func() bool {
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				_ = c.Close()
-			}
-			return err != nil
-		}, 5*time.Second, 10*time.Millisecond, "the server kept listening")
+			return strings.Contains(serverLog.String(), "mochi mqtt server stopped")
+		}, 5*time.Second, 10*time.Millisecond, "the server was not closed:\n%s", serverLog.String())
+		c, err := net.DialTimeout("tcp", ln.Address(), time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		require.Error(t, err, "the server kept listening")
 		require.Equal(t, 0, h.Len())
 	})
 }

@@ -74,3 +74,27 @@ func TestReasonCode(t *testing.T) {
 	require.Equal(t, auth.NotAuthorized, auth.Deny.Code())
 	require.Equal(t, auth.Success, auth.Allow("r").Code())
 }
+
+func TestConnackV311(t *testing.T) {
+	for _, tc := range []struct {
+		code auth.ReasonCode
+		want byte
+		ok   bool
+	}{
+		{auth.BadUserNameOrPassword, 4, true},
+		{auth.NotAuthorized, 5, true},
+		{auth.BadAuthenticationMethod, 5, true},
+		{auth.Banned, 5, true},
+		{auth.ServerUnavailable, 3, true},
+		{auth.ConnectionRateExceeded, 3, true},
+		{0x85, 2, true},
+		{0x84, 1, true},
+		{auth.ProtocolError, 0, false},
+		{auth.PacketTooLarge, 0, false},
+	} {
+		got, ok := tc.code.ConnackV311()
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%v.ConnackV311() = %d, %v; want %d, %v", tc.code, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -109,3 +109,33 @@ func (c ReasonCode) forDisconnect() ReasonCode {
 	}
 	return NotAuthorized
 }
+
+// ConnackV311 returns the MQTT 3.1.1 CONNACK return code that stands for the
+// MQTT v5 failure code c (MQTT 3.1.1, section 3.2.2.3), and false when 3.1.1
+// has none: then the server closes the connection without a CONNACK, as
+// 3.1.1 asks for a malformed or otherwise invalid CONNECT [MQTT-3.1.4-1].
+//
+//   - 0x84 Unsupported Protocol Version: 1 (unacceptable protocol version)
+//   - 0x85 Client Identifier not valid: 2 (identifier rejected)
+//   - 0x88 Server unavailable, 0x89 Server busy, 0x97 Quota exceeded,
+//     0x9C Use another server, 0x9D Server moved, 0x9F Connection rate
+//     exceeded: 3 (server unavailable)
+//   - 0x86 Bad User Name or Password: 4 (bad user name or password)
+//   - 0x87 Not authorized, 0x8A Banned, 0x8C Bad authentication method:
+//     5 (not authorized)
+//   - anything else (0x80 to 0x83, 0x95 Packet too large, ...): none
+func (c ReasonCode) ConnackV311() (byte, bool) {
+	switch c {
+	case 0x84:
+		return 1, true
+	case 0x85:
+		return 2, true
+	case ServerUnavailable, ServerBusy, QuotaExceeded, UseAnotherServer, ServerMoved, ConnectionRateExceeded:
+		return 3, true
+	case BadUserNameOrPassword:
+		return 4, true
+	case NotAuthorized, Banned, BadAuthenticationMethod:
+		return 5, true
+	}
+	return 0, false
+}

@@ -39,6 +39,15 @@
 //
 //   - An Authentication Method that no authenticator supports is refused
 //     with CONNACK 0x8C (Bad authentication method) [MQTT-4.12.0-1].
+//   - A named method must be run by an authenticator that implements it:
+//     a Pass whose principal names another method (X.509, from a client
+//     certificate, when the client named SCRAM-SHA-256) is refused with
+//     0x8C, in a CONNACK at CONNECT and in a DISCONNECT at
+//     re-authentication, and the method is not echoed. Authenticators that
+//     verify something other than the Authentication Data (x509auth) are
+//     NotRelevant when a method is named, so a Chain moves on to one that
+//     implements it. A principal with no method is taken to come from the
+//     named one.
 //   - An AUTH packet whose method differs from CONNECT's is answered with
 //     0x8C, in a CONNACK before CONNACK and in a DISCONNECT after it: Table
 //     2-6 lists 0x8C for DISCONNECT. Other protocol errors use 0x82, and an

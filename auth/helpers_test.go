@@ -109,6 +109,23 @@ var password = auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request)
 	return auth.FailResult(auth.BadUserNameOrPassword, errors.New("wrong password"))
 })
 
+// certificate stands for an authenticator that verifies something other
+// than the Authentication Data (a client certificate) and, wrongly, passes
+// whatever method the client named.
+var certificate = auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) auth.Result {
+	return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Method: "X.509", Username: "device"}))
+})
+
+// standInAtReauth passes CONNECT as method ONE, and re-authentication with
+// a principal of another method, whatever the data.
+var standInAtReauth = auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) auth.Result {
+	method := "ONE"
+	if req.Reauth {
+		method = "X.509"
+	}
+	return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Method: method, Username: "alice"}))
+})
+
 // harness is one Session with a fake clock and a recording Conn.
 type harness struct {
 	t     *testing.T

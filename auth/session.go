@@ -297,6 +297,9 @@ func (s *Session) connectResultLocked(ctx context.Context, r Result) Response {
 	method := s.base.AuthMethod
 	switch r.Outcome {
 	case Pass:
+		if err := s.methodRanLocked(r.Principal); err != nil {
+			return s.denyLocked(ctx, Packet{Type: CONNACK, Code: BadAuthenticationMethod}, err)
+		}
 		now := s.m.clock.Now()
 		p, err := s.acceptLocked(ctx, r.Principal, nil, now)
 		if err != nil {
@@ -340,6 +343,9 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 	method := s.base.AuthMethod
 	switch r.Outcome {
 	case Pass:
+		if err := s.methodRanLocked(r.Principal); err != nil {
+			return s.denyLocked(ctx, Packet{Type: DISCONNECT, Code: BadAuthenticationMethod, Reason: "re-authentication failed"}, err)
+		}
 		cur := s.principal.Load()
 		now := s.m.clock.Now()
 		p, err := s.acceptLocked(ctx, r.Principal, cur, now)
@@ -386,6 +392,22 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 		return s.denyLocked(ctx, Packet{Type: DISCONNECT, Code: NotAuthorized, Reason: "re-authentication failed"},
 			fmt.Errorf("%w: no authenticator accepted the re-authentication", ErrNoRelevant))
 	}
+}
+
+// methodRanLocked checks that a Pass for an exchange that named an
+// Authentication Method came from an authenticator that ran that method:
+// its principal carries the method (or none, which the Session fills in).
+// A principal verified by something else, a client certificate say, must
+// not stand in for the named method: the CONNACK or AUTH 0x00 would carry
+// the method and tell the client that an exchange it never had succeeded
+// (for SCRAM, that the server proved its key) [MQTT-4.12.0-1, 4.12.0-5].
+func (s *Session) methodRanLocked(p *Principal) error {
+	named := s.base.AuthMethod
+	if named == "" || p == nil || p.method == "" || p.method == named {
+		return nil
+	}
+	return fmt.Errorf("%w: %q was named but the client was authenticated by %q, which does not implement it [MQTT-4.12.0-1]",
+		ErrBadMethod, named, p.method)
 }
 
 // acceptLocked checks a principal that passed authentication: it must

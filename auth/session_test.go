@@ -78,6 +78,25 @@ func TestSession(t *testing.T) {
 			{auth: authp(0x18, "KERBEROS", "x"), want: noPacket, close: true, errIs: auth.ErrClosed},
 		}},
 		{"4.12.0-2,3,5/two_round_exchange_then_connack_with_method", auth.Config{}, twoOK},
+		// A certificate (or any other credential) must not stand in for
+		// the method the client named: no echo of a method that never ran.
+		{"4.12.0-1/certificate_stands_in_for_named_method_0x8C", auth.Config{Authenticator: auth.Chain{certificate}}, []step{
+			{connect: connect("SCRAM-SHA-256", "n,,n=user,r=nonce"), want: connack(0x8C), close: true, errIs: auth.ErrBadMethod, user: "-"},
+		}},
+		{"4.12.0-1/made_up_method_with_certificate_0x8C", auth.Config{Authenticator: auth.Chain{certificate, simple{}}}, []step{
+			{connect: connect("MADE-UP", ""), want: connack(0x8C), close: true, errIs: auth.ErrBadMethod, user: "-"},
+		}},
+		{"4.12.0-1/stand_in_first_in_chain_refused_not_echoed", auth.Config{Authenticator: auth.Chain{certificate, twoStep{}}}, []step{
+			{connect: connect("TWO", "hello"), want: connack(0x8C), close: true, errIs: auth.ErrBadMethod, user: "-"},
+		}},
+		{"4.12.0-1/named_method_after_certificate_runs", auth.Config{Authenticator: auth.Chain{twoStep{}, certificate}}, twoOK},
+		{"4.12.0-1/no_method_certificate_passes", auth.Config{Authenticator: auth.Chain{twoStep{}, certificate}}, []step{
+			{connect: &auth.Request{ClientID: "c"}, want: connackOK, user: "device"},
+		}},
+		{"4.12.1-1/reauth_stand_in_0x8C", auth.Config{Authenticator: standInAtReauth}, []step{
+			{connect: connect("ONE", "ok"), want: auth.Packet{Type: auth.CONNACK, Method: "ONE"}, user: "alice"},
+			{auth: authp(0x19, "ONE", "garbage"), want: reauthFailed(0x8C), close: true, errIs: auth.ErrBadMethod, user: "-"},
+		}},
 		{"4.12.0-4/reject_during_exchange_closes", auth.Config{}, []step{
 			{connect: connect("TWO", "hello"), want: authOut(0x18, "TWO", "challenge-1")},
 			{auth: authp(0x18, "TWO", "wrong"), want: connack(0x87), close: true},

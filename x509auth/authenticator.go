@@ -188,7 +188,9 @@ func New(cfg Config) (*Authenticator, error) {
 }
 
 // Authenticate implements [auth.Authenticator]. Without a client
-// certificate in req.TLS it is NotRelevant. It verifies
+// certificate in req.TLS it is NotRelevant, and so it is when the client
+// named an Authentication Method: a certificate never stands in for an
+// enhanced-authentication method the client asked for. It verifies
 // req.TLS.PeerCertificates against the current trust set itself: with
 // RequireAnyClientCert crypto/tls leaves VerifiedChains empty, and a chain
 // verified under an older set must not pass. When VerifiedChains is
@@ -197,6 +199,12 @@ func New(cfg Config) (*Authenticator, error) {
 // The principal's user name comes from Config.Identity, its attributes from
 // Config.Mappings, its expiry is the earliest notAfter of the chain.
 func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) auth.Result {
+	if req.AuthMethod != "" {
+		// The client named an enhanced-authentication method: a certificate
+		// must not stand in for it [MQTT-4.12.0-1]. Let the method that
+		// implements it decide, or the chain refuse it with 0x8C.
+		return auth.Result{Err: fmt.Errorf("x509auth: the client named authentication method %q, which X.509 does not implement", req.AuthMethod)}
+	}
 	if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 || req.TLS.PeerCertificates[0] == nil {
 		return auth.Result{Err: errors.New("x509auth: no client certificate")}
 	}

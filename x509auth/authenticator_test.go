@@ -248,3 +248,22 @@ func TestParseSubject(t *testing.T) {
 		require.ErrorIs(t, err, x509auth.ErrSubject, bad)
 	}
 }
+
+// TestNamedMethodNotRelevant: a client that names an Authentication Method
+// is not authenticated by its certificate, whatever the method: X.509 does
+// not implement it and must not stand in for it [MQTT-4.12.0-1].
+func TestNamedMethodNotRelevant(t *testing.T) {
+	pki := authtest.NewTutorialPKI(t, t0)
+	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
+	require.NoError(t, err)
+	a := newAuthenticator(t, set, authtest.NewClock(t0))
+	for _, method := range []string{"SCRAM-SHA-256", "K8S-SAT", "MADE-UP", "X.509"} {
+		req := request(pki.Thermostat.Chain...)
+		req.AuthMethod, req.AuthData = method, []byte("data")
+		res := a.Authenticate(context.Background(), req)
+		require.Equal(t, auth.NotRelevant, res.Outcome, "method %q", method)
+		require.Nil(t, res.Principal)
+	}
+	// Without a method the same certificate passes.
+	require.Equal(t, auth.Pass, a.Authenticate(context.Background(), request(pki.Thermostat.Chain...)).Outcome)
+}

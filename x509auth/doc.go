@@ -38,6 +38,12 @@
 // such extension), and no certificate is on its issuer's CRL.
 // Refusals are logged with the subject and serial, never keys.
 //
+// A client that names an MQTT v5 Authentication Method in CONNECT is not
+// authenticated by its certificate: [Authenticator.Authenticate] is
+// NotRelevant then, so the method the client asked for runs (a Chain moves
+// on to it) or the client is refused with 0x8C. A certificate never stands
+// in for SCRAM or any other method [MQTT-4.12.0-1].
+//
 // # Identity and attributes
 //
 // The user name is the leaf's common name by default; Config.Identity can

@@ -69,12 +69,40 @@ func TestVerify(t *testing.T) {
 			require.ErrorContains(t, err, tc.msg)
 		})
 	}
-	t.Run("strict_eku", func(t *testing.T) {
-		l := inter.Leaf(t, "no-eku", authtest.WithExtKeyUsage())
-		_, err := set.Verify(l.Chain, opts)
-		require.ErrorIs(t, err, truststore.ErrUsage, "a client certificate must name clientAuth by default")
-		_, err = set.Verify(l.Chain, truststore.VerifyOptions{Now: t0, AllowMissingEKU: true})
-		require.NoError(t, err, "no EKU extension means any usage (RFC 5280) when allowed")
+	t.Run("extended_key_usage", func(t *testing.T) {
+		// RFC 5280 4.2.1.12: no extension means any usage; an extension
+		// restricts the certificate to what it names.
+		for _, tc := range []struct {
+			name    string
+			leaf    *authtest.Leaf
+			lenient error // default
+			strict  error // RequireClientAuthEKU
+		}{
+			{"no_extension", inter.Leaf(t, "no-eku", authtest.WithExtKeyUsage()), nil, truststore.ErrUsage},
+			{"client_auth", inter.Leaf(t, "client", authtest.WithExtKeyUsage(x509.ExtKeyUsageClientAuth)), nil, nil},
+			{"any_usage", inter.Leaf(t, "any", authtest.WithExtKeyUsage(x509.ExtKeyUsageAny)), nil, nil},
+			{"server_auth_only", inter.Leaf(t, "server", authtest.WithExtKeyUsage(x509.ExtKeyUsageServerAuth)), truststore.ErrUsage, truststore.ErrUsage},
+			{"email_only", inter.Leaf(t, "mail", authtest.WithExtKeyUsage(x509.ExtKeyUsageEmailProtection)), truststore.ErrUsage, truststore.ErrUsage},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				for _, mode := range []struct {
+					require bool
+					want    error
+				}{{false, tc.lenient}, {true, tc.strict}} {
+					o := truststore.VerifyOptions{Now: t0, RequireClientAuthEKU: mode.require}
+					_, err := set.Verify(tc.leaf.Chain, o)
+					issuers := tc.leaf.Chain[1:]
+					recheck := set.CheckVerified(tc.leaf.Cert, append(issuers[:len(issuers):len(issuers)], root.Cert), o)
+					if mode.want == nil {
+						require.NoError(t, err, "RequireClientAuthEKU=%v", mode.require)
+						require.NoError(t, recheck, "RequireClientAuthEKU=%v", mode.require)
+						continue
+					}
+					require.ErrorIs(t, err, mode.want, "RequireClientAuthEKU=%v", mode.require)
+					require.ErrorIs(t, recheck, mode.want, "RequireClientAuthEKU=%v", mode.require)
+				}
+			})
+		}
 	})
 	t.Run("intermediate_as_anchor", func(t *testing.T) {
 		s, err := truststore.NewSet([]*x509.Certificate{inter.Cert}, nil)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mqttauth/mqttauth/internal/certid"
 )
 
 // Source gives the current set of trusted client CAs. A [Set] is a Source
@@ -424,7 +426,8 @@ func (s *Set) checkChain(leaf *x509.Certificate, issuers []*x509.Certificate, no
 			}
 		}
 		if _, revoked := s.revoked[revocationKey(buf[:0], c.RawIssuer, c.SerialNumber)]; revoked {
-			return fmt.Errorf("%w: %q (serial %s) by %q", ErrRevoked, c.Subject.String(), c.SerialNumber.Text(16), ci.crl.Issuer.String())
+			return fmt.Errorf("%w: %q (serial=%s fingerprint_sha256=%s) by the CRL of %q", ErrRevoked, c.Subject.String(),
+				certid.Serial(c), certid.Fingerprint(c), ci.crl.Issuer.String())
 		}
 		if !ci.crl.NextUpdate.IsZero() && now.After(ci.crl.NextUpdate) {
 			if opts.StaleCRL == RefuseStaleCRL {

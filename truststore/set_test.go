@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttauth/mqttauth/auth/authtest"
+	"github.com/mqttauth/mqttauth/internal/certid"
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
@@ -141,6 +142,8 @@ func TestRevocation(t *testing.T) {
 		_, err = set.Verify(a.Chain, opts)
 		require.ErrorIs(t, err, truststore.ErrRevoked)
 		require.ErrorContains(t, err, `"CN=a"`)
+		require.ErrorContains(t, err, "serial="+certid.Serial(a.Cert), "the serial in openssl's form")
+		require.ErrorContains(t, err, "fingerprint_sha256="+certid.Fingerprint(a.Cert))
 		_, err = set.Verify(b.Chain, opts)
 		require.NoError(t, err)
 		require.True(t, set.IsRevoked(a.Cert))
@@ -153,6 +156,8 @@ func TestRevocation(t *testing.T) {
 		_, err = set.Verify(b.Chain, opts)
 		require.ErrorIs(t, err, truststore.ErrRevoked)
 		require.ErrorContains(t, err, "Intermediate")
+		require.ErrorContains(t, err, "serial="+certid.Serial(inter.Cert))
+		require.ErrorContains(t, err, "fingerprint_sha256="+certid.Fingerprint(inter.Cert))
 	})
 	t.Run("crl_wrong_key", func(t *testing.T) {
 		impostor := authtest.NewRootCAAt(t, t0, "Root") // same name, other key

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/internal/certid"
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
@@ -209,6 +210,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 		a.logDeny(ctx, req.ClientID, req.TLS.PeerCertificates[0], err)
 		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("x509auth: %w", err))
 	}
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		leaf := req.TLS.PeerCertificates[0]
+		a.log.LogAttrs(ctx, slog.LevelDebug, "x509auth: client certificate accepted",
+			slog.String("method", a.method),
+			slog.String("decision", "pass"),
+			slog.String("client_id", req.ClientID),
+			slog.String("username", e.username),
+			slog.String("subject", leaf.Subject.String()),
+			slog.String("serial", certid.Serial(leaf)),
+			slog.String("fingerprint_sha256", certid.Fingerprint(leaf)),
+			slog.String("mapping", e.mapping))
+	}
 	return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{
 		Method:     a.method,
 		Username:   e.username,
@@ -233,6 +246,7 @@ func (a *Authenticator) Check(ctx context.Context, s *auth.Session) error {
 	}
 	e, err := a.verify(cs)
 	if err != nil {
+		a.logRevoked(ctx, s.Principal(), cs.PeerCertificates[0], err)
 		return &auth.DenyError{Code: a.revokedCode, Err: fmt.Errorf("x509auth: %w", err)}
 	}
 	if p := s.Principal(); p != nil && p.Method() == a.method && !sameAttributes(p, e.attrs) {
@@ -393,7 +407,26 @@ func (a *Authenticator) logDeny(ctx context.Context, clientID string, leaf *x509
 		slog.String("decision", "deny"),
 		slog.String("client_id", clientID),
 		slog.String("subject", leaf.Subject.String()),
-		slog.String("serial", leaf.SerialNumber.Text(16)),
+		slog.String("serial", certid.Serial(leaf)),
+		slog.String("fingerprint_sha256", certid.Fingerprint(leaf)),
 		slog.String("reason_code", auth.NotAuthorized.String()),
+		slog.String("err", err.Error()))
+}
+
+// logRevoked logs a live session whose certificate no longer verifies; the
+// session is disconnected with Config.RevokedCode.
+func (a *Authenticator) logRevoked(ctx context.Context, p *auth.Principal, leaf *x509.Certificate, err error) {
+	var clientID string
+	if p != nil {
+		clientID = p.ClientID()
+	}
+	a.log.LogAttrs(ctx, slog.LevelWarn, "x509auth: session's client certificate no longer verifies",
+		slog.String("method", a.method),
+		slog.String("decision", "deny"),
+		slog.String("client_id", clientID),
+		slog.String("subject", leaf.Subject.String()),
+		slog.String("serial", certid.Serial(leaf)),
+		slog.String("fingerprint_sha256", certid.Fingerprint(leaf)),
+		slog.String("reason_code", a.revokedCode.String()),
 		slog.String("err", err.Error()))
 }

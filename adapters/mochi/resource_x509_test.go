@@ -128,7 +128,7 @@ func TestMTLSConnectionsLeaveNoResidue(t *testing.T) {
 		runtime.GC()
 		return a.CachedChains() == held && m.Len() == held && h.Len() == held
 	}
-	require.Eventually(t, settled, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, settled, 10*time.Second, 10*time.Millisecond, "after the warm-up, the cache and sessions hold the %d live connections", held)
 	baseHeap, baseG := heapAfterGC()
 
 	start := time.Now()

@@ -25,8 +25,13 @@ var (
 	ErrTimeout = errors.New("auth: authentication exchange timed out")
 	// ErrClosed means the session has ended.
 	ErrClosed = errors.New("auth: session closed")
-	// ErrRevoked means a re-check found that the connection lost access.
+	// ErrRevoked means a connection lost the access it had: a re-check
+	// or a re-authentication found that it may no longer connect.
 	ErrRevoked = errors.New("auth: access revoked")
+	// ErrNotAuthorized means the authorizer denied Connect to a client
+	// that authenticated at CONNECT: it never had access, so nothing was
+	// revoked. The CONNACK is 0x87 (Not authorized).
+	ErrNotAuthorized = errors.New("auth: not authorized to connect")
 )
 
 // DenyError is an error that carries the reason code to send.

@@ -425,6 +425,9 @@ func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal, now time.
 		return nil, fmt.Errorf("%w: from %q to %q", ErrIdentityChanged, cur.username, p.username)
 	}
 	if d := s.m.authz.Authorize(ctx, p, Action{Kind: Connect}); !d.Allowed {
+		if cur == nil { // a first CONNECT: the client never had access
+			return nil, fmt.Errorf("%w: Connect denied by policy", ErrNotAuthorized)
+		}
 		return nil, fmt.Errorf("%w: Connect denied by policy", ErrRevoked)
 	}
 	return p, nil

@@ -261,8 +261,16 @@ func TestSession(t *testing.T) {
 			{auth: authp(0x18, "TWO", "down"), want: connack(0x88), close: true, errIs: auth.ErrUnavailable},
 		}},
 		{"connect/authorizer_denies_connect", auth.Config{Authorizer: auth.AuthorizerFunc(func(context.Context, *auth.Principal, auth.Action) auth.Decision { return auth.Deny })}, []step{
-			{connect: connect("ONE", "ok"), want: connack(0x87), close: true, errIs: auth.ErrRevoked, user: "-"},
+			{connect: connect("ONE", "ok"), want: connack(0x87), close: true, errIs: auth.ErrNotAuthorized, user: "-"},
 		}},
+		{"reauth/authorizer_denies_connect_is_a_revocation", auth.Config{AllowIdentityChange: true, Authorizer: auth.AuthorizerFunc(func(_ context.Context, p *auth.Principal, _ auth.Action) auth.Decision {
+			if p.Username() == "bob" {
+				return auth.Deny
+			}
+			return auth.Allow("alice")
+		})}, append(oneOK[:1:1],
+			step{auth: authp(0x19, "ONE", "ok:bob"), want: auth.Packet{Type: auth.DISCONNECT, Code: 0x87, Reason: "re-authentication failed"}, close: true, errIs: auth.ErrRevoked, user: "-"},
+		)},
 		{"timeout/connect_exchange_stalled", auth.Config{ExchangeTimeout: 10 * time.Second}, []step{
 			{connect: connect("TWO", "hello"), want: authOut(0x18, "TWO", "challenge-1")},
 			{advance: 9 * time.Second},

@@ -196,6 +196,10 @@ type verdict struct {
 	expiry  time.Time
 	attrs   map[string]string
 	err     error
+	// malformed marks an answer that does not follow the API (a body
+	// that does not parse, the wrong content type, an oversized body):
+	// it counts as a failure of the server for the circuit breaker.
+	malformed bool
 }
 
 // Authenticate sends req to the server and returns its verdict.
@@ -294,13 +298,17 @@ func (a *Authenticator) ask(ctx context.Context, body []byte) verdict {
 
 	v, reachable := a.post(callCtx, body, true)
 	if a.breaker != nil {
-		a.breaker.record(reachable, probe)
+		// A malformed answer is a failure of the server as much as no
+		// answer: a server that answers 200 with garbage must trip the
+		// breaker too, or every client keeps waiting on it.
+		a.breaker.record(reachable && !v.malformed, probe)
 	}
 	return v
 }
 
 // post sends one request. reachable is false when the failure says the
-// server is down: a transport error, a timeout, a 5xx status.
+// server is down: a transport error, a timeout, a 5xx status. A malformed
+// answer is reachable, with v.malformed set.
 func (a *Authenticator) post(ctx context.Context, body []byte, retry422 bool) (v verdict, reachable bool) {
 	select {
 	case a.sem <- struct{}{}:
@@ -328,7 +336,7 @@ func (a *Authenticator) post(ctx context.Context, body []byte, retry422 bool) (v
 		return unavailable(fmt.Errorf("%w: reading the response: %w", ErrServer, err)), false
 	}
 	if int64(len(data)) > a.maxBody {
-		return unavailable(fmt.Errorf("%w: status %d with a body over %d bytes", ErrBadResponse, resp.StatusCode, a.maxBody)), true
+		return malformed(fmt.Errorf("%w: status %d with a body over %d bytes", ErrBadResponse, resp.StatusCode, a.maxBody)), true
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
@@ -340,6 +348,9 @@ func (a *Authenticator) post(ctx context.Context, body []byte, retry422 bool) (v
 		if err != nil || !retry422 {
 			if err == nil {
 				err = fmt.Errorf("%w: the server refused version %s after asking for it", ErrVersion, version)
+			}
+			if errors.Is(err, ErrBadResponse) {
+				return malformed(err), true
 			}
 			return unavailable(err), true
 		}
@@ -355,6 +366,12 @@ func (a *Authenticator) post(ctx context.Context, body []byte, retry422 bool) (v
 }
 
 func unavailable(err error) verdict { return verdict{outcome: auth.Unavailable, err: err} }
+
+// malformed is the verdict on an answer that breaks the API: Unavailable,
+// and a failure for the circuit breaker.
+func malformed(err error) verdict {
+	return verdict{outcome: auth.Unavailable, err: err, malformed: true}
+}
 
 // scrubURL drops the URL from a transport error: it is the configured
 // endpoint, known already, and keeping errors short helps the log.
@@ -398,36 +415,36 @@ func decodeStrict(data []byte, v any) error {
 func (a *Authenticator) parsePass(h http.Header, data []byte) verdict {
 	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return unavailable(fmt.Errorf("%w: 200 with content type %q, want application/json", ErrBadResponse, h.Get("Content-Type")))
+		return malformed(fmt.Errorf("%w: 200 with content type %q, want application/json", ErrBadResponse, h.Get("Content-Type")))
 	}
 	var body struct {
 		Expiry     *string         `json:"expiry"`
 		Attributes json.RawMessage `json:"attributes"`
 	}
 	if err := decodeStrict(data, &body); err != nil {
-		return unavailable(fmt.Errorf("%w: 200 body: %w", ErrBadResponse, err))
+		return malformed(fmt.Errorf("%w: 200 body: %w", ErrBadResponse, err))
 	}
 	// The API requires an attributes object, empty when there are none;
 	// JSON null decodes into anything, so the types are checked by hand.
 	if !isJSON(body.Attributes, '{') {
-		return unavailable(fmt.Errorf("%w: 200 body has no attributes object", ErrBadResponse))
+		return malformed(fmt.Errorf("%w: 200 body has no attributes object", ErrBadResponse))
 	}
 	var attrs map[string]json.RawMessage
 	if err := json.Unmarshal(body.Attributes, &attrs); err != nil {
-		return unavailable(fmt.Errorf("%w: attributes: %w", ErrBadResponse, err))
+		return malformed(fmt.Errorf("%w: attributes: %w", ErrBadResponse, err))
 	}
 	v := verdict{outcome: auth.Pass, attrs: make(map[string]string, len(attrs))}
 	for name, raw := range attrs {
 		var s string
 		if !isJSON(raw, '"') || json.Unmarshal(raw, &s) != nil {
-			return unavailable(fmt.Errorf("%w: attribute %q is not a string", ErrBadResponse, snippet([]byte(name))))
+			return malformed(fmt.Errorf("%w: attribute %q is not a string", ErrBadResponse, snippet([]byte(name))))
 		}
 		v.attrs[name] = s
 	}
 	if body.Expiry != nil {
 		t, err := time.Parse(time.RFC3339, *body.Expiry)
 		if err != nil {
-			return unavailable(fmt.Errorf("%w: expiry %q is not RFC 3339", ErrBadResponse, snippet([]byte(*body.Expiry))))
+			return malformed(fmt.Errorf("%w: expiry %q is not RFC 3339", ErrBadResponse, snippet([]byte(*body.Expiry))))
 		}
 		v.expiry = t
 	}
@@ -445,6 +462,7 @@ func parseFail(data []byte) verdict {
 	v := verdict{outcome: auth.Fail, code: auth.NotAuthorized}
 	if err := decodeStrict(data, &body); err != nil {
 		v.err = fmt.Errorf("%w (unreadable 403 body: %v)", ErrDenied, err)
+		v.malformed = true // the client is refused all the same
 		return v
 	}
 	if body.Reason != nil && *body.Reason >= 0 && *body.Reason <= 255 && auth.ReasonCode(*body.Reason).ValidConnackFailure() {

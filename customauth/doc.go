@@ -36,8 +36,15 @@
 //
 // A circuit breaker stops calling a server that failed Config.Breaker.Failures
 // times in a row, so that a reconnect storm against a dead server costs
-// microseconds per client instead of a timeout each; after the cool-down one
-// probe request decides whether it closes. Identical concurrent requests
+// microseconds per client instead of a timeout each; after the cool-down
+// (Config.Breaker.CoolDown, 10 s by default) one probe request decides
+// whether it closes. A failure is a transport or TLS error, a timeout, a
+// 5xx, or a malformed answer: a 200 that is not the API's JSON (garbage,
+// no attributes object, the wrong content type), an unreadable 403 or 422
+// body, an oversized body. A server answering 200 with garbage is as
+// broken as a dead one and trips the breaker the same way (the clients
+// refused by an unreadable 403 stay refused). A well-formed 403 and other
+// 4xx statuses are answers and keep the breaker closed. Identical concurrent requests
 // (same credentials) share one HTTP call. Config.MaxConcurrent bounds the
 // requests in flight. An optional cache keeps Pass results until the
 // credential's expiry or Config.Cache.TTL, whichever comes first; failures

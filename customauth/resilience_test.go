@@ -234,3 +234,55 @@ func TestCache(t *testing.T) {
 	h.SetUser("alice", authserver.User{Password: "rotated"})
 	require.Equal(t, auth.Fail, authenticate(a, connectReq("alice", "rotated2")).Outcome)
 }
+
+// A server that answers 200 with a body that is not the API's is as broken
+// as one that does not answer: after Breaker.Failures such answers the
+// breaker opens, and the next CONNECT gets Unavailable without a request,
+// however slow the server is.
+func TestBreakerTripsOnMalformedAnswers(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string
+		status      int
+		body        string
+	}{
+		{"200 garbage", "application/json", http.StatusOK, "<html>proxy error</html>"},
+		{"200 without attributes", "application/json", http.StatusOK, `{"expiry":null}`},
+		{"200 wrong content type", "text/html", http.StatusOK, `{"attributes":{}}`},
+		{"403 garbage", "application/json", http.StatusForbidden, "not json"},
+		{"422 garbage", "application/json", http.StatusUnprocessableEntity, "{"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int64
+			var delay atomic.Int64
+			_, cfg := handlerServer(t, func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				time.Sleep(time.Duration(delay.Load()))
+				w.Header().Set("Content-Type", tt.contentType)
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+			})
+			now := &fakeNow{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			cfg.Now = now.Now
+			cfg.Breaker = customauth.BreakerConfig{Failures: 3, CoolDown: time.Minute}
+			a := newAuthn(t, cfg)
+
+			for i := range 3 {
+				r := authenticate(a, connectReq("alice", fmt.Sprint("secret", i)))
+				require.NotEqual(t, auth.Pass, r.Outcome)
+				require.NotErrorIs(t, r.Err, customauth.ErrCircuitOpen, "answer %d comes from the server", i)
+			}
+			require.EqualValues(t, 3, hits.Load())
+
+			// The server now also takes its time; an open breaker does not wait for it.
+			delay.Store(int64(5 * time.Second))
+			start := time.Now()
+			r := authenticate(a, connectReq("alice", "next"))
+			require.Less(t, time.Since(start), time.Second, "the next CONNECT does not wait on the server")
+			require.Equal(t, auth.Unavailable, r.Outcome)
+			require.ErrorIs(t, r.Err, customauth.ErrCircuitOpen)
+			require.EqualValues(t, 3, hits.Load(), "an open breaker makes no request")
+		})
+	}
+}

@@ -51,7 +51,12 @@
 // [Set.Verify] verifies a presented chain with crypto/x509 (signatures,
 // validity, name constraints, the clientAuth extended key usage), refuses a
 // CA certificate presented as a leaf, then drops chains that contain a
-// revoked certificate. [Set.CheckVerified] re-checks a chain verified
+// revoked certificate. A leaf without an extended key usage extension may
+// be used for anything (RFC 5280) and is accepted unless
+// VerifyOptions.RequireClientAuthEKU; a leaf whose extension lacks
+// clientAuth is always refused. A revocation error names the revoked
+// certificate by subject, serial and SHA-256 fingerprint in openssl's
+// forms (package internal/certid). [Set.CheckVerified] re-checks a chain verified
 // before, without repeating signature checks, which is what a re-check of
 // many live connections needs.
 package truststore

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mqttauth/mqttauth/internal/certid"
 )
 
 // Source gives the current set of trusted client CAs. A [Set] is a Source
@@ -264,13 +266,14 @@ type VerifyOptions struct {
 	Now time.Time
 	// StaleCRL says what to do with a CRL past its nextUpdate.
 	StaleCRL StaleCRLPolicy
-	// AllowMissingEKU accepts a leaf that has no extended key usage
-	// extension, which RFC 5280 and crypto/x509 read as "any usage"
-	// (`openssl x509 -req` without an extension file makes such
-	// certificates). By default a client certificate must name clientAuth
-	// (or anyExtendedKeyUsage); a leaf whose extension lacks clientAuth is
-	// always refused.
-	AllowMissingEKU bool
+	// RequireClientAuthEKU refuses a leaf that has no extended key usage
+	// extension. By default such a leaf is accepted: RFC 5280 (4.2.1.12)
+	// reads a missing extension as "any usage", and crypto/x509, OpenSSL
+	// and mosquitto accept it (`openssl x509 -req` without an extension
+	// file makes such certificates). A leaf whose extension exists and
+	// names neither clientAuth nor anyExtendedKeyUsage is refused in
+	// both modes.
+	RequireClientAuthEKU bool
 	// Logger receives the warning about a stale CRL; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -364,12 +367,26 @@ func (s *Set) precheck(leaf *x509.Certificate, opts VerifyOptions) error {
 	if leaf.BasicConstraintsValid && leaf.IsCA {
 		return fmt.Errorf("%w: %q", ErrCALeaf, leaf.Subject.String())
 	}
-	if !(opts.AllowMissingEKU && len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0) &&
-		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) &&
-		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
-		return fmt.Errorf("%w: %q has no clientAuth extended key usage", ErrUsage, leaf.Subject.String())
+	if err := checkUsage(leaf, opts.RequireClientAuthEKU); err != nil {
+		return err
 	}
 	return nil
+}
+
+// checkUsage checks the leaf's extended key usage for client
+// authentication: clientAuth or anyExtendedKeyUsage, or no extension at all
+// unless requireEKU.
+func checkUsage(leaf *x509.Certificate, requireEKU bool) error {
+	if len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0 {
+		if requireEKU {
+			return fmt.Errorf("%w: %q has no extended key usage extension, and clientAuth is required", ErrUsage, leaf.Subject.String())
+		}
+		return nil // RFC 5280: no extension, any usage
+	}
+	if slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return nil
+	}
+	return fmt.Errorf("%w: %q has no clientAuth extended key usage", ErrUsage, leaf.Subject.String())
 }
 
 // checkChain checks validity periods, revocation and CRL staleness of a
@@ -409,7 +426,8 @@ func (s *Set) checkChain(leaf *x509.Certificate, issuers []*x509.Certificate, no
 			}
 		}
 		if _, revoked := s.revoked[revocationKey(buf[:0], c.RawIssuer, c.SerialNumber)]; revoked {
-			return fmt.Errorf("%w: %q (serial %s) by %q", ErrRevoked, c.Subject.String(), c.SerialNumber.Text(16), ci.crl.Issuer.String())
+			return fmt.Errorf("%w: %q (serial=%s fingerprint_sha256=%s) by the CRL of %q", ErrRevoked, c.Subject.String(),
+				certid.Serial(c), certid.Fingerprint(c), ci.crl.Issuer.String())
 		}
 		if !ci.crl.NextUpdate.IsZero() && now.After(ci.crl.NextUpdate) {
 			if opts.StaleCRL == RefuseStaleCRL {

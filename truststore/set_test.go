@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttauth/mqttauth/auth/authtest"
+	"github.com/mqttauth/mqttauth/internal/certid"
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
@@ -69,12 +70,40 @@ func TestVerify(t *testing.T) {
 			require.ErrorContains(t, err, tc.msg)
 		})
 	}
-	t.Run("strict_eku", func(t *testing.T) {
-		l := inter.Leaf(t, "no-eku", authtest.WithExtKeyUsage())
-		_, err := set.Verify(l.Chain, opts)
-		require.ErrorIs(t, err, truststore.ErrUsage, "a client certificate must name clientAuth by default")
-		_, err = set.Verify(l.Chain, truststore.VerifyOptions{Now: t0, AllowMissingEKU: true})
-		require.NoError(t, err, "no EKU extension means any usage (RFC 5280) when allowed")
+	t.Run("extended_key_usage", func(t *testing.T) {
+		// RFC 5280 4.2.1.12: no extension means any usage; an extension
+		// restricts the certificate to what it names.
+		for _, tc := range []struct {
+			name    string
+			leaf    *authtest.Leaf
+			lenient error // default
+			strict  error // RequireClientAuthEKU
+		}{
+			{"no_extension", inter.Leaf(t, "no-eku", authtest.WithExtKeyUsage()), nil, truststore.ErrUsage},
+			{"client_auth", inter.Leaf(t, "client", authtest.WithExtKeyUsage(x509.ExtKeyUsageClientAuth)), nil, nil},
+			{"any_usage", inter.Leaf(t, "any", authtest.WithExtKeyUsage(x509.ExtKeyUsageAny)), nil, nil},
+			{"server_auth_only", inter.Leaf(t, "server", authtest.WithExtKeyUsage(x509.ExtKeyUsageServerAuth)), truststore.ErrUsage, truststore.ErrUsage},
+			{"email_only", inter.Leaf(t, "mail", authtest.WithExtKeyUsage(x509.ExtKeyUsageEmailProtection)), truststore.ErrUsage, truststore.ErrUsage},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				for _, mode := range []struct {
+					require bool
+					want    error
+				}{{false, tc.lenient}, {true, tc.strict}} {
+					o := truststore.VerifyOptions{Now: t0, RequireClientAuthEKU: mode.require}
+					_, err := set.Verify(tc.leaf.Chain, o)
+					issuers := tc.leaf.Chain[1:]
+					recheck := set.CheckVerified(tc.leaf.Cert, append(issuers[:len(issuers):len(issuers)], root.Cert), o)
+					if mode.want == nil {
+						require.NoError(t, err, "RequireClientAuthEKU=%v", mode.require)
+						require.NoError(t, recheck, "RequireClientAuthEKU=%v", mode.require)
+						continue
+					}
+					require.ErrorIs(t, err, mode.want, "RequireClientAuthEKU=%v", mode.require)
+					require.ErrorIs(t, recheck, mode.want, "RequireClientAuthEKU=%v", mode.require)
+				}
+			})
+		}
 	})
 	t.Run("intermediate_as_anchor", func(t *testing.T) {
 		s, err := truststore.NewSet([]*x509.Certificate{inter.Cert}, nil)
@@ -113,6 +142,8 @@ func TestRevocation(t *testing.T) {
 		_, err = set.Verify(a.Chain, opts)
 		require.ErrorIs(t, err, truststore.ErrRevoked)
 		require.ErrorContains(t, err, `"CN=a"`)
+		require.ErrorContains(t, err, "serial="+certid.Serial(a.Cert), "the serial in openssl's form")
+		require.ErrorContains(t, err, "fingerprint_sha256="+certid.Fingerprint(a.Cert))
 		_, err = set.Verify(b.Chain, opts)
 		require.NoError(t, err)
 		require.True(t, set.IsRevoked(a.Cert))
@@ -125,6 +156,8 @@ func TestRevocation(t *testing.T) {
 		_, err = set.Verify(b.Chain, opts)
 		require.ErrorIs(t, err, truststore.ErrRevoked)
 		require.ErrorContains(t, err, "Intermediate")
+		require.ErrorContains(t, err, "serial="+certid.Serial(inter.Cert))
+		require.ErrorContains(t, err, "fingerprint_sha256="+certid.Fingerprint(inter.Cert))
 	})
 	t.Run("crl_wrong_key", func(t *testing.T) {
 		impostor := authtest.NewRootCAAt(t, t0, "Root") // same name, other key

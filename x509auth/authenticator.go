@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/internal/certid"
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
@@ -90,10 +92,13 @@ type Config struct {
 	// has methods that need none (custom, K8S-SAT, SCRAM). A certificate
 	// that is presented must still verify, or the handshake fails.
 	ClientCertOptional bool
-	// AllowMissingEKU accepts client certificates without an extended key
-	// usage extension; by default a client certificate must name
-	// clientAuth. See truststore.VerifyOptions.
-	AllowMissingEKU bool
+	// RequireClientAuthEKU refuses client certificates that have no
+	// extended key usage extension. By default they are accepted, as RFC
+	// 5280, crypto/x509, OpenSSL and mosquitto accept them (no extension
+	// means any usage). A certificate whose extension lacks clientAuth
+	// (serverAuth only, say) is refused either way. See
+	// truststore.VerifyOptions.
+	RequireClientAuthEKU bool
 	// RevokedCode is the DISCONNECT reason code for a session whose
 	// certificate lost trust; zero means 0x87 (Not authorized).
 	RevokedCode auth.ReasonCode
@@ -121,7 +126,7 @@ type Authenticator struct {
 	mappings    []Mapping
 	bySubject   map[string]int // canonical subject -> index in mappings
 	staleCRL    truststore.StaleCRLPolicy
-	allowNoEKU  bool
+	requireEKU  bool // RequireClientAuthEKU
 	optional    bool // ClientCertOptional
 	revokedCode auth.ReasonCode
 	timeout     time.Duration
@@ -151,7 +156,7 @@ func New(cfg Config) (*Authenticator, error) {
 		method:      cfg.Method,
 		bySubject:   make(map[string]int, len(cfg.Mappings)),
 		staleCRL:    cfg.StaleCRL,
-		allowNoEKU:  cfg.AllowMissingEKU,
+		requireEKU:  cfg.RequireClientAuthEKU,
 		optional:    cfg.ClientCertOptional,
 		revokedCode: cfg.RevokedCode,
 		timeout:     cfg.RecheckTimeout,
@@ -213,6 +218,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 		a.logDeny(ctx, req.ClientID, req.TLS.PeerCertificates[0], err)
 		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("x509auth: %w", err))
 	}
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		leaf := req.TLS.PeerCertificates[0]
+		a.log.LogAttrs(ctx, slog.LevelDebug, "x509auth: client certificate accepted",
+			slog.String("method", a.method),
+			slog.String("decision", "pass"),
+			slog.String("client_id", req.ClientID),
+			slog.String("username", e.username),
+			slog.String("subject", leaf.Subject.String()),
+			slog.String("serial", certid.Serial(leaf)),
+			slog.String("fingerprint_sha256", certid.Fingerprint(leaf)),
+			slog.String("mapping", e.mapping))
+	}
 	return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{
 		Method:     a.method,
 		Username:   e.username,
@@ -237,6 +254,7 @@ func (a *Authenticator) Check(ctx context.Context, s *auth.Session) error {
 	}
 	e, err := a.verify(cs)
 	if err != nil {
+		a.logRevoked(ctx, s.Principal(), cs.PeerCertificates[0], err)
 		return &auth.DenyError{Code: a.revokedCode, Err: fmt.Errorf("x509auth: %w", err)}
 	}
 	if p := s.Principal(); p != nil && p.Method() == a.method && !sameAttributes(p, e.attrs) {
@@ -259,8 +277,9 @@ func sameAttributes(p *auth.Principal, attrs map[string]string) bool {
 }
 
 // entry is the outcome of verifying one leaf: what Authenticate needs, and
-// what re-checking needs. It must not refer to the leaf (the cache holds
-// the leaf weakly).
+// what re-checking needs. It must not refer to the leaf, directly or
+// through a slice sharing an array with it (the cache holds the leaf
+// weakly, and an entry that reaches it is never removed).
 type entry struct {
 	issuers  []*x509.Certificate // the verified chain above the leaf, ending at a trusted CA
 	username string
@@ -271,10 +290,10 @@ type entry struct {
 
 func (a *Authenticator) opts() truststore.VerifyOptions {
 	return truststore.VerifyOptions{
-		Now:             a.now(),
-		StaleCRL:        a.staleCRL,
-		AllowMissingEKU: a.allowNoEKU,
-		Logger:          a.log,
+		Now:                  a.now(),
+		StaleCRL:             a.staleCRL,
+		RequireClientAuthEKU: a.requireEKU,
+		Logger:               a.log,
 	}
 }
 
@@ -309,7 +328,11 @@ func (a *Authenticator) remember(leaf *x509.Certificate, chain []*x509.Certifica
 	if err != nil {
 		return nil, err
 	}
-	e := &entry{issuers: chain[1:], username: username, expiry: leaf.NotAfter}
+	// The issuers get their own array: chain[1:] would share chain's, whose
+	// first slot is the leaf, and an entry that reaches the leaf keeps the
+	// cache's weak pointer from ever clearing (one entry per connection
+	// ever made, never removed).
+	e := &entry{issuers: slices.Clone(chain[1:]), username: username, expiry: leaf.NotAfter}
 	for _, c := range chain[1:] {
 		if c.NotAfter.Before(e.expiry) {
 			e.expiry = c.NotAfter
@@ -328,6 +351,13 @@ func (a *Authenticator) remember(leaf *x509.Certificate, chain []*x509.Certifica
 	}
 	return e, nil
 }
+
+// CachedChains returns the number of verified chains the Authenticator
+// remembers: one per parsed client certificate still referenced (by a
+// live connection or session), so it follows the live connections and
+// returns to their number once closed ones are collected by the garbage
+// collector. It is for tests and metrics.
+func (a *Authenticator) CachedChains() int { return a.cache.len() }
 
 func (a *Authenticator) username(leaf *x509.Certificate) (string, error) {
 	var id string
@@ -385,7 +415,26 @@ func (a *Authenticator) logDeny(ctx context.Context, clientID string, leaf *x509
 		slog.String("decision", "deny"),
 		slog.String("client_id", clientID),
 		slog.String("subject", leaf.Subject.String()),
-		slog.String("serial", leaf.SerialNumber.Text(16)),
+		slog.String("serial", certid.Serial(leaf)),
+		slog.String("fingerprint_sha256", certid.Fingerprint(leaf)),
 		slog.String("reason_code", auth.NotAuthorized.String()),
+		slog.String("err", err.Error()))
+}
+
+// logRevoked logs a live session whose certificate no longer verifies; the
+// session is disconnected with Config.RevokedCode.
+func (a *Authenticator) logRevoked(ctx context.Context, p *auth.Principal, leaf *x509.Certificate, err error) {
+	var clientID string
+	if p != nil {
+		clientID = p.ClientID()
+	}
+	a.log.LogAttrs(ctx, slog.LevelWarn, "x509auth: session's client certificate no longer verifies",
+		slog.String("method", a.method),
+		slog.String("decision", "deny"),
+		slog.String("client_id", clientID),
+		slog.String("subject", leaf.Subject.String()),
+		slog.String("serial", certid.Serial(leaf)),
+		slog.String("fingerprint_sha256", certid.Fingerprint(leaf)),
+		slog.String("reason_code", a.revokedCode.String()),
 		slog.String("err", err.Error()))
 }

@@ -32,7 +32,7 @@ func (c *cache) put(leaf *x509.Certificate, e *entry) {
 	}
 }
 
-// len counts the entries, for tests.
+// len counts the entries.
 func (c *cache) len() int {
 	n := 0
 	c.m.Range(func(any, any) bool { n++; return true })

@@ -33,10 +33,39 @@
 // current set: its CA must still be trusted and nothing in it revoked.
 //
 // A chain is valid when it leads to a trusted CA, every certificate is
-// within its validity period, the leaf is not a CA and names clientAuth in
-// its extended key usage (Config.AllowMissingEKU also accepts a leaf with no
-// such extension), and no certificate is on its issuer's CRL.
-// Refusals are logged with the subject and serial, never keys.
+// within its validity period, the leaf is not a CA and may be used for
+// client authentication, and no certificate is on its issuer's CRL.
+//
+// # Extended key usage
+//
+// As RFC 5280 (4.2.1.12) says and crypto/x509, OpenSSL and mosquitto do, a
+// leaf without an extended key usage extension may be used for anything,
+// client authentication included: `openssl x509 -req` without an
+// extension file makes such certificates, and they are accepted by
+// default. Config.RequireClientAuthEKU refuses them, for a PKI that always
+// names the usage. A leaf whose extension exists and names neither
+// clientAuth nor anyExtendedKeyUsage (a server certificate, serverAuth
+// only) is refused in both modes ([ErrUsage]).
+//
+// # Logs
+//
+// Every certificate logged (a refusal at the handshake or at CONNECT, a
+// session disconnected by a re-check, an accepted client at debug level)
+// carries its subject, its serial (key "serial") and its SHA-256
+// fingerprint (key "fingerprint_sha256") in the forms `openssl x509
+// -serial -fingerprint -sha256` prints, so that two certificates with the
+// same common name can be told apart and found in a CA's database. A
+// revocation error names the revoked certificate the same way. Keys are
+// never logged.
+//
+// # Cache
+//
+// The verified chain is remembered per parsed leaf, which is held weakly:
+// the entry goes when the connection and its session let go of the
+// certificate and the garbage collector runs, so the cache follows the
+// live connections ([Authenticator.CachedChains]). An entry keeps the
+// issuers above the leaf in its own slice, never one that shares an array
+// with the leaf.
 //
 // A client that names an MQTT v5 Authentication Method in CONNECT is not
 // authenticated by its certificate: [Authenticator.Authenticate] is

@@ -2,6 +2,3 @@ package x509auth
 
 // DisableCache makes a verify every chain from scratch, for benchmarks.
 func DisableCache(a *Authenticator) { a.noCache = true }
-
-// CacheLen returns the number of remembered chains.
-func CacheLen(a *Authenticator) int { return a.cache.len() }

@@ -18,7 +18,10 @@
 //
 // The file is rewritten atomically (a temporary file in the same directory,
 // synced, then renamed over the old one), so a scramauth.FileStore watching
-// it never reads half a file.
+// it never reads half a file. It is always written with mode 0600: the
+// derived keys are secrets (a ServerKey lets its holder pose as the
+// server, a StoredKey is a target for guessing), so an existing file that
+// others could read is tightened.
 package main
 
 import (
@@ -28,12 +31,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"golang.org/x/term"
 
+	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/scramauth"
 )
 
@@ -106,7 +109,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	name := names[0]
 
-	f, mode, err := load(*file)
+	f, err := load(*file)
 	if err != nil {
 		return err
 	}
@@ -137,7 +140,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			u.Attributes = attrs
 		}
 		f.Put(u)
-		if err := save(*file, f, mode); err != nil {
+		if err := save(*file, f); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s %s (%s, %d iterations) in %s\n", verb, name, joinMechs(ms), iters, *file)
@@ -145,7 +148,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if !f.Remove(name) {
 			return fmt.Errorf("no user %q in %s", name, *file)
 		}
-		if err := save(*file, f, mode); err != nil {
+		if err := save(*file, f); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "removed %s from %s\n", name, *file)
@@ -217,30 +220,27 @@ func checkPassword(p string) (string, error) {
 	return p, nil
 }
 
-// load reads the users file; a missing file is an empty one. It returns the
-// file's permissions, to keep them.
-func load(path string) (*scramauth.File, os.FileMode, error) {
+// load reads the users file; a missing file is an empty one.
+func load(path string) (*scramauth.File, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &scramauth.File{}, 0o600, nil
+		return &scramauth.File{}, nil
 	}
 	if err != nil {
-		return nil, 0, err
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	f, err := scramauth.ParseFile(data)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return f, st.Mode().Perm(), nil
+	return f, nil
 }
 
-// save validates f and writes it atomically: a temporary file in the same
-// directory, synced, renamed over path, and the directory synced.
-func save(path string, f *scramauth.File, mode os.FileMode) error {
+// save validates f and writes it atomically with mode 0600 (the derived
+// keys are secrets: an existing file with looser permissions is
+// tightened): a temporary file in the same directory, synced, renamed over
+// path, and the directory synced.
+func save(path string, f *scramauth.File) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
@@ -248,33 +248,5 @@ func save(path string, f *scramauth.File, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return devpki.WriteSecretFile(path, data)
 }

@@ -188,3 +188,28 @@ func TestScramuser(t *testing.T) {
 		})
 	}
 }
+
+// TestUsersFileTightenedTo0600: the users file holds derived keys; one
+// that exists with mode 0644 (made by hand, copied from elsewhere) is
+// 0600 after scramuser writes it, for add and for remove.
+func TestUsersFileTightenedTo0600(t *testing.T) {
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+	}{
+		{"add", "pencil\n", []string{"add", "dave"}},
+		{"remove", "", []string{"remove", "erin"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "users.json")
+			r := runCmd("secret\n", "add", "erin", "-file", path)
+			require.Equal(t, 0, r.code, r.stderr)
+			require.NoError(t, os.Chmod(path, 0o644))
+			r = runCmd(tc.stdin, append(tc.args, "-file", path)...)
+			require.Equal(t, 0, r.code, r.stderr)
+			st, err := os.Stat(path)
+			require.NoError(t, err)
+			require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+		})
+	}
+}

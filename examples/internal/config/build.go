@@ -137,6 +137,12 @@ func (s *Setup) custom(f *File, c *CustomSettings) (auth.Authenticator, error) {
 	if c.Timeout != "" {
 		cfg.Timeout, _ = time.ParseDuration(c.Timeout) // validated by Parse
 	}
+	if cb := c.CircuitBreaker; cb != nil {
+		cfg.Breaker.Failures = cb.FailureThreshold
+		if cb.Cooldown != "" {
+			cfg.Breaker.CoolDown, _ = time.ParseDuration(cb.Cooldown) // validated by Parse
+		}
+	}
 	a, err := customauth.New(cfg)
 	if err != nil {
 		return nil, err
@@ -221,7 +227,8 @@ func (s *Setup) x509auth(f *File, c *X509Settings, optional bool) (auth.Authenti
 		e := c.AuthorizationAttributes[name]
 		mappings = append(mappings, x509auth.Mapping{Name: name, Subject: e.Subject, Attributes: e.Attributes})
 	}
-	a, err := x509auth.New(x509auth.Config{Trust: store, Mappings: mappings, ClientCertOptional: optional, Logger: s.log})
+	a, err := x509auth.New(x509auth.Config{Trust: store, Mappings: mappings, ClientCertOptional: optional,
+		RequireClientAuthEKU: c.RequireClientAuthEku, Logger: s.log})
 	if err != nil {
 		return nil, err
 	}

@@ -105,6 +105,20 @@ type CustomSettings struct {
 	Headers    map[string]string `json:"headers,omitempty"`
 	Auth       *CustomAuth       `json:"auth,omitempty"`
 	Timeout    string            `json:"timeout,omitempty"`
+	// CircuitBreaker tunes the breaker that stops calling a failing
+	// server (ours); unset fields keep customauth's defaults (5 failures,
+	// 10 s).
+	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+}
+
+// CircuitBreaker configures customauth's circuit breaker.
+type CircuitBreaker struct {
+	// FailureThreshold is the number of failures in a row that opens the
+	// breaker; zero means the default.
+	FailureThreshold int `json:"failureThreshold,omitempty"`
+	// Cooldown is how long it stays open before a probe ("10s"); empty
+	// means the default.
+	Cooldown string `json:"cooldown,omitempty"`
 }
 
 // CustomAuth is how the broker authenticates itself to the custom server.
@@ -149,6 +163,11 @@ type X509Settings struct {
 	CRLs []string `json:"crls,omitempty"`
 	// AuthorizationAttributes map certificate subjects to attributes.
 	AuthorizationAttributes map[string]AttributeEntry `json:"authorizationAttributes,omitempty"`
+	// RequireClientAuthEku refuses client certificates without an
+	// extended key usage extension (ours). By default they are accepted,
+	// as RFC 5280, OpenSSL and mosquitto accept them; a certificate whose
+	// extension lacks clientAuth is refused either way.
+	RequireClientAuthEku bool `json:"requireClientAuthEku,omitempty"`
 }
 
 // AttributeEntry is one entry of authorizationAttributes.
@@ -252,6 +271,17 @@ func (f *File) validate() error {
 		if m.CustomSettings != nil && m.CustomSettings.Timeout != "" {
 			if _, err := time.ParseDuration(m.CustomSettings.Timeout); err != nil {
 				errs = append(errs, fmt.Errorf("%s.customSettings.timeout: %w", at, err))
+			}
+		}
+		if m.CustomSettings != nil && m.CustomSettings.CircuitBreaker != nil {
+			cb := m.CustomSettings.CircuitBreaker
+			if cb.FailureThreshold < 0 {
+				errs = append(errs, fmt.Errorf("%s.customSettings.circuitBreaker.failureThreshold %d: want a positive number", at, cb.FailureThreshold))
+			}
+			if cb.Cooldown != "" {
+				if d, err := time.ParseDuration(cb.Cooldown); err != nil || d <= 0 {
+					errs = append(errs, fmt.Errorf("%s.customSettings.circuitBreaker.cooldown %q: want a positive duration", at, cb.Cooldown))
+				}
 			}
 		}
 		if st := m.ServiceAccountTokenSettings; st != nil {

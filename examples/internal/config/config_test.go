@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/customauth"
 	"github.com/mqttauth/mqttauth/examples/internal/config"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/satauth/sattest"
@@ -85,6 +87,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad_expiry_option", base + x509 + rules + "session: {onExpiry: explode}\n", "onExpiry"},
 		{"bad_timeout", base + x509 + rules + "session: {exchangeTimeout: soon}\n", "exchangeTimeout"},
 		{"duplicate_key", base + x509 + rules + "listener: {}\n", "already set"},
+		{"bad_breaker_cooldown", base + "authentication: {authenticationMethods: [{method: Custom, customSettings: {endpoint: 'https://x/', circuitBreaker: {cooldown: soon}}}]}\n" + rules, "circuitBreaker.cooldown"},
+		{"negative_breaker_cooldown", base + "authentication: {authenticationMethods: [{method: Custom, customSettings: {endpoint: 'https://x/', circuitBreaker: {cooldown: -1s}}}]}\n" + rules, "circuitBreaker.cooldown"},
+		{"negative_breaker_threshold", base + "authentication: {authenticationMethods: [{method: Custom, customSettings: {endpoint: 'https://x/', circuitBreaker: {failureThreshold: -1}}}]}\n" + rules, "circuitBreaker.failureThreshold"},
+		{"eku_not_a_bool", base + "authentication: {authenticationMethods: [{method: X509, x509Settings: {trustedClientCaCert: ca.crt, requireClientAuthEku: maybe}}]}\n" + rules, "requireClientAuthEku"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse([]byte(tc.doc))
@@ -164,4 +170,44 @@ authorization:
 	require.Equal(t, auth.Success, r.Packet.Code, "%v", r.Err)
 	require.True(t, sess.Authorize(context.Background(), auth.Action{Kind: auth.Publish, Topic: "sensors/s1/temp"}).Allowed)
 	require.False(t, sess.Authorize(context.Background(), auth.Action{Kind: auth.Publish, Topic: "sensors/s2/temp"}).Allowed)
+}
+
+// TestBuildCircuitBreaker: customSettings.circuitBreaker sets customauth's
+// failure threshold and cool-down. Against a server that refuses
+// connections, the breaker opens after failureThreshold failures (the
+// default is 5); with a 1 ms cool-down the next request after a pause is
+// a probe again (the default would keep it open for 10 s).
+func TestBuildCircuitBreaker(t *testing.T) {
+	dir := t.TempDir()
+	_, err := devpki.Ensure(dir, time.Now())
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now: every request fails at once
+	doc := "listener: {serverCert: mqtts-endpoint.crt, serverKey: mqtts-endpoint.key}\n" +
+		"authentication: {authenticationMethods: [{method: Custom, customSettings: {endpoint: 'https://" + dead + "/', " +
+		"circuitBreaker: {failureThreshold: 2, cooldown: 1ms}}}]}\n" +
+		"authorization: {rules: [{principals: {usernames: [a]}, brokerResources: [{method: Connect}]}]}\n"
+	p := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(doc), 0o600))
+	f, err := config.Load(p)
+	require.NoError(t, err)
+	s, err := config.Build(f, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+
+	connect := func() auth.Result {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.Auth.Authenticator.Authenticate(ctx, &auth.Request{ClientID: "c", Username: "a", HasUsername: true, ProtocolVersion: 5})
+	}
+	for i := range 2 {
+		r := connect()
+		require.NotEqual(t, auth.Pass, r.Outcome)
+		require.NotErrorIs(t, r.Err, customauth.ErrCircuitOpen, "request %d is made", i)
+	}
+	require.ErrorIs(t, connect().Err, customauth.ErrCircuitOpen, "failureThreshold 2 opened the breaker")
+	time.Sleep(20 * time.Millisecond)
+	require.NotErrorIs(t, connect().Err, customauth.ErrCircuitOpen, "after the 1 ms cool-down a probe is made")
 }

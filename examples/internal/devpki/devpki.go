@@ -9,7 +9,8 @@
 // For negative tests it also makes "intruder" (from an untrusted CA) and
 // "expired" (a Fabrikam leaf whose validity ended yesterday).
 //
-// The keys are written unencrypted with mode 0600: for development only.
+// The keys are written unencrypted with mode 0600, also over an existing
+// file whatever its mode (see [WriteSecretFile]): for development only.
 package devpki
 
 import (
@@ -208,5 +209,45 @@ func (w *writer) key(name string, k crypto.Signer) {
 		w.err = err
 		return
 	}
-	w.err = os.WriteFile(filepath.Join(w.dir, name), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), privateFileMode)
+	w.err = WriteSecretFile(filepath.Join(w.dir, name), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// WriteSecretFile writes data (a private key, a password, derived keys) to
+// path with mode 0600, whether or not path exists: os.WriteFile keeps the
+// mode of an existing file, so a key written over a world-readable file
+// would stay readable. The data goes to a temporary file of mode 0600 in
+// the same directory, which is synced and renamed over path, so a reader
+// sees the old file or the new one, never a partial or readable secret.
+func WriteSecretFile(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = tmp.Chmod(privateFileMode); err != nil {
+		return err
+	}
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }

@@ -67,3 +67,54 @@ func TestEnsure(t *testing.T) {
 		require.NoError(t, err, host)
 	}
 }
+
+// TestKeysOverLooseFilesAre0600: a key file that exists already (an
+// interrupted run, a file copied in by hand) with mode 0644 gets mode 0600
+// when the PKI is written over it; os.WriteFile would keep 0644.
+func TestKeysOverLooseFilesAre0600(t *testing.T) {
+	dir := t.TempDir()
+	keys := []string{devpki.ServerKey}
+	for _, name := range append(devpki.Clients, devpki.Expired, devpki.Intruder) {
+		keys = append(keys, devpki.KeyFile(name))
+	}
+	for _, k := range keys {
+		p := filepath.Join(dir, k)
+		require.NoError(t, os.WriteFile(p, []byte("old"), 0o644))
+		require.NoError(t, os.Chmod(p, 0o644)) // whatever the umask
+	}
+	created, err := devpki.Ensure(dir, time.Now())
+	require.NoError(t, err)
+	require.True(t, created)
+	for _, k := range keys {
+		info, err := os.Stat(filepath.Join(dir, k))
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), k)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.NotContains(t, e.Name(), ".tmp", "no temporary file is left")
+	}
+}
+
+func TestWriteSecretFile(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		prev os.FileMode // 0: no file before
+	}{{"new", 0}, {"existing_0644", 0o644}, {"existing_0666", 0o666}, {"existing_0600", 0o600}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "secret")
+			if tc.prev != 0 {
+				require.NoError(t, os.WriteFile(p, []byte("old secret, longer than the new one"), tc.prev))
+				require.NoError(t, os.Chmod(p, tc.prev))
+			}
+			require.NoError(t, devpki.WriteSecretFile(p, []byte("new")))
+			info, err := os.Stat(p)
+			require.NoError(t, err)
+			require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+			data, err := os.ReadFile(p)
+			require.NoError(t, err)
+			require.Equal(t, "new", string(data))
+		})
+	}
+}

@@ -1,4 +1,4 @@
-package config
+package tutorial
 
 import (
 	"crypto/rand"
@@ -48,3 +48,11 @@ func EnsureSampleSCRAMUser(dir string) (string, error) {
 	}
 	return pwFile, os.WriteFile(users, data, 0o600)
 }
+
+// SampleSCRAMUser is the user name of the SCRAM sample user, whose random
+// password the example broker writes to SampleSCRAMPasswordFile.
+const (
+	SampleSCRAMUser         = "sample"
+	SampleSCRAMUsersFile    = "scram-users.json"
+	SampleSCRAMPasswordFile = "scram-sample.password"
+)

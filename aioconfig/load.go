@@ -502,6 +502,10 @@ func checkDuration(s string) error {
 // decodeStrict decodes raw into v, refusing unknown fields; on error it
 // returns the unknown field's name when that was the problem.
 func decodeStrict(raw json.RawMessage, v any) (field string, err error) {
+	// encoding/json matches names regardless of case; Kubernetes does not.
+	if f := exactKeys(raw, reflect.TypeOf(v)); f != "" {
+		return f, ErrUnknownField
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -517,6 +521,72 @@ func decodeStrict(raw json.RawMessage, v any) (field string, err error) {
 	return "", nil
 }
 
+// exactKeys returns the path of the first key of raw that is no field name
+// of t, spelled exactly, or "".
+func exactKeys(raw json.RawMessage, t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 { // json.RawMessage
+			return ""
+		}
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return ""
+		}
+		for i, it := range items {
+			if f := exactKeys(it, t.Elem()); f != "" {
+				return fmt.Sprintf("[%d].%s", i, f)
+			}
+		}
+	case reflect.Map:
+		if t.Key().Kind() != reflect.String {
+			return ""
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return ""
+		}
+		for k, v := range m {
+			if f := exactKeys(v, t.Elem()); f != "" {
+				return k + "." + f
+			}
+		}
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return ""
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			if name != "" && name != "-" {
+				fields[name] = t.Field(i).Type
+			}
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			ft, ok := fields[k]
+			if !ok {
+				return k
+			}
+			if f := exactKeys(m[k], ft); f != "" {
+				if f[0] == '[' {
+					return k + f
+				}
+				return k + "." + f
+			}
+		}
+	}
+	return ""
+}
+
 // known near-misses: a field of another shape, with the fix.
 var nearMisses = map[string]string{
 	"serverCert":                   "the port's certificate is tls: {mode: Manual, manual: {certFile, keyFile}} (or manual.secretRef)",
@@ -529,32 +599,46 @@ var nearMisses = map[string]string{
 	"secretName":                   "a v1 port or custom x509 names its Secret with secretRef",
 }
 
-// nearMiss suggests the fix for an unknown field f of v's type: a known
-// near-miss, or a field that differs only in case.
+// nearMiss suggests the fix for an unknown field at path f in v's type: a
+// known near-miss, or a field that differs only in case.
 func nearMiss(f string, v any) string {
 	if f == "" {
 		return ""
 	}
-	if h, ok := nearMisses[f]; ok {
+	leaf := f[strings.LastIndexAny(f, ".]")+1:]
+	if h, ok := nearMisses[leaf]; ok {
 		return h
 	}
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return ""
-	}
 	var names []string
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name == "" || name == "-" {
-			continue
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type, top bool)
+	walk = func(t reflect.Type, top bool) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
 		}
-		if strings.EqualFold(name, f) {
-			return "field names are case-sensitive: " + name
+		if t.Kind() != reflect.Struct || seen[t] {
+			return
 		}
-		names = append(names, name)
+		seen[t] = true
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if strings.EqualFold(name, leaf) {
+				names = append([]string{"!" + name}, names...)
+			} else if top {
+				names = append(names, name)
+			}
+			walk(t.Field(i).Type, false)
+		}
+	}
+	walk(reflect.TypeOf(v), !strings.ContainsAny(f, ".["))
+	if len(names) > 0 && names[0][0] == '!' {
+		return "field names are case-sensitive: " + names[0][1:]
+	}
+	if len(names) == 0 {
+		return ""
 	}
 	slices.Sort(names)
 	return "known fields: " + strings.Join(names, ", ")

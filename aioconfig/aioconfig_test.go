@@ -448,3 +448,21 @@ func TestReloadsRecheckThroughTheManager(t *testing.T) {
 		require.Equal(t, 0, thermo.Calls())
 	})
 }
+
+// TestREADMEExample: the configuration README.md shows loads and validates.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(readme), "## Configuration")
+	require.True(t, ok)
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	require.True(t, ok)
+	doc, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	c, err := aioconfig.Parse([]byte(doc), "README.md", "")
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Len(t, c.Listeners[0].Ports, 2)
+	require.Len(t, c.Authentications, 2)
+	require.Equal(t, "disconnect", c.Settings.Session.OnExpiry)
+}

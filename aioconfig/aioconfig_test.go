@@ -173,6 +173,27 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// TestKubectlList: kubectl get -o yaml of several resources writes a List.
+func TestKubectlList(t *testing.T) {
+	c, err := aioconfig.Parse([]byte(`apiVersion: v1
+kind: List
+items:
+- apiVersion: mqttbroker.iotoperations.azure.com/v1
+  kind: BrokerAuthentication
+  metadata: {name: authn, namespace: azure-iot-operations, resourceVersion: "1", uid: x, creationTimestamp: "2024-01-01T00:00:00Z"}
+  spec: {authenticationMethods: [{method: ServiceAccountToken, serviceAccountTokenSettings: {audiences: [aio-mq]}}]}
+  status: {provisioningStatus: {status: Succeeded}}
+- apiVersion: mqttbroker.iotoperations.azure.com/v1
+  kind: BrokerAuthorization
+  metadata: {name: authz}
+  spec: {authorizationPolicies: {cache: Enabled, rules: [{principals: {usernames: [a]}, brokerResources: [{method: Connect}]}]}}
+metadata: {resourceVersion: ""}
+`), "list.yaml", "")
+	require.NoError(t, err)
+	require.Equal(t, "authn", c.Authentications[0].Name)
+	require.Equal(t, "authz", c.Authorizations[0].Name)
+}
+
 func TestValidateErrors(t *testing.T) {
 	const authn = "---\nkind: BrokerAuthentication\nmetadata: {name: x509}\nspec: {authenticationMethods: [{method: X509, x509Settings: {trustedClientCaCert: ca}}]}\n"
 	for _, tc := range []struct{ name, doc, want string }{

@@ -154,6 +154,21 @@ func (c *Config) addDoc(doc []byte, d docRef) error {
 			return d.err("metadata", "", fmt.Errorf("%w: %v", ErrSyntax, err), "")
 		}
 	}
+	if kind == "List" {
+		// kubectl get -o yaml of several resources.
+		var list struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(j, &list); err != nil {
+			return d.err("items", "", fmt.Errorf("%w: %v", ErrSyntax, err), "")
+		}
+		for _, it := range list.Items {
+			if err := c.addDoc(it, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	d.name = cmpOr(meta.Name, "default")
 	spec, isResource := top["spec"]
 	if kind == "" {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
@@ -410,6 +411,12 @@ func TestPortsOwnChainsAndPolicies(t *testing.T) {
 	_, _, r = f.scramConnect(t, "other:1", "sample", "pw")
 	require.Equal(t, auth.NotAuthorized, r.Packet.Code)
 	require.ErrorIs(t, r.Err, aioconfig.ErrUnknownListener)
+
+	_, isPolicy := f.broker.AuthorizerFor(pub.Name).(*abac.Policy)
+	require.True(t, isPolicy, "an adapter can cache decisions of the port's policy")
+	_, isWatcher := f.broker.AuthorizerFor(loc.Name).(*abac.Watcher)
+	require.True(t, isWatcher)
+	require.False(t, f.broker.AuthorizerFor("other:1").Authorize(ctx, thermo.Principal(), auth.Action{Kind: auth.Connect}).Allowed)
 
 	var out strings.Builder
 	require.NoError(t, f.broker.Describe(&out))

@@ -531,6 +531,20 @@ func (b *Broker) Authorize(ctx context.Context, pr *auth.Principal, a auth.Actio
 	return p.Authorizer.Authorize(ctx, pr, a)
 }
 
+// AuthorizerFor returns the policy of a listener's port, for an adapter
+// that keeps a decision cache per session and needs the policy itself (an
+// abac.Source) rather than the dispatch: ask it once per connection with
+// auth.Request.Listener. An unknown listener gets an authorizer that denies
+// everything.
+func (b *Broker) AuthorizerFor(listener string) auth.Authorizer {
+	if p := b.Port(listener); p != nil {
+		return p.Authorizer
+	}
+	return denyAll
+}
+
+var denyAll = auth.AuthorizerFunc(func(context.Context, *auth.Principal, auth.Action) auth.Decision { return auth.Deny })
+
 func (b *Broker) onClose(f func()) { b.closers = append(b.closers, f) }
 
 // Close stops the watchers, last started first. Close the Manager first.

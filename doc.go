@@ -11,6 +11,10 @@
 //     broker adapter drives.
 //   - [github.com/mqttauth/mqttauth/auth/authtest]: test helpers (a fake
 //     clock, a recording connection).
+//   - [github.com/mqttauth/mqttauth/aioconfig]: the configuration, Azure IoT
+//     Operations BrokerListener, BrokerAuthentication and
+//     BrokerAuthorization resources built into a chain, a policy and TLS
+//     per port.
 //
 // A broker adapter creates an [auth.Manager] once and an [auth.Session] per
 // connection, hands it the CONNECT and AUTH packets, and sends what it

@@ -317,6 +317,18 @@ func TestLoadErrors(t *testing.T) {
 	})
 }
 
+// TestRulesArray: the bare rules array that the Azure portal takes (seed
+// 003) is a policy document.
+func TestRulesArray(t *testing.T) {
+	x := mustParse(t, `[ { "principals": { "usernames": [ "heater" ] }, "brokerResources": [ { "method": "Connect" }, { "method": "Subscribe", "topics": [ "telemetry/temperature" ] } ] } ]`)
+	require.True(t, x.Authorize(ctx, principal("h", "heater", nil), sub("telemetry/temperature")).Allowed)
+	require.Equal(t, "rules[0].brokerResources[1]", x.Authorize(ctx, principal("h", "heater", nil), sub("telemetry/temperature")).Rule)
+	_, err := abac.Parse([]byte(`[ { "principals": { "usernames": [ "heater" ] } } ]`))
+	require.ErrorContains(t, err, "rules[0]")
+	_, err = abac.Parse([]byte(`"rules"`))
+	require.ErrorContains(t, err, "rules array")
+}
+
 func TestDenyAll(t *testing.T) {
 	x := mustParse(t, "denyAll: true")
 	require.False(t, x.Authorize(ctx, principal("a", "b", nil), connect).Allowed)

@@ -23,13 +23,13 @@
 //	d := policy.Authorize(ctx, principal, auth.Action{Kind: auth.Publish, Topic: "telemetry/temperature"})
 //	// d.Allowed, d.Rule == "rules[0].brokerResources[1]"
 //
-// A [Watcher] reloads the file when it changes; re-check the live sessions
-// from its OnChange callback so that those that lost Connect permission are
-// disconnected:
+// A [Watcher] reloads the file when it changes; give it to the Manager as a
+// watch so that the sessions that lost Connect permission are disconnected:
 //
-//	w, err := abac.NewWatcher(abac.WatchConfig{
-//		Path:     "/etc/mqtt/policy.yaml",
-//		OnChange: func(p *abac.Policy) { manager.Recheck(ctx, auth.CheckConnect(p)) },
+//	w, err := abac.NewWatcher(abac.WatchConfig{Path: "/etc/mqtt/policy.yaml"})
+//	manager, err := auth.NewManager(auth.Config{
+//		Authenticator: authn, Authorizer: w,
+//		Watches: []auth.Watch{{Name: "abac policy", Source: w, Check: auth.CheckConnect(w)}},
 //	})
 //
 // # Semantics

@@ -115,9 +115,13 @@ func decodeSpec(data []byte) (Spec, error) {
 	if len(j) == 0 || bytes.Equal(j, []byte("null")) {
 		return Spec{}, docErr("", fmt.Errorf("%w: empty document", ErrMissing))
 	}
+	if j[0] == '[' {
+		// The bare rules array, as the Azure portal takes it.
+		j = append(append([]byte(`{"rules":`), j...), '}')
+	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(j, &top); err != nil {
-		return Spec{}, docErr("", fmt.Errorf("%w: the document must be a mapping", ErrSyntax))
+		return Spec{}, docErr("", fmt.Errorf("%w: the document must be a BrokerAuthorization resource, its authorizationPolicies mapping ({rules: [...]}) or a rules array", ErrSyntax))
 	}
 	prefix := ""
 	if _, ok := top["spec"]; ok || top["kind"] != nil || top["apiVersion"] != nil {

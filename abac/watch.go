@@ -27,12 +27,9 @@ type WatchConfig struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// OnChange is called, on the watcher's goroutine, after a changed
-	// policy is in place. Re-check live sessions from it, so that exactly
-	// those that lost Connect permission are disconnected:
-	//
-	//	OnChange: func(p *abac.Policy) { m.Recheck(ctx, auth.CheckConnect(p)) }
-	//
-	// Reloads wait while it runs.
+	// policy is in place. Reloads wait while it runs. To re-check live
+	// sessions, give the Watcher to the Manager as an auth.Watch instead
+	// (see [Watcher.Notify]): the Manager then subscribes itself.
 	OnChange func(p *Policy)
 	// OnError is called, on the watcher's goroutine, when a changed file
 	// cannot be read or compiled; the last good policy stays in force.
@@ -112,6 +109,13 @@ func (w *Watcher) Err() error { return w.f.Err() }
 // that kept the last good policy in force, or nil (also when the content
 // has not changed).
 func (w *Watcher) Reload() error { return w.f.Reload() }
+
+// Notify calls fn after each policy change in force (see [auth.Notifier]).
+// Give the Watcher to an [auth.Manager] as a watch, and the Manager
+// re-checks every live session when the policy changes:
+//
+//	auth.Watch{Name: "abac policy", Source: w, Check: auth.CheckConnect(w)}
+func (w *Watcher) Notify(fn func()) (cancel func()) { return w.f.Notify(fn) }
 
 // Close stops watching. It waits for a reload in progress (with its
 // OnChange or OnError) to end, and none starts after it returns; do not call

@@ -148,21 +148,20 @@ func TestWatcherRecheck(t *testing.T) {
 		"bob-1":   principal("bob-1", "bob", nil),
 		"bob-2":   principal("bob-2", "bob", nil),
 	}
-	var m *auth.Manager
-	reports := make(chan auth.RecheckReport, 1)
-	w, _, _ := newWatcher(t, path, func(p *abac.Policy) {
-		reports <- m.Recheck(context.Background(), auth.CheckConnect(p))
-	})
-	var err error
-	m, err = auth.NewManager(auth.Config{
+	// The Manager subscribes to the watcher's change signal itself: no
+	// OnChange, no Manager filled in later.
+	w, _, _ := newWatcher(t, path, nil)
+	m, err := auth.NewManager(auth.Config{
 		Authenticator: auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) auth.Result {
 			return auth.PassResult(principals[req.ClientID])
 		}),
 		Authorizer: w,
 		Clock:      authtest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
 		Logger:     slog.New(slog.DiscardHandler),
+		Watches:    []auth.Watch{{Name: "abac policy", Source: w, Check: auth.CheckConnect(w)}},
 	})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
 	conns := map[string]*authtest.Conn{}
 	for id := range principals {
 		c := authtest.NewConn()
@@ -175,13 +174,7 @@ func TestWatcherRecheck(t *testing.T) {
 	require.Equal(t, 3, m.Len())
 
 	writeFile(t, path, policyB) // bob loses Connect
-	var rep auth.RecheckReport
-	select {
-	case rep = <-reports:
-	case <-time.After(waitFor):
-		t.Fatal("no reload")
-	}
-	require.Equal(t, auth.RecheckReport{Checked: 3, Disconnected: 2}, rep)
+	require.Eventually(t, func() bool { return m.Len() == 1 }, waitFor, 10*time.Millisecond, "the policy change re-checked the sessions")
 	for _, id := range []string{"bob-1", "bob-2"} {
 		final, closed := conns[id].Final()
 		require.True(t, closed, id)

@@ -17,6 +17,10 @@
 //   - A [Manager] creates sessions from a [Config] and keeps the live ones,
 //     so that a new truststore, revocation list or policy can re-check them
 //     all ([Manager.Recheck]) and disconnect exactly those that lost access.
+//     Every reloadable source offers one change signal, [Notifier]; a
+//     Manager built with [Config.Watches] subscribes to its sources itself
+//     and re-checks on each change, so a reload never meets a Manager that
+//     is not built yet.
 //
 // An adapter connects a broker to a Session: it passes CONNECT and AUTH
 // packets in, sends the returned packets, closes when told, and gives the

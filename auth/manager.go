@@ -60,6 +60,10 @@ type Config struct {
 	// defaults; longer values fail with 0x8C and 0x95 (Packet too large).
 	MaxMethodLength int
 	MaxDataLength   int
+	// Watches are the reloadable sources whose changes re-check every
+	// live session (a truststore, a policy file, a users file). The
+	// Manager subscribes to them itself; Close unsubscribes.
+	Watches []Watch
 }
 
 // AllowAuthenticated is an Authorizer that allows every action of every
@@ -84,6 +88,7 @@ type Manager struct {
 	exchangeTimeout time.Duration
 	maxMethod       int
 	maxData         int
+	watch           *watcher
 
 	mu   sync.Mutex
 	live map[*Session]struct{}
@@ -130,6 +135,10 @@ func NewManager(cfg Config) (*Manager, error) {
 	if m.maxData == 0 {
 		m.maxData = DefaultMaxDataLength
 	}
+	if err := validateWatches(cfg.Watches); err != nil {
+		return nil, err
+	}
+	m.startWatches(cfg.Watches)
 	return m, nil
 }
 

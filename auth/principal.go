@@ -20,6 +20,7 @@ type Principal struct {
 	method   string
 	username string
 	clientID string
+	listener string
 	expiry   time.Time
 	attrs    []attribute // sorted by name; a few entries, so a slice beats a map
 }
@@ -40,6 +41,10 @@ type PrincipalInfo struct {
 	// ClientID is the MQTT client identifier. A Session fills it in from the
 	// CONNECT packet when it is empty.
 	ClientID string
+	// Listener names the listener the client connected to. A Session
+	// sets it from Request.Listener, whatever the authenticator said, so
+	// that an authorizer can decide per listener.
+	Listener string
 	// Attributes are the principal's authorization attributes. They are
 	// copied.
 	Attributes map[string]string
@@ -55,6 +60,7 @@ func NewPrincipal(info PrincipalInfo) *Principal {
 		method:   info.Method,
 		username: info.Username,
 		clientID: info.ClientID,
+		listener: info.Listener,
 		expiry:   info.Expiry,
 	}
 	if len(info.Attributes) > 0 {
@@ -75,6 +81,10 @@ func (p *Principal) Username() string { return p.username }
 
 // ClientID returns the MQTT client identifier.
 func (p *Principal) ClientID() string { return p.clientID }
+
+// Listener returns the name of the listener the principal connected
+// through (Request.Listener), or "" when the broker names none.
+func (p *Principal) Listener() string { return p.listener }
 
 // Expiry returns when the credential stops being valid; the zero time means
 // never.
@@ -121,19 +131,21 @@ func (p *Principal) Info() PrincipalInfo {
 		Method:     p.method,
 		Username:   p.username,
 		ClientID:   p.clientID,
+		Listener:   p.listener,
 		Attributes: maps.Collect(p.Attributes()),
 		Expiry:     p.expiry,
 	}
 }
 
 // withDefaults returns p, or a copy of p whose empty method and client
-// identifier are filled in. The attribute slice is shared, which is safe
-// because neither Principal ever changes it.
-func (p *Principal) withDefaults(method, clientID string) *Principal {
-	if (p.method != "" || method == "") && (p.clientID != "" || clientID == "") {
+// identifier are filled in and whose listener is set. The attribute slice
+// is shared, which is safe because neither Principal ever changes it.
+func (p *Principal) withDefaults(method, clientID, listener string) *Principal {
+	if (p.method != "" || method == "") && (p.clientID != "" || clientID == "") && p.listener == listener {
 		return p
 	}
 	q := *p
+	q.listener = listener
 	if q.method == "" {
 		q.method = method
 	}

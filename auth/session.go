@@ -417,7 +417,7 @@ func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal, now time.
 	if p == nil {
 		return nil, errors.New("auth: an authenticator passed without a principal")
 	}
-	p = p.withDefaults(s.base.AuthMethod, s.base.ClientID)
+	p = p.withDefaults(s.base.AuthMethod, s.base.ClientID, s.base.Listener)
 	if p.expired(now) {
 		return nil, fmt.Errorf("%w at %s", ErrExpired, p.expiry.UTC().Format("2006-01-02T15:04:05Z07:00"))
 	}

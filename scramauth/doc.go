@@ -30,13 +30,14 @@
 //
 // # Use
 //
-//	users, err := scramauth.NewFileStore(scramauth.FileStoreConfig{
-//		Path:     "/etc/mqtt/users.json",
-//		OnChange: func(u *scramauth.Users) { manager.Recheck(ctx, scramauth.CheckStore(u)) },
-//	})
+//	users, err := scramauth.NewFileStore(scramauth.FileStoreConfig{Path: "/etc/mqtt/users.json"})
 //	...
 //	authn, err := scramauth.New(scramauth.Config{Store: users, UnknownUserKey: key})
-//	manager, err := auth.NewManager(auth.Config{Authenticator: authn, Authorizer: policy})
+//	manager, err := auth.NewManager(auth.Config{
+//		Authenticator: authn, Authorizer: policy,
+//		// A removed user loses its live connections.
+//		Watches: []auth.Watch{{Name: "scram users", Source: users, Check: scramauth.CheckStore(users)}},
+//	})
 //
 // Create users with [NewCredential] or the scramuser command of the examples
 // module (scramuser add alice -file users.json < password).

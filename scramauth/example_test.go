@@ -119,13 +119,7 @@ func ExampleNewCredential() {
 // A users file that is reloaded when it changes; removed users lose their
 // live connections.
 func ExampleNewFileStore() {
-	var m *auth.Manager // the broker's
-	store, err := scramauth.NewFileStore(scramauth.FileStoreConfig{
-		Path: "/etc/mqtt/users.json",
-		OnChange: func(u *scramauth.Users) {
-			m.Recheck(context.Background(), scramauth.CheckStore(u))
-		},
-	})
+	store, err := scramauth.NewFileStore(scramauth.FileStoreConfig{Path: "/etc/mqtt/users.json"})
 	if err != nil {
 		log.Print(err)
 		return
@@ -135,5 +129,14 @@ func ExampleNewFileStore() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	_ = authn
+	m, err := auth.NewManager(auth.Config{
+		Authenticator: authn,
+		Authorizer:    auth.AllowAuthenticated,
+		// The Manager subscribes to the store's change signal.
+		Watches: []auth.Watch{{Name: "scram users", Source: store, Check: scramauth.CheckStore(store)}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
 }

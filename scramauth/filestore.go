@@ -27,11 +27,9 @@ type FileStoreConfig struct {
 	// slog.Default(). Keys and salts are never logged.
 	Logger *slog.Logger
 	// OnChange is called, on the watcher's goroutine, after a changed set
-	// of users is in place. Disconnect the removed users from it:
-	//
-	//	OnChange: func(u *scramauth.Users) { m.Recheck(ctx, scramauth.CheckStore(u)) }
-	//
-	// Reloads wait while it runs.
+	// of users is in place. Reloads wait while it runs. To disconnect the
+	// removed users, give the FileStore to the Manager as an auth.Watch
+	// instead (see [FileStore.Notify]).
 	OnChange func(u *Users)
 	// OnError is called, on the watcher's goroutine, when a changed file
 	// cannot be read or parsed; the last good users stay in force.
@@ -109,6 +107,13 @@ func (s *FileStore) Err() error { return s.f.Err() }
 // that kept the last good users in force, or nil (also when the content has
 // not changed).
 func (s *FileStore) Reload() error { return s.f.Reload() }
+
+// Notify calls fn after each change of the users in force (see
+// [auth.Notifier]). Give the FileStore to an [auth.Manager] as a watch, and
+// the Manager disconnects the removed users:
+//
+//	auth.Watch{Name: "scram users", Source: s, Check: scramauth.CheckStore(s)}
+func (s *FileStore) Notify(fn func()) (cancel func()) { return s.f.Notify(fn) }
 
 // Close stops watching. It waits for a reload in progress (with its
 // OnChange or OnError) to end, and none starts after it returns; do not call

@@ -178,6 +178,21 @@ func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
 	}
 }
 
+// Notify calls fn after each new set is in force (a CA or CRL changed); a
+// failed reload calls nothing. It is the [auth.Notifier] change signal
+// shared by every reloadable source: give the Store to an auth.Manager as a
+// watch with the X.509 authenticator's check and the Manager re-checks the
+// live sessions itself:
+//
+//	auth.Watch{Name: "truststore", Source: store, Check: x509Authn.Check}
+func (s *Store) Notify(fn func()) (cancel func()) {
+	return s.Subscribe(func(ev Event) {
+		if ev.Err == nil {
+			fn()
+		}
+	})
+}
+
 // Replace puts set in force (a new generation) and tells subscribers. On a
 // file-backed Store the next file change replaces it again.
 func (s *Store) Replace(set *Set) {

@@ -15,9 +15,11 @@
 //		},
 //	})
 //	ln, _ := tls.Listen("tcp", ":8883", a.ServerTLSConfig(&tls.Config{Certificates: serverCerts}))
-//	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy})
-//	stop := a.RecheckOnChange(m, store) // disconnect clients that lose trust
-//	defer stop()
+//	m, _ := auth.NewManager(auth.Config{
+//		Authenticator: auth.Chain{a}, Authorizer: policy,
+//		Watches: []auth.Watch{a.Watch(store)}, // disconnect clients that lose trust
+//	})
+//	defer m.Close()
 //
 // # Verification
 //
@@ -94,8 +96,8 @@
 //
 // # Live revocation
 //
-// [Authenticator.RecheckOnChange] re-checks every live session when the
-// store changes, through [auth.Manager.Recheck], and disconnects those
+// [Authenticator.Watch], given to the Manager (auth.Config.Watches),
+// re-checks every live session when the store changes, through [auth.Manager.Recheck], and disconnects those
 // whose certificate no longer verifies (a CA removed, a serial revoked):
 // DISCONNECT 0x87 unless Config.RevokedCode says otherwise. A re-check
 // costs a map lookup per certificate of a remembered chain; a full

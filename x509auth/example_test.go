@@ -50,9 +50,11 @@ func ExampleAuthenticator_ServerTLSConfig() {
 	set, _ := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
 	store := truststore.NewMemory(set) // or truststore.New to watch files
 	a, _ := x509auth.New(x509auth.Config{Trust: store, Logger: slog.New(slog.DiscardHandler)})
-	m, _ := auth.NewManager(auth.Config{Authenticator: a, Authorizer: auth.AllowAuthenticated})
-	stop := a.RecheckOnChange(m, store)
-	defer stop()
+	m, _ := auth.NewManager(auth.Config{
+		Authenticator: a, Authorizer: auth.AllowAuthenticated,
+		Watches: []auth.Watch{a.Watch(store)}, // the Manager re-checks on every change
+	})
+	defer m.Close()
 
 	cfg := a.ServerTLSConfig(&tls.Config{Certificates: []tls.Certificate{pki.Server.TLSCertificate()}})
 	fmt.Println(cfg.ClientAuth == tls.RequireAnyClientCert, cfg.VerifyConnection != nil)

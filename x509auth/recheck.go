@@ -10,6 +10,15 @@ import (
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
+// Watch returns the watch that re-checks the live sessions of a Manager
+// with [Authenticator.Check] each time store publishes a new set (a CA
+// removed, a CRL that revokes a serial). Give it to the Manager in
+// auth.Config.Watches: the Manager subscribes itself, so no change can
+// arrive before it exists.
+func (a *Authenticator) Watch(store *truststore.Store) auth.Watch {
+	return auth.Watch{Name: "truststore", Source: store, Check: a.Check, Timeout: a.timeout}
+}
+
 // RecheckOnChange re-checks every live session of m with [Authenticator.Check]
 // each time store publishes a new set (a CA removed, a CRL that revokes a
 // serial), so that the clients that lost trust are disconnected (DISCONNECT
@@ -18,7 +27,8 @@ import (
 // that arrive during a re-check are coalesced into one more re-check.
 //
 // It returns a function that stops listening, cancels a re-check in
-// progress and waits for it to end.
+// progress and waits for it to end. [Authenticator.Watch] is the same
+// re-check through the Manager's one change path; prefer it.
 func (a *Authenticator) RecheckOnChange(m *auth.Manager, store *truststore.Store) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	kick := make(chan uint64, 1)

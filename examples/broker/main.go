@@ -8,12 +8,15 @@
 // SCRAM-SHA-256/512 with a sample user (random password, written next to the
 // PKI) to clients without a certificate, and prints the scramclient command.
 //
-// With -config it runs your set-up: one YAML or JSON file whose
-// authentication and authorization sections use the Azure IoT Operations
-// field names (see package config in internal/config, or README.md).
+// With -config it runs your set-up: Azure IoT Operations BrokerListener,
+// BrokerAuthentication and BrokerAuthorization resources (package aioconfig,
+// README.md "Configuration"), one mochi listener per port, each port with
+// its own chain and policy; a port without tls is plain TCP.
 //
-//	broker                      # the tutorial, with a generated PKI
-//	broker -config broker.yaml  # your configuration
+//	broker                                   # the tutorial, with a generated PKI
+//	broker -config broker.yaml               # your configuration
+//	broker -config a.yaml -config b.yaml     # resources spread over files
+//	broker -config broker.yaml -check-config # validate, print, exit
 //
 // Every authentication and authorization decision is logged in structured
 // form; passwords, tokens and Authentication Data never are.
@@ -30,6 +33,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -38,9 +43,10 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
+	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
-	"github.com/mqttauth/mqttauth/examples/internal/config"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 )
 
 func main() {
@@ -55,9 +61,14 @@ func main() {
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	cfgPath := fs.String("config", "", "configuration file (YAML or JSON); without it, the tutorial with a development PKI")
+	var cfgPaths []string
+	fs.Func("config", "configuration file of Azure IoT Operations resources (YAML or JSON, several documents); repeat for several files; without it, the tutorial with a development PKI", func(v string) error {
+		cfgPaths = append(cfgPaths, v)
+		return nil
+	})
+	check := fs.Bool("check-config", false, "validate the configuration, print the effective listeners, chains and policies, and exit")
 	devDir := fs.String("dev-dir", "mqttauth-dev", "directory of the development PKI and configuration (without -config)")
-	addr := fs.String("addr", "", "listen address, overriding the configuration's listener.address")
+	addr := fs.String("addr", "", "listen address, overriding the address of the configuration's only port")
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -74,8 +85,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(newHandler(slog.LevelInfo))
 
-	tutorial := *cfgPath == ""
-	if tutorial {
+	isTutorial := len(cfgPaths) == 0
+	if isTutorial {
 		dir, err := filepath.Abs(*devDir)
 		if err != nil {
 			return err
@@ -87,39 +98,61 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if created {
 			log.Info("development PKI created", slog.String("dir", dir))
 		}
-		if _, err := config.EnsureSampleSCRAMUser(dir); err != nil {
+		if _, err := tutorial.EnsureSampleSCRAMUser(dir); err != nil {
 			return err
 		}
-		*cfgPath = filepath.Join(dir, "broker.yaml")
-		if _, err := os.Stat(*cfgPath); errors.Is(err, os.ErrNotExist) {
-			if err := os.WriteFile(*cfgPath, []byte(config.Tutorial), 0o644); err != nil {
+		if err := tutorial.EnsureMounts(dir); err != nil {
+			return err
+		}
+		path := filepath.Join(dir, tutorial.FileName)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(path, []byte(tutorial.Config), 0o644); err != nil {
 				return err
 			}
 		}
+		cfgPaths = []string{path}
 	}
-	f, err := config.Load(*cfgPath)
+	cfg, err := aioconfig.Load(cfgPaths...)
 	if err != nil {
 		return err
 	}
 	if *addr != "" {
-		f.Listener.Address = *addr
+		ports := 0
+		for _, l := range cfg.Listeners {
+			ports += len(l.Ports)
+		}
+		if ports != 1 {
+			return fmt.Errorf("-addr needs a configuration with one port, not %d", ports)
+		}
+		host, port, err := net.SplitHostPort(*addr)
+		if err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+		p := &cfg.Listeners[0].Ports[0]
+		p.Address = host
+		if p.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
 	}
-	if f.Listener.Address == "" {
-		f.Listener.Address = "127.0.0.1:8883"
+	if *check {
+		log = slog.New(slog.DiscardHandler)
 	}
-
-	setup, err := config.Build(f, log)
+	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	defer setup.Close()
-	authz := setup.Auth.Authorizer
-	setup.Auth.Authorizer = loggingAuthorizer{next: authz, log: log}
-	m, err := auth.NewManager(setup.Auth)
+	defer b.Close()
+	if *check {
+		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
+		return b.Describe(stdout)
+	}
+	authCfg := b.AuthConfig()
+	authCfg.Authorizer = loggingAuthorizer{next: authCfg.Authorizer, log: log}
+	m, err := auth.NewManager(authCfg)
 	if err != nil {
 		return err
 	}
-	setup.Attach(m)
+	defer m.Close()
 
 	// mochi's own warnings (a packet it refused before any hook saw it)
 	// are kept, without the packet dumps that carry credentials.
@@ -128,16 +161,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: log}); err != nil {
 		return err
 	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "mqtts", Address: f.Listener.Address, TLSConfig: setup.ListenerTLS})); err != nil {
-		return err
+	for _, p := range b.Ports {
+		// The listener ID is the port's name: the hook passes it as
+		// auth.Request.Listener, which selects the port's chain and policy.
+		if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: p.Name, Address: p.Address, TLSConfig: p.TLS})); err != nil {
+			return err
+		}
 	}
 	if err := srv.Serve(); err != nil {
 		return err
 	}
 	defer srv.Close()
-	log.Info("broker listening", slog.String("address", f.Listener.Address), slog.String("config", *cfgPath))
-	if tutorial {
-		printTutorial(stdout, filepath.Dir(*cfgPath), f.Listener.Address)
+	for _, p := range b.Ports {
+		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
+	}
+	if isTutorial {
+		printTutorial(stdout, filepath.Dir(cfgPaths[0]), b.Ports[0].Address)
 	}
 	<-ctx.Done()
 	log.Info("broker stopping")
@@ -217,8 +256,8 @@ password is in %s):
 		base, tls("heater"), base, tls("heater"),
 		base, tls("lightbulb"),
 		base, tls(devpki.Intruder), base, tls(devpki.Expired),
-		filepath.Join(dir, config.SampleSCRAMPasswordFile),
-		port, filepath.Join(dir, devpki.ServerRootCA), config.SampleSCRAMUser, filepath.Join(dir, config.SampleSCRAMPasswordFile))
+		filepath.Join(dir, tutorial.SampleSCRAMPasswordFile),
+		port, filepath.Join(dir, devpki.ServerRootCA), tutorial.SampleSCRAMUser, filepath.Join(dir, tutorial.SampleSCRAMPasswordFile))
 }
 
 // lockedWriter serializes writes from several log handlers.

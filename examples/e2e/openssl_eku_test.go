@@ -73,23 +73,39 @@ func (p opensslPKI) ids(t *testing.T, name string) (serial, fingerprint string) 
 	return serial, fingerprint
 }
 
-const ekuBrokerConfig = `listener:
-  serverCert: server.crt
-  serverKey: server.key
-authentication:
+const ekuBrokerConfig = `apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: eku}
+spec:
+  ports:
+    - port: 8883
+      address: 127.0.0.1
+      authenticationRef: x509
+      authorizationRef: devices
+      tls: {mode: Manual, manual: {certFile: server.crt, keyFile: server.key}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: x509}
+spec:
   authenticationMethods:
     - method: X509
       x509Settings:
         trustedClientCaCert: client-ca.crt
         requireClientAuthEku: %t
-authorization:
-  rules:
-    - principals:
-        usernames: [plain-device, client-auth-device, server-only-device]
-      brokerResources:
-        - method: Connect
-        - method: Publish
-          topics: ["devices/#"]
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: devices}
+spec:
+  authorizationPolicies:
+    rules:
+      - principals:
+          usernames: [plain-device, client-auth-device, server-only-device]
+        brokerResources:
+          - method: Connect
+          - method: Publish
+            topics: ["devices/#"]
 `
 
 // TestOpenSSLClientCertificatesEKU: a client certificate made by `openssl

@@ -55,17 +55,34 @@ tokens:
 	// fail at once whatever the timeout.
 	cfg := filepath.Join(s.dev, "stack.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
-listener: {serverCert: mqtts-endpoint.crt, serverKey: mqtts-endpoint.key}
-authentication:
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: stack}
+spec:
+  ports:
+    - port: 8883
+      authenticationRef: custom-then-x509
+      authorizationRef: stack-authz
+      tls: {mode: Manual, manual: {certFile: mqtts-endpoint.crt, keyFile: mqtts-endpoint.key}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: custom-then-x509}
+spec:
   authenticationMethods:
     - method: Custom
       customSettings: {endpoint: "https://%s/", caCertFile: contoso_root_ca.crt, timeout: 10s}
     - method: X509
       x509Settings: {trustedClientCaCert: fabrikam_root_ca.crt}
-authorization:
-  rules:
-    - principals: {usernames: [alice, brief, thermostat]}
-      brokerResources: [{method: Connect}, {method: Publish, topics: ["#"]}, {method: Subscribe, topics: ["#"]}]
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: stack-authz}
+spec:
+  authorizationPolicies:
+    rules:
+      - principals: {usernames: [alice, brief, thermostat]}
+        brokerResources: [{method: Connect}, {method: Publish, topics: ["#"]}, {method: Subscribe, topics: ["#"]}]
 `, s.authAddr)), 0o644))
 	s.broker = startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", s.brokerAddr)
 	return s
@@ -298,15 +315,26 @@ func TestLiveRevocation(t *testing.T) {
 	require.NoError(t, os.WriteFile(caFile, fabrikam, 0o644))
 	cfg := filepath.Join(dev, "revoke.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`
-listener: {serverCert: mqtts-endpoint.crt, serverKey: mqtts-endpoint.key}
-authentication:
+# The trust ConfigMap is mounted as the directory trust/, key client_ca.pem.
+kind: BrokerListener
+metadata: {name: revoke}
+spec:
+  ports:
+    - {port: 8883, authenticationRef: x509, authorizationRef: authz, tls: {mode: Manual, manual: {certFile: mqtts-endpoint.crt, keyFile: mqtts-endpoint.key}}}
+---
+kind: BrokerAuthentication
+metadata: {name: x509}
+spec:
   authenticationMethods:
     - method: X509
-      x509Settings: {trustedClientCaCert: trust/client_ca.pem}
-authorization:
-  rules:
-    - principals: {usernames: [thermostat]}
-      brokerResources: [{method: Connect}, {method: Subscribe, topics: ["#"]}, {method: Publish, topics: ["#"]}]
+      x509Settings: {trustedClientCaCert: trust}
+---
+metadata: {name: authz}
+spec:
+  authorizationPolicies:
+    rules:
+      - principals: {usernames: [thermostat]}
+        brokerResources: [{method: Connect}, {method: Subscribe, topics: ["#"]}, {method: Publish, topics: ["#"]}]
 `), 0o644))
 	addr := proc.FreeAddr(t)
 	broker := startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr)

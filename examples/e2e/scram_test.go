@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
-	"github.com/mqttauth/mqttauth/examples/internal/config"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 )
 
 // A two-round enhanced-authentication method before CONNACK, with a
@@ -29,9 +29,9 @@ func TestSCRAMTwoRounds(t *testing.T) {
 	client := binary(t, "scramclient")
 	args := func(mech, pwFile string, extra ...string) []string {
 		return append([]string{"-broker", "localhost:" + port, "-cafile", filepath.Join(dev, devpki.ServerRootCA),
-			"-user", config.SampleSCRAMUser, "-password-file", pwFile, "-mech", mech}, extra...)
+			"-user", tutorial.SampleSCRAMUser, "-password-file", pwFile, "-mech", mech}, extra...)
 	}
-	pw := filepath.Join(dev, config.SampleSCRAMPasswordFile)
+	pw := filepath.Join(dev, tutorial.SampleSCRAMPasswordFile)
 
 	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		out, err := proc.Run(t, 20*time.Second, client, args(mech, pw, "-client-id", "scram-"+mech, "-reauth", "-publish", "sandbox/hello")...)

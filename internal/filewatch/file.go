@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mqttauth/mqttauth/auth"
 )
 
 // FileConfig configures a [File].
@@ -55,6 +57,8 @@ type File[T any] struct {
 	last []byte // content of the value in force
 
 	w *Watcher
+
+	changed auth.Signal // fired after OnChange
 }
 
 // NewFile loads the file and starts watching it. The first load must
@@ -146,9 +150,14 @@ func (f *File[T]) Reload() error {
 		if f.cfg.OnChange != nil {
 			f.cfg.OnChange(v)
 		}
+		f.changed.Fire()
 	}
 	return nil
 }
+
+// Notify calls fn after each change in force, after OnChange; see
+// [auth.Notifier].
+func (f *File[T]) Notify(fn func()) (cancel func()) { return f.changed.Notify(fn) }
 
 // reload returns the new value and whether there is one, the generation in
 // force, and the error.

@@ -268,11 +268,21 @@ func Run(tb testing.TB, d time.Duration, path string, args ...string) (string, e
 
 // satConfig is a broker configuration with the ServiceAccountToken method
 // and ABAC rules on the annotations group and building.
-const satConfig = `listener:
-  address: 127.0.0.1:8883
-  serverCert: %[1]s/mqtts-endpoint.crt
-  serverKey: %[1]s/mqtts-endpoint.key
-authentication:
+const satConfig = `apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: sat}
+spec:
+  ports:
+    - port: 8883
+      address: 127.0.0.1
+      authenticationRef: sat
+      authorizationRef: sensors
+      tls: {mode: Manual, manual: {certFile: %[1]s/mqtts-endpoint.crt, keyFile: %[1]s/mqtts-endpoint.key}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: sat}
+spec:
   authenticationMethods:
     - method: ServiceAccountToken
       serviceAccountTokenSettings:
@@ -282,15 +292,20 @@ authentication:
         tokenFile: %[4]s
         mode: %[5]s
         issuer: %[6]s
-authorization:
-  rules:
-    - principals:
-        attributes:
-          - group: sensors
-      brokerResources:
-        - method: Connect
-        - method: Publish
-          topics: ["buildings/{principal.attributes.building}/#"]
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: sensors}
+spec:
+  authorizationPolicies:
+    rules:
+      - principals:
+          attributes:
+            - group: sensors
+        brokerResources:
+          - method: Connect
+          - method: Publish
+            topics: ["buildings/{principal.attributes.building}/#"]
 `
 
 // SATConfig returns a broker configuration (YAML) for K8S-SAT clients:

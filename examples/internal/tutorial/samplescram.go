@@ -1,4 +1,4 @@
-package config
+package tutorial
 
 import (
 	"crypto/rand"
@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/scramauth"
 )
 
@@ -43,8 +44,16 @@ func EnsureSampleSCRAMUser(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+	if err := devpki.WriteSecretFile(pwFile, []byte(password+"\n")); err != nil {
 		return "", err
 	}
-	return pwFile, os.WriteFile(users, data, 0o600)
+	return pwFile, devpki.WriteSecretFile(users, data)
 }
+
+// SampleSCRAMUser is the user name of the SCRAM sample user, whose random
+// password the example broker writes to SampleSCRAMPasswordFile.
+const (
+	SampleSCRAMUser         = "sample"
+	SampleSCRAMUsersFile    = "scram-users.json"
+	SampleSCRAMPasswordFile = "scram-sample.password"
+)

@@ -1,0 +1,568 @@
+package aioconfig
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/mqttauth/mqttauth/abac"
+	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/customauth"
+	"github.com/mqttauth/mqttauth/satauth"
+	"github.com/mqttauth/mqttauth/scramauth"
+	"github.com/mqttauth/mqttauth/truststore"
+	"github.com/mqttauth/mqttauth/x509auth"
+)
+
+// Options are what a build needs besides the files.
+type Options struct {
+	// Logger receives the components' records; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is a built configuration: one [Port] per BrokerListener port,
+// each with its chain, authorizer and TLS, and the watches that keep live
+// sessions in step with reloads. It is itself the Authenticator and
+// Authorizer of one auth.Manager for all ports (see [Broker.AuthConfig]):
+// it hands each request to the chain of the port it came in on
+// (auth.Request.Listener) and each authorization to the policy of the port
+// the principal connected through (auth.Principal.Listener).
+type Broker struct {
+	// Ports are the ports in the order the listeners give them.
+	Ports []*Port
+	// Session are the session settings of MqttAuthSettings.
+	Session Session
+
+	cfg     *Config
+	log     *slog.Logger
+	byName  map[string]*Port
+	watches []auth.Watch
+	closers []func()
+}
+
+// Port is one built listener port.
+type Port struct {
+	// Name is the listener name the broker must give its connections
+	// (auth.Request.Listener; a mochi listener's ID): LISTENER:PORT.
+	Name string
+	// Address is the address to listen on, HOST:PORT.
+	Address string
+	// TLS is the port's server TLS, with client certificate verification
+	// when its authentication has an X509 method; nil means plain TCP.
+	TLS *tls.Config
+	// Authenticator is the port's chain, in authenticationMethods order.
+	Authenticator auth.Chain
+	// Authorizer is the port's policy: an *abac.Policy, an *abac.Watcher
+	// (authorizationFile), or auth.AllowAuthenticated without
+	// authorizationRef.
+	Authorizer auth.Authorizer
+	// Spec is the port as configured.
+	Spec PortSpec
+	// Listener is the BrokerListener's name.
+	Listener string
+
+	methods []string // for Describe
+	policy  string
+}
+
+// built caches what one BrokerAuthentication builds, shared by the ports
+// that name it.
+type builtAuthn struct {
+	chain   auth.Chain
+	x509    *x509auth.Authenticator
+	methods []string
+	ports   map[string]bool
+}
+
+// Build validates c and builds its ports. Every reloadable source it makes
+// (truststores and CRLs, policy files, SCRAM users files) is a watch of
+// [Broker.AuthConfig]. Close the Broker to stop them.
+func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: c, log: opts.Logger, byName: map[string]*Port{}, Session: c.Settings.Session}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	authns := map[string]*builtAuthn{}
+	authzs := map[string]auth.Authorizer{}
+	authzPorts := map[string]map[string]bool{}
+	for _, l := range c.Listeners {
+		for i, ps := range l.Ports {
+			d := docRef{source: l.Source, kind: KindListener, name: l.Name}
+			at := fmt.Sprintf("spec.ports[%d]", i)
+			p := &Port{
+				Name:     l.Name + ":" + strconv.Itoa(ps.Port),
+				Address:  net.JoinHostPort(ps.Address, strconv.Itoa(ps.Port)),
+				Spec:     ps,
+				Listener: l.Name,
+			}
+			ba := authns[ps.AuthenticationRef]
+			if ba == nil {
+				if ba, err = b.authentication(ctx, c.authentication(ps.AuthenticationRef)); err != nil {
+					return nil, err
+				}
+				authns[ps.AuthenticationRef] = ba
+			}
+			ba.ports[p.Name] = true
+			p.Authenticator, p.methods = ba.chain, ba.methods
+			if ps.TLS != nil {
+				if p.TLS, err = b.serverTLS(ps.TLS.Manual); err != nil {
+					return nil, d.err(at+".tls.manual", "", err, "")
+				}
+				if ba.x509 != nil {
+					p.TLS = ba.x509.ServerTLSConfig(p.TLS)
+				}
+			}
+			key := ps.AuthorizationRef
+			switch {
+			case ps.AuthorizationFile != "":
+				key = "file:" + c.Path(ps.AuthorizationFile)
+				p.policy = "authorizationFile " + ps.AuthorizationFile + " (watched)"
+			case key != "":
+				p.policy = fmt.Sprintf("BrokerAuthorization %s (%d rules)", key, c.authorization(key).Rules)
+			default:
+				key = "allow"
+				p.policy = "none: every authenticated client may do everything (no authorizationRef)"
+			}
+			if authzs[key] == nil {
+				switch {
+				case ps.AuthorizationFile != "":
+					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log})
+					if err != nil {
+						return nil, d.err(at+".authorizationFile", ps.AuthorizationFile, err, "")
+					}
+					b.onClose(func() { _ = w.Close() })
+					authzs[key] = w
+					authzPorts[key] = map[string]bool{}
+					b.watches = append(b.watches, auth.Watch{Name: "abac policy " + ps.AuthorizationFile, Source: w, Check: onPorts(authzPorts[key], auth.CheckConnect(w))})
+				case ps.AuthorizationRef != "":
+					pol, err := abac.Parse(c.authorization(key).Policy)
+					if err != nil {
+						return nil, fmt.Errorf("aioconfig: BrokerAuthorization %q: %w", key, err)
+					}
+					authzs[key] = pol
+				default:
+					authzs[key] = auth.AllowAuthenticated
+				}
+			}
+			if authzPorts[key] != nil {
+				authzPorts[key][p.Name] = true
+			}
+			p.Authorizer = authzs[key]
+			b.Ports = append(b.Ports, p)
+			b.byName[p.Name] = p
+		}
+	}
+	return b, nil
+}
+
+// onPorts limits a re-check to the sessions of the given ports: a change
+// of one port's truststore or policy leaves the other ports' sessions
+// alone.
+func onPorts(ports map[string]bool, check auth.CheckFunc) auth.CheckFunc {
+	return func(ctx context.Context, s *auth.Session) error {
+		if p := s.Principal(); p == nil || !ports[p.Listener()] {
+			return nil
+		}
+		return check(ctx, s)
+	}
+}
+
+func (b *Broker) serverTLS(m *ManualTLS) (*tls.Config, error) {
+	certFile, keyFile := b.cfg.Path(m.CertFile), b.cfg.Path(m.KeyFile)
+	if m.SecretRef != "" {
+		var err error
+		if certFile, err = b.cfg.resolveKey(m.SecretRef, "tls.crt", true); err != nil {
+			return nil, err
+		}
+		if keyFile, err = b.cfg.resolveKey(m.SecretRef, "tls.key", true); err != nil {
+			return nil, err
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: server certificate: %w", ErrInvalidValue, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtAuthn, error) {
+	ba := &builtAuthn{ports: map[string]bool{}}
+	onlyX509 := len(a.Methods) == 1 && a.Methods[0].Method == MethodX509
+	for i, m := range a.Methods {
+		var (
+			x   auth.Authenticator
+			err error
+		)
+		desc := m.Method
+		switch m.Method {
+		case MethodCustom:
+			x, desc, err = b.custom(m.Custom)
+		case MethodSAT:
+			x, desc, err = b.sat(ctx, m.SAT)
+		case MethodX509:
+			if ba.x509 != nil {
+				err = errors.New("one X509 method per BrokerAuthentication")
+				break
+			}
+			ba.x509, desc, err = b.x509(m.X509, !onlyX509, ba.ports)
+			x = ba.x509
+		case MethodSCRAM:
+			x, desc, err = b.scram(m.SCRAM, ba.ports)
+		}
+		if err != nil {
+			d := docRef{source: a.Source, kind: KindAuthentication, name: a.Name}
+			return nil, d.err(fmt.Sprintf("spec.authenticationMethods[%d].%s", i, settingsField(m.Method, a.API)), "", err, "")
+		}
+		ba.chain = append(ba.chain, x)
+		ba.methods = append(ba.methods, desc)
+	}
+	return ba, nil
+}
+
+func (b *Broker) custom(s *CustomSettings) (auth.Authenticator, string, error) {
+	cfg := customauth.Config{Endpoint: s.Endpoint, Logger: b.log}
+	desc := "Custom " + s.Endpoint
+	if ca := cmpOr(cmpOr(s.CACert, s.CACertConfigMap), s.CACertFile); ca != "" {
+		path, err := b.cfg.resolve(ca, false)
+		if err != nil {
+			return nil, "", err
+		}
+		pool, err := pemPool(path)
+		if err != nil {
+			return nil, "", err
+		}
+		cfg.RootCAs = pool
+		desc += ", server CA " + ca
+	}
+	if s.Auth != nil && s.Auth.X509 != nil {
+		x := s.Auth.X509
+		certFile, keyFile := b.cfg.Path(x.CertFile), b.cfg.Path(x.KeyFile)
+		if ref := cmpOr(x.SecretRef, x.SecretName); ref != "" {
+			var err error
+			if certFile, err = b.cfg.resolveKey(ref, "tls.crt", true); err != nil {
+				return nil, "", err
+			}
+			if keyFile, err = b.cfg.resolveKey(ref, "tls.key", true); err != nil {
+				return nil, "", err
+			}
+		}
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("auth.x509: %w", err)
+		}
+		cfg.ClientCertificate = &pair
+		desc += ", client certificate"
+	}
+	if len(s.Headers) > 0 {
+		cfg.Headers = http.Header{}
+		for k, v := range s.Headers {
+			cfg.Headers.Set(k, v)
+		}
+	}
+	if s.Timeout != "" {
+		cfg.Timeout, _ = time.ParseDuration(s.Timeout) // checked by Load
+	}
+	if cb := s.CircuitBreaker; cb != nil {
+		cfg.Breaker.Failures = cb.FailureThreshold
+		if cb.Cooldown != "" {
+			cfg.Breaker.CoolDown, _ = time.ParseDuration(cb.Cooldown) // checked by Load
+			desc += ", breaker cool-down " + cb.Cooldown
+		}
+	}
+	a, err := customauth.New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	b.onClose(a.CloseIdleConnections)
+	return a, desc, nil
+}
+
+// pemPool reads the PEM certificates of a file, or of every file of a
+// directory (a mounted ConfigMap; dot files skipped).
+func pemPool(path string) (*x509.CertPool, error) {
+	files := []string{path}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return nil, err
+		}
+		files = files[:0]
+		for _, e := range entries {
+			if e.Name()[0] != '.' {
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if pool.AppendCertsFromPEM(data) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrInvalidValue, path)
+	}
+	return pool, nil
+}
+
+func (b *Broker) sat(ctx context.Context, s *SATSettings) (auth.Authenticator, string, error) {
+	cfg := satauth.Config{
+		Audiences:             s.Audiences,
+		APIServer:             s.APIServer,
+		CAFile:                b.cfg.Path(s.CAFile),
+		TokenFile:             b.cfg.Path(s.TokenFile),
+		Issuer:                s.Issuer,
+		JWKSFile:              b.cfg.Path(s.JWKSFile),
+		AnnotationPrefix:      s.AnnotationPrefix,
+		AllowUsernameFallback: s.AllowUsernameFallback,
+		Logger:                b.log,
+	}
+	if s.Mode == "local" {
+		cfg.Mode = satauth.ModeLocal
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	a, err := satauth.New(ctx, cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	b.onClose(a.Close)
+	return a, fmt.Sprintf("ServiceAccountToken audiences %v, %s", s.Audiences, cmpOr(s.Mode, "tokenReview")), nil
+}
+
+func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x509auth.Authenticator, string, error) {
+	ca, err := b.cfg.resolve(s.TrustedClientCaCert, false)
+	if err != nil {
+		return nil, "", fmt.Errorf("trustedClientCaCert: %w", err)
+	}
+	crls := make([]string, len(s.CRLs))
+	for i, p := range s.CRLs {
+		if crls[i], err = b.cfg.resolve(p, false); err != nil {
+			return nil, "", fmt.Errorf("crls[%d]: %w", i, err)
+		}
+	}
+	store, err := truststore.New(truststore.Config{CAPaths: []string{ca}, CRLPaths: crls, Logger: b.log})
+	if err != nil {
+		return nil, "", err
+	}
+	b.onClose(func() { _ = store.Close() })
+	attrs := map[string]AttributeEntry{}
+	if s.Attributes != nil && s.Attributes.SecretName != "" {
+		if err := b.attributeSecret(s.Attributes.SecretName, attrs); err != nil {
+			return nil, "", fmt.Errorf("attributes.secretName: %w", err)
+		}
+	}
+	for k, v := range s.AuthorizationAttributes {
+		attrs[k] = v
+	}
+	names := make([]string, 0, len(attrs))
+	for name := range attrs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	mappings := make([]x509auth.Mapping, 0, len(names))
+	for _, name := range names {
+		e := attrs[name]
+		mappings = append(mappings, x509auth.Mapping{Name: name, Subject: e.Subject, Attributes: e.Attributes})
+	}
+	a, err := x509auth.New(x509auth.Config{Trust: store, Mappings: mappings, ClientCertOptional: optional,
+		RequireClientAuthEKU: s.RequireClientAuthEku, Logger: b.log})
+	if err != nil {
+		return nil, "", err
+	}
+	w := a.Watch(store)
+	w.Name = "truststore " + s.TrustedClientCaCert
+	w.Check = onPorts(ports, w.Check)
+	b.watches = append(b.watches, w)
+	desc := fmt.Sprintf("X509 trusting %s (%d CA), %d attribute mappings", s.TrustedClientCaCert, store.Current().Len(), len(mappings))
+	if len(crls) > 0 {
+		desc += fmt.Sprintf(", %d CRL paths", len(crls))
+	}
+	if optional {
+		desc += ", certificate optional"
+	}
+	if s.RequireClientAuthEku {
+		desc += ", clientAuth extended key usage required"
+	}
+	return a, desc, nil
+}
+
+// attributeSecret reads a v1beta1 attributes Secret: each key holds an
+// authorizationAttributes mapping (YAML or JSON).
+func (b *Broker) attributeSecret(name string, into map[string]AttributeEntry) error {
+	dir, err := b.cfg.resolve(name, true)
+	if err != nil {
+		return err
+	}
+	files := []string{dir}
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		files = files[:0]
+		for _, e := range entries {
+			if e.Name()[0] != '.' && !e.IsDir() {
+				files = append(files, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var m map[string]AttributeEntry
+		if err := yaml.UnmarshalStrict(data, &m); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrSyntax, f, err)
+		}
+		for k, v := range m {
+			into[k] = v
+		}
+	}
+	return nil
+}
+
+func (b *Broker) scram(s *SCRAMSettings, ports map[string]bool) (auth.Authenticator, string, error) {
+	path, err := b.cfg.resolve(s.UsersFile, true)
+	if err != nil {
+		return nil, "", fmt.Errorf("usersFile: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, "users.json") // the Secret's key
+	}
+	store, err := scramauth.NewFileStore(scramauth.FileStoreConfig{Path: path, Logger: b.log})
+	if err != nil {
+		return nil, "", err
+	}
+	b.onClose(func() { _ = store.Close() })
+	b.watches = append(b.watches, auth.Watch{Name: "scram users " + s.UsersFile, Source: store, Check: onPorts(ports, scramauth.CheckStore(store))})
+	cfg := scramauth.Config{Store: store}
+	for _, m := range s.Mechanisms {
+		cfg.Mechanisms = append(cfg.Mechanisms, scramauth.Mechanism(m))
+	}
+	if s.UnknownUserKeyFile != "" {
+		if cfg.UnknownUserKey, err = os.ReadFile(b.cfg.Path(s.UnknownUserKeyFile)); err != nil {
+			return nil, "", err
+		}
+	}
+	a, err := scramauth.New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	return a, fmt.Sprintf("SCRAM %s (%d users)", s.UsersFile, store.Current().Len()), nil
+}
+
+// AuthConfig returns the configuration of the one auth.Manager of all the
+// ports: the Broker as Authenticator and Authorizer, the session settings,
+// and every watch. The Manager subscribes to the watches when it is built;
+// close it before the Broker.
+func (b *Broker) AuthConfig() auth.Config {
+	cfg := auth.Config{
+		Authenticator:       b,
+		Authorizer:          b,
+		Logger:              b.log,
+		AllowIdentityChange: b.Session.AllowIdentityChange,
+		Watches:             slices.Clone(b.watches),
+	}
+	if b.Session.OnExpiry == "close" {
+		cfg.OnExpiry = auth.CloseOnExpiry
+	}
+	if b.Session.ExchangeTimeout != "" {
+		cfg.ExchangeTimeout, _ = time.ParseDuration(b.Session.ExchangeTimeout) // checked by Load
+	}
+	return cfg
+}
+
+// Watches returns the watches of the reloadable sources the Broker built.
+func (b *Broker) Watches() []auth.Watch { return slices.Clone(b.watches) }
+
+// Port returns the port of a listener name (auth.Request.Listener). With a
+// single port, the empty name is that port, for brokers that name no
+// listener.
+func (b *Broker) Port(listener string) *Port {
+	if p, ok := b.byName[listener]; ok {
+		return p
+	}
+	if listener == "" && len(b.Ports) == 1 {
+		return b.Ports[0]
+	}
+	return nil
+}
+
+// ErrUnknownListener is the error of a request from a listener the
+// configuration has no port for.
+var ErrUnknownListener = errors.New("aioconfig: no port is configured for this listener")
+
+// Authenticate hands the request to the chain of its port; a request from
+// an unknown listener fails (0x87).
+func (b *Broker) Authenticate(ctx context.Context, req *auth.Request) auth.Result {
+	p := b.Port(req.Listener)
+	if p == nil {
+		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("%w: %q", ErrUnknownListener, req.Listener))
+	}
+	return p.Authenticator.Authenticate(ctx, req)
+}
+
+// Authorize asks the policy of the port the principal connected through;
+// a principal of an unknown listener is denied.
+func (b *Broker) Authorize(ctx context.Context, pr *auth.Principal, a auth.Action) auth.Decision {
+	if pr == nil {
+		return auth.Deny
+	}
+	p := b.Port(pr.Listener())
+	if p == nil {
+		return auth.Deny
+	}
+	return p.Authorizer.Authorize(ctx, pr, a)
+}
+
+// AuthorizerFor returns the policy of a listener's port, for an adapter
+// that keeps a decision cache per session and needs the policy itself (an
+// abac.Source) rather than the dispatch: ask it once per connection with
+// auth.Request.Listener. An unknown listener gets an authorizer that denies
+// everything.
+func (b *Broker) AuthorizerFor(listener string) auth.Authorizer {
+	if p := b.Port(listener); p != nil {
+		return p.Authorizer
+	}
+	return denyAll
+}
+
+var denyAll = auth.AuthorizerFunc(func(context.Context, *auth.Principal, auth.Action) auth.Decision { return auth.Deny })
+
+func (b *Broker) onClose(f func()) { b.closers = append(b.closers, f) }
+
+// Close stops the watchers, last started first. Close the Manager first.
+func (b *Broker) Close() {
+	closers := b.closers
+	b.closers = nil
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+}

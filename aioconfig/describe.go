@@ -1,0 +1,53 @@
+package aioconfig
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Describe writes the effective configuration: each port with its
+// address, TLS, chain and policy, the session settings and the watched
+// sources. It is what the example broker's -check-config prints.
+func (b *Broker) Describe(w io.Writer) error {
+	var sb strings.Builder
+	for _, p := range b.Ports {
+		fmt.Fprintf(&sb, "port %s on %s\n", p.Name, p.Address)
+		switch {
+		case p.TLS == nil:
+			sb.WriteString("  transport: plain TCP (no TLS: development, or behind a TLS-terminating load balancer)\n")
+		default:
+			leaf := p.TLS.Certificates[0].Leaf
+			subject := ""
+			if leaf != nil {
+				subject = leaf.Subject.String() + ", expires " + leaf.NotAfter.UTC().Format(time.DateOnly)
+			}
+			fmt.Fprintf(&sb, "  transport: TLS, server certificate %s, client certificates %s\n", subject, clientAuthName(p.TLS.ClientAuth))
+		}
+		fmt.Fprintf(&sb, "  authentication: BrokerAuthentication %s\n", p.Spec.AuthenticationRef)
+		for i, m := range p.methods {
+			fmt.Fprintf(&sb, "    %d. %s\n", i+1, m)
+		}
+		fmt.Fprintf(&sb, "  authorization: %s\n", p.policy)
+	}
+	s := b.Session
+	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t\n",
+		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
+	for _, wt := range b.watches {
+		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+func clientAuthName(c tls.ClientAuthType) string {
+	switch c {
+	case tls.RequireAnyClientCert, tls.RequireAndVerifyClientCert:
+		return "required"
+	case tls.RequestClientCert, tls.VerifyClientCertIfGiven:
+		return "requested (optional)"
+	}
+	return "not asked for"
+}

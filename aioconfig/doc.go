@@ -1,0 +1,87 @@
+// Package aioconfig loads, validates and builds the authentication and
+// authorization of a broker from Azure IoT Operations (AIO) resources, as
+// kubectl prints them, so that a set-up written for the AIO MQTT broker
+// runs here.
+//
+// # What it reads
+//
+// One or more files of YAML or JSON documents (`---` between documents):
+//
+//   - BrokerListener: its ports, each with its own authenticationRef and
+//     authorizationRef (AIO's per-port links) and tls.
+//   - BrokerAuthentication, in both API shapes: v1beta1 (seed 002: methods
+//     Custom, ServiceAccountToken, x509Credentials with settings under
+//     custom, serviceAccountToken, x509Credentials) and v1 (customSettings,
+//     serviceAccountTokenSettings, x509Settings). The whole resource or its
+//     spec alone.
+//   - BrokerAuthorization: the whole resource, its spec, its
+//     authorizationPolicies mapping, or the bare rules array the Azure
+//     portal takes.
+//   - MqttAuthSettings (apiVersion mqttauth.dev/v1alpha1), this library's
+//     own kind for what AIO has no resource for: session settings and
+//     where ConfigMaps and Secrets are mounted.
+//
+// Where AIO names a ConfigMap or a Secret (trustedClientCaCert, caCert,
+// caCertConfigMap, secretName, secretRef), the name resolves the way a pod
+// sees it mounted: a directory per name under the ConfigMap or Secret
+// directory (MqttAuthSettings configMapDir, secretDir; the first file's
+// directory by default), a file per key. A value that is no such directory
+// is a file path, relative to the first file. Certificates of a
+// kubernetes.io/tls Secret are its tls.crt and tls.key keys.
+//
+// The library's own extensions sit beside AIO's fields and never change
+// their meaning: the SCRAM method (scramSettings), SAT apiServer, mode,
+// jwksFile and the rest, customSettings caCertFile, timeout and
+// auth.x509.certFile/keyFile, x509Settings crls, and on a port address,
+// authorizationFile (a watched policy file) and tls.manual.certFile/keyFile.
+//
+// # Errors
+//
+// Every error is an [*Error] that names the file, the document, the
+// resource, the field and the value, wraps one of the sentinels
+// ([ErrUnknownField], [ErrMissing], ...), and suggests the fix for known
+// near-misses: a v1beta1 field in a v1 resource, a method name in the wrong
+// case, the layout of the old example configuration.
+//
+// # One Manager, a chain and a policy per port
+//
+// [Build] makes one [Port] per listener port with its chain, policy and
+// TLS. The [Broker] it returns is the Authenticator and the Authorizer of a
+// single auth.Manager for all ports: it hands a request to the chain of the
+// port it arrived on (auth.Request.Listener, which the adapter fills with
+// the listener's name, Port.Name) and an authorization to the policy of the
+// port the principal connected through (auth.Principal.Listener, which the
+// Session sets from the request). One Manager rather than one per port,
+// because a broker adapter hooks a whole server, and one registry of live
+// sessions is what the re-checks walk; the dispatch costs one map lookup.
+//
+// # Reloads
+//
+// Every reloadable source the build makes (the truststore and CRLs of an
+// X509 method, a SCRAM users file, a port's authorizationFile) is an
+// auth.Watch in [Broker.AuthConfig]: the Manager subscribes to it when it
+// is built and re-checks the live sessions of the ports that use the
+// source, through the one path of auth.Notifier. No change can reach a
+// Manager that does not exist yet.
+//
+// # Use
+//
+//	cfg, err := aioconfig.Load("broker.yaml")
+//	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log})
+//	defer b.Close()
+//	m, err := auth.NewManager(b.AuthConfig())
+//	defer m.Close()
+//	for _, p := range b.Ports {
+//		// listen on p.Address with p.TLS (nil: plain TCP), naming the
+//		// listener p.Name so that requests carry it
+//	}
+//
+// # Room for more
+//
+// Settings of one port (limits on packet size, handshake and CONNECT
+// deadlines, unauthenticated connections) go on [PortSpec] beside address;
+// settings of one method go in its settings struct (x509Settings
+// requireClientAuthEku, customSettings circuitBreaker); settings of the
+// whole process (an admin listener for metrics and health, brute-force
+// protection, OIDC issuers) go in [Settings], the MqttAuthSettings spec.
+package aioconfig

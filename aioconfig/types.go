@@ -1,0 +1,299 @@
+package aioconfig
+
+import "encoding/json"
+
+// The API groups and kinds this package reads.
+const (
+	// APIv1beta1 is the API of seed 002's resources: methods Custom,
+	// ServiceAccountToken and x509Credentials with settings under custom,
+	// serviceAccountToken and x509Credentials.
+	APIv1beta1 = "mqttbroker.iotoperations.azure.com/v1beta1"
+	// APIv1 is the current API: methods Custom, ServiceAccountToken and
+	// X509 with settings under customSettings, serviceAccountTokenSettings
+	// and x509Settings.
+	APIv1 = "mqttbroker.iotoperations.azure.com/v1"
+	// APISettings is the API of this library's own document kind,
+	// MqttAuthSettings: what Azure IoT Operations has no resource for.
+	APISettings = "mqttauth.dev/v1alpha1"
+
+	KindAuthentication = "BrokerAuthentication"
+	KindAuthorization  = "BrokerAuthorization"
+	KindListener       = "BrokerListener"
+	KindSettings       = "MqttAuthSettings"
+)
+
+// The method names of authenticationMethods. x509Credentials is the
+// v1beta1 spelling of X509; SCRAM is this library's.
+const (
+	MethodCustom          = "Custom"
+	MethodSAT             = "ServiceAccountToken"
+	MethodX509            = "X509"
+	MethodX509Credentials = "x509Credentials"
+	MethodSCRAM           = "SCRAM"
+)
+
+// Metadata is a resource's metadata; only the name is used.
+type Metadata struct {
+	Name        string            `json:"name,omitempty"`
+	Namespace   string            `json:"namespace,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Authentication is a BrokerAuthentication resource: the ordered methods
+// of the ports that name it in authenticationRef.
+type Authentication struct {
+	// Name is metadata.name; a document without metadata is "default".
+	Name string
+	// API is the document's apiVersion ("" when it gave none).
+	API string
+	// Methods are spec.authenticationMethods, both API shapes normalised.
+	Methods []Method
+	// Source says where the resource was read, for messages.
+	Source string
+}
+
+// Method is one entry of authenticationMethods, tried in order. Exactly one
+// of the settings is set, the one its Method names.
+type Method struct {
+	// Method is Custom, ServiceAccountToken, X509 or SCRAM (x509Credentials
+	// is read as X509).
+	Method string `json:"method"`
+
+	Custom *CustomSettings `json:"customSettings,omitempty"`
+	SAT    *SATSettings    `json:"serviceAccountTokenSettings,omitempty"`
+	X509   *X509Settings   `json:"x509Settings,omitempty"`
+	SCRAM  *SCRAMSettings  `json:"scramSettings,omitempty"`
+}
+
+// rawMethod is a method as written, in either API shape.
+type rawMethod struct {
+	Method string `json:"method"`
+	// v1
+	CustomSettings              json.RawMessage `json:"customSettings,omitempty"`
+	ServiceAccountTokenSettings json.RawMessage `json:"serviceAccountTokenSettings,omitempty"`
+	X509Settings                json.RawMessage `json:"x509Settings,omitempty"`
+	// v1beta1
+	Custom              json.RawMessage `json:"custom,omitempty"`
+	ServiceAccountToken json.RawMessage `json:"serviceAccountToken,omitempty"`
+	X509Credentials     json.RawMessage `json:"x509Credentials,omitempty"`
+	// ours
+	SCRAMSettings json.RawMessage `json:"scramSettings,omitempty"`
+}
+
+// CustomSettings configures custom authentication: the custom-auth HTTP
+// API client.
+type CustomSettings struct {
+	// Endpoint is the server's HTTPS URL. Required.
+	Endpoint string `json:"endpoint"`
+	// CACert (v1beta1) and CACertConfigMap (v1) name the ConfigMap of
+	// the server's CA; CACertFile (ours) is a PEM file. Empty means the
+	// system roots.
+	CACert          string `json:"caCert,omitempty"`
+	CACertConfigMap string `json:"caCertConfigMap,omitempty"`
+	CACertFile      string `json:"caCertFile,omitempty"`
+	// Auth is how the broker authenticates itself to the server.
+	Auth *CustomAuth `json:"auth,omitempty"`
+	// Headers are sent with every request.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Timeout bounds one request ("5s"; ours).
+	Timeout string `json:"timeout,omitempty"`
+	// CircuitBreaker tunes the breaker that stops calling a failing server
+	// (ours); unset fields keep customauth's defaults (5 failures, 10 s).
+	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+}
+
+// CircuitBreaker configures customauth's circuit breaker (ours).
+type CircuitBreaker struct {
+	// FailureThreshold is the number of failures in a row (transport
+	// errors, timeouts, 5xx, malformed answers) that opens the breaker;
+	// zero means the default.
+	FailureThreshold int `json:"failureThreshold,omitempty"`
+	// Cooldown is how long the breaker stays open before one probe
+	// ("10s"); empty means the default.
+	Cooldown string `json:"cooldown,omitempty"`
+}
+
+// CustomAuth is the broker's client certificate for the custom server.
+type CustomAuth struct {
+	X509 *CustomX509 `json:"x509,omitempty"`
+}
+
+// CustomX509 names the broker's client certificate: a kubernetes.io/tls
+// Secret (v1beta1 secretName and namespace, v1 secretRef; keys tls.crt and
+// tls.key) or files (ours).
+type CustomX509 struct {
+	SecretName string `json:"secretName,omitempty"`
+	Namespace  string `json:"namespace,omitempty"`
+	SecretRef  string `json:"secretRef,omitempty"`
+	CertFile   string `json:"certFile,omitempty"`
+	KeyFile    string `json:"keyFile,omitempty"`
+}
+
+// SATSettings configures Kubernetes service account token authentication.
+type SATSettings struct {
+	// Audiences: a token must carry one. Required.
+	Audiences []string `json:"audiences"`
+	// The rest is ours. Without APIServer the broker uses the in-cluster
+	// configuration.
+	APIServer string `json:"apiServer,omitempty"`
+	CAFile    string `json:"caFile,omitempty"`
+	TokenFile string `json:"tokenFile,omitempty"`
+	// Mode is tokenReview (the default) or local (OIDC discovery and
+	// JWKS, no call per connect); Issuer and JWKSFile serve local.
+	Mode     string `json:"mode,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
+	JWKSFile string `json:"jwksFile,omitempty"`
+	// AnnotationPrefix selects the service account annotations that
+	// become attributes; empty means aio-broker-auth/.
+	AnnotationPrefix string `json:"annotationPrefix,omitempty"`
+	// AllowUsernameFallback accepts MQTT 3.1.1 clients that put K8S-SAT
+	// in the user name and the token in the password.
+	AllowUsernameFallback bool `json:"allowUsernameFallback,omitempty"`
+}
+
+// X509Settings configures X.509 client certificate authentication.
+type X509Settings struct {
+	// TrustedClientCaCert names the ConfigMap of the trusted client CAs
+	// (every key a PEM file), or a PEM file or directory. Required.
+	TrustedClientCaCert string `json:"trustedClientCaCert"`
+	// AuthorizationAttributes map certificate subjects to attributes.
+	AuthorizationAttributes map[string]AttributeEntry `json:"authorizationAttributes,omitempty"`
+	// Attributes (v1beta1) names a Secret whose keys each hold an
+	// authorizationAttributes mapping in YAML or JSON, merged with the
+	// inline ones.
+	Attributes *SecretName `json:"attributes,omitempty"`
+	// CRLs are CRL files or directories, or ConfigMap names (ours);
+	// watched like the CAs.
+	CRLs []string `json:"crls,omitempty"`
+	// RequireClientAuthEku refuses client certificates without an
+	// extended key usage extension (ours). By default they are accepted,
+	// as RFC 5280, OpenSSL and mosquitto accept them; a certificate whose
+	// extension lacks clientAuth is refused either way.
+	RequireClientAuthEku bool `json:"requireClientAuthEku,omitempty"`
+}
+
+// SecretName names a Secret.
+type SecretName struct {
+	SecretName string `json:"secretName"`
+}
+
+// AttributeEntry is one entry of authorizationAttributes.
+type AttributeEntry struct {
+	Subject    string            `json:"subject"`
+	Attributes map[string]string `json:"attributes"`
+}
+
+// SCRAMSettings configures SCRAM-SHA-256/512 enhanced authentication
+// (ours).
+type SCRAMSettings struct {
+	// UsersFile holds the users' derived keys (never passwords), a file
+	// or a Secret name (the Secret's users.json key); it is watched, and
+	// users removed from it lose their connections.
+	UsersFile string `json:"usersFile"`
+	// Mechanisms limits the methods offered; empty means both.
+	Mechanisms []string `json:"mechanisms,omitempty"`
+	// UnknownUserKeyFile holds the secret from which unknown users' fake
+	// salts are derived; share it between the nodes of a cluster.
+	UnknownUserKeyFile string `json:"unknownUserKeyFile,omitempty"`
+}
+
+// Authorization is a BrokerAuthorization resource: its policy, compiled
+// by package abac when built.
+type Authorization struct {
+	// Name is metadata.name; a document without metadata is "default".
+	Name string
+	// Policy is the document as written (whole resource, spec, the
+	// authorizationPolicies mapping or the bare rules array), validated.
+	Policy json.RawMessage
+	// Rules is the number of rules, for messages.
+	Rules int
+	// Source says where the resource was read.
+	Source string
+}
+
+// Listener is a BrokerListener resource.
+type Listener struct {
+	Name   string
+	Ports  []PortSpec
+	Source string
+}
+
+// listenerSpec is a BrokerListener's spec. serviceName, serviceType and
+// the rest of the Kubernetes service settings are accepted and ignored.
+type listenerSpec struct {
+	BrokerRef   string     `json:"brokerRef,omitempty"`
+	ServiceName string     `json:"serviceName,omitempty"`
+	ServiceType string     `json:"serviceType,omitempty"`
+	Ports       []PortSpec `json:"ports"`
+}
+
+// PortSpec is one port of a BrokerListener, linked to its own authentication
+// and authorization.
+type PortSpec struct {
+	// Port is the TCP port. Required.
+	Port int `json:"port"`
+	// NodePort and Protocol are AIO's; Protocol must be Mqtt (the
+	// default) here.
+	NodePort int    `json:"nodePort,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	// AuthenticationRef names a BrokerAuthentication. Required: where AIO
+	// would run without authentication, this library refuses.
+	AuthenticationRef string `json:"authenticationRef,omitempty"`
+	// AuthorizationRef names a BrokerAuthorization. Empty means every
+	// authenticated client may do everything (AIO's behaviour).
+	AuthorizationRef string `json:"authorizationRef,omitempty"`
+	// TLS is the port's server TLS; nil means plain TCP (development, or
+	// behind a TLS-terminating load balancer).
+	TLS *PortTLS `json:"tls,omitempty"`
+
+	// Ours.
+
+	// Address is the host to bind ("127.0.0.1"); empty means every
+	// interface.
+	Address string `json:"address,omitempty"`
+	// AuthorizationFile is a policy file (any BrokerAuthorization shape),
+	// watched and reloaded on change; it replaces AuthorizationRef.
+	AuthorizationFile string `json:"authorizationFile,omitempty"`
+}
+
+// PortTLS is a port's TLS: mode Manual with the server certificate in a
+// kubernetes.io/tls Secret (manual.secretRef) or in files (manual.certFile,
+// manual.keyFile; ours). Automatic (cert-manager) is not available here.
+type PortTLS struct {
+	Mode   string     `json:"mode"`
+	Manual *ManualTLS `json:"manual,omitempty"`
+	// CertManagerCertificateSpec is AIO's Automatic mode; refused.
+	CertManagerCertificateSpec json.RawMessage `json:"certManagerCertificateSpec,omitempty"`
+}
+
+// ManualTLS names the port's certificate chain (leaf first) and key.
+type ManualTLS struct {
+	SecretRef string `json:"secretRef,omitempty"`
+	CertFile  string `json:"certFile,omitempty"`
+	KeyFile   string `json:"keyFile,omitempty"`
+}
+
+// Settings is the spec of the MqttAuthSettings document: what Azure IoT
+// Operations has no resource for. At most one per configuration.
+type Settings struct {
+	// Session configures every session.
+	Session Session `json:"session,omitempty"`
+	// ConfigMapDir and SecretDir are where ConfigMaps and Secrets are
+	// mounted, a directory per name and a file per key; relative to the
+	// file that says so. Empty means the first configuration file's
+	// directory.
+	ConfigMapDir string `json:"configMapDir,omitempty"`
+	SecretDir    string `json:"secretDir,omitempty"`
+}
+
+// Session configures the sessions (auth.Config).
+type Session struct {
+	// OnExpiry is disconnect (DISCONNECT 0xA0, the default) or close (no
+	// DISCONNECT, as AIO).
+	OnExpiry string `json:"onExpiry,omitempty"`
+	// AllowIdentityChange lets re-authentication change the user name.
+	AllowIdentityChange bool `json:"allowIdentityChange,omitempty"`
+	// ExchangeTimeout bounds an enhanced-authentication exchange ("30s").
+	ExchangeTimeout string `json:"exchangeTimeout,omitempty"`
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/stretchr/testify/require"
+	"github.com/xdg-go/scram"
+
+	"github.com/mqttauth/mqttauth/examples/e2e/proc"
+	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
+)
+
+// twoPorts: 8883-like TLS port with X.509 and the tutorial's policy, and
+// a plain TCP port on loopback with SCRAM and its own policy, the
+// ConfigMaps and Secrets of the development PKI mounted next to the file.
+const twoPorts = `apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: public}
+spec:
+  ports:
+    - {port: %d, address: 127.0.0.1, authenticationRef: x509-only, authorizationRef: abac-authz,
+       tls: {mode: Manual, manual: {secretRef: broker-server-cert}}}
+    - {port: %d, address: 127.0.0.1, authenticationRef: scram-only, authorizationRef: sandbox}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: x509-only}
+spec:
+  authenticationMethods:
+    - method: X509
+      x509Settings:
+        trustedClientCaCert: fabrikam-ca
+        authorizationAttributes:
+          thermostat: {subject: "CN = thermostat", attributes: {group: thermostat_group}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: scram-only}
+spec:
+  authenticationMethods:
+    - {method: SCRAM, scramSettings: {usersFile: scram-users.json}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: abac-authz}
+spec:
+  authorizationPolicies:
+    rules:
+      - principals: {attributes: [{group: thermostat_group}]}
+        brokerResources: [{method: Connect}, {method: Publish, topics: [telemetry/temperature]}]
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: sandbox}
+spec:
+  authorizationPolicies:
+    rules:
+      - principals: {usernames: [sample]}
+        brokerResources: [{method: Connect}, {method: Publish, topics: ["sandbox/#"]}]
+`
+
+func devDir(t *testing.T) (dir, password string) {
+	t.Helper()
+	dir = t.TempDir()
+	_, err := devpki.Ensure(dir, time.Now())
+	require.NoError(t, err)
+	pwFile, err := tutorial.EnsureSampleSCRAMUser(dir)
+	require.NoError(t, err)
+	require.NoError(t, tutorial.EnsureMounts(dir))
+	pw, err := os.ReadFile(pwFile)
+	require.NoError(t, err)
+	return dir, strings.TrimSpace(string(pw))
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	var n int
+	_, err = fmt.Sscan(p, &n)
+	require.NoError(t, err)
+	return n
+}
+
+// TestPortsOwnChains: one broker process, two ports, each with its own
+// chain and policy, over real sockets with paho.golang: a certificate
+// client on the TLS port, a SCRAM client on the plain port, and each
+// refused on the other's port.
+func TestPortsOwnChains(t *testing.T) {
+	dir, password := devDir(t)
+	tlsAddr, plainAddr := proc.FreeAddr(t), proc.FreeAddr(t)
+	cfg := filepath.Join(dir, "two-ports.yaml")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, twoPorts, portOf(t, tlsAddr), portOf(t, plainAddr)), 0o644))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out proc.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-config", cfg}, &out) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return out.Count("broker listening") == 2 }, 20*time.Second, 20*time.Millisecond, out.String())
+
+	roots := x509.NewCertPool()
+	pem, err := os.ReadFile(filepath.Join(dir, devpki.ServerRootCA))
+	require.NoError(t, err)
+	require.True(t, roots.AppendCertsFromPEM(pem))
+	thermo, err := tls.LoadX509KeyPair(filepath.Join(dir, devpki.CertFile("thermostat")), filepath.Join(dir, devpki.KeyFile("thermostat")))
+	require.NoError(t, err)
+
+	// The certificate client on the TLS port: its chain, its policy.
+	conn, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{thermo}})
+	require.NoError(t, err)
+	c, ca := connect(t, conn, &paho.Connect{ClientID: "thermostat"}, nil)
+	require.Equal(t, byte(0), ca.ReasonCode)
+	require.Equal(t, byte(0), publish(t, c, "telemetry/temperature"))
+	require.Equal(t, byte(0x87), publish(t, c, "sandbox/x"), "the plain port's policy is not this port's")
+
+	// The SCRAM client on the plain port.
+	conn2, err := net.Dial("tcp", plainAddr)
+	require.NoError(t, err)
+	sc, err := scram.SHA256.NewClient(tutorial.SampleSCRAMUser, password, "")
+	require.NoError(t, err)
+	a := &scramAuther{conv: sc.NewConversation()}
+	first, _ := a.conv.Step("")
+	c2, ca2 := connect(t, conn2, &paho.Connect{ClientID: "sample", Properties: &paho.ConnectProperties{AuthMethod: "SCRAM-SHA-256", AuthData: []byte(first)}}, a)
+	require.Equal(t, byte(0), ca2.ReasonCode)
+	require.Equal(t, byte(0), publish(t, c2, "sandbox/x"))
+	require.Equal(t, byte(0x87), publish(t, c2, "telemetry/temperature"))
+
+	// SCRAM on the TLS port: the port requires a certificate.
+	_, err = tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err == nil {
+		// TLS 1.3 reports the refused handshake on the first read.
+		conn3, _ := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		_ = conn3.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn3.Read(make([]byte, 1))
+		conn3.Close()
+	}
+	require.Error(t, err, "no certificate, no TLS session on the X.509 port")
+
+	// No credentials on the SCRAM port: refused.
+	conn4, err := net.Dial("tcp", plainAddr)
+	require.NoError(t, err)
+	_, ca4 := connect(t, conn4, &paho.Connect{ClientID: "thermostat"}, nil)
+	require.True(t, ca4.ReasonCode >= 0x80, "CONNACK 0x%02x", ca4.ReasonCode)
+}
+
+func connect(t *testing.T, conn net.Conn, cp *paho.Connect, a paho.Auther) (*paho.Client, *paho.Connack) {
+	t.Helper()
+	cfg := paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnClientError: func(error) {}}
+	if a != nil {
+		cfg.AuthHandler = a
+	}
+	c := paho.NewClient(cfg)
+	cp.KeepAlive, cp.CleanStart = 30, true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, _ := c.Connect(ctx, cp)
+	require.NotNil(t, ca, "no CONNACK")
+	t.Cleanup(func() {
+		_ = c.Disconnect(&paho.Disconnect{})
+		conn.Close()
+	})
+	return c, ca
+}
+
+func publish(t *testing.T, c *paho.Client, topic string) byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("x")})
+	require.NotNil(t, r, "%v", err)
+	return r.ReasonCode
+}
+
+// scramAuther answers the server-first-message with the client-final.
+type scramAuther struct{ conv *scram.ClientConversation }
+
+func (a *scramAuther) Authenticate(in *paho.Auth) *paho.Auth {
+	final, _ := a.conv.Step(string(in.Properties.AuthData))
+	return &paho.Auth{ReasonCode: 0x18, Properties: &paho.AuthProperties{AuthMethod: "SCRAM-SHA-256", AuthData: []byte(final)}}
+}
+
+func (a *scramAuther) Authenticated() {}
+
+// TestCheckConfig: -check-config prints the effective ports, chains and
+// policies and exits; a bad configuration is an error (non-zero exit).
+func TestCheckConfig(t *testing.T) {
+	dir, _ := devDir(t)
+	cfg := filepath.Join(dir, "two-ports.yaml")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, twoPorts, 18883, 11883), 0o644))
+	var out strings.Builder
+	require.NoError(t, run(context.Background(), []string{"-config", cfg, "-check-config"}, &out))
+	for _, want := range []string{
+		"is valid", "port public:18883 on 127.0.0.1:18883", "client certificates required", "1. X509 trusting fabrikam-ca",
+		"port public:11883 on 127.0.0.1:11883", "plain TCP", "1. SCRAM scram-users.json", "BrokerAuthorization sandbox (1 rules)",
+	} {
+		require.Contains(t, out.String(), want)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte(strings.Replace(string(fmt.Appendf(nil, twoPorts, 18883, 11883)), "trustedClientCaCert: fabrikam-ca", "trustedClientCaCert: fabrikam-cas", 1)), 0o644))
+	err := run(context.Background(), []string{"-config", bad, "-check-config"}, &out)
+	require.ErrorContains(t, err, `BrokerAuthentication "x509-only"`)
+	require.ErrorContains(t, err, `ConfigMap "fabrikam-cas"`)
+}

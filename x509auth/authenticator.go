@@ -97,6 +97,10 @@ type Config struct {
 	// RevokedCode is the DISCONNECT reason code for a session whose
 	// certificate lost trust; zero means 0x87 (Not authorized).
 	RevokedCode auth.ReasonCode
+	// Revocation, when set, also judges each verified chain by OCSP or
+	// CRL distribution points (see [RevocationChecker]); nil checks only
+	// the truststore's CRLs.
+	Revocation RevocationChecker
 	// RecheckTimeout bounds one re-check of all sessions started by
 	// RecheckOnChange; zero means 30 seconds.
 	RecheckTimeout time.Duration
@@ -127,6 +131,7 @@ type Authenticator struct {
 	timeout     time.Duration
 	now         func() time.Time
 	log         *slog.Logger
+	revocation  RevocationChecker
 	cache       cache
 	noCache     bool // benchmarks: measure the uncached path
 }
@@ -155,6 +160,7 @@ func New(cfg Config) (*Authenticator, error) {
 		optional:    cfg.ClientCertOptional,
 		revokedCode: cfg.RevokedCode,
 		timeout:     cfg.RecheckTimeout,
+		revocation:  cfg.Revocation,
 		now:         cfg.Now,
 		log:         cfg.Logger,
 	}
@@ -205,6 +211,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 		a.logDeny(ctx, req.ClientID, req.TLS.PeerCertificates[0], err)
 		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("x509auth: %w", err))
 	}
+	if err := a.checkRevocation(ctx, req.TLS.PeerCertificates[0], e); err != nil {
+		return a.revocationResult(ctx, req.ClientID, req.TLS.PeerCertificates[0], err)
+	}
 	return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{
 		Method:     a.method,
 		Username:   e.username,
@@ -229,6 +238,9 @@ func (a *Authenticator) Check(ctx context.Context, s *auth.Session) error {
 	}
 	e, err := a.verify(cs)
 	if err != nil {
+		return &auth.DenyError{Code: a.revokedCode, Err: fmt.Errorf("x509auth: %w", err)}
+	}
+	if err := a.checkRevocation(ctx, cs.PeerCertificates[0], e); err != nil && !errors.Is(err, auth.ErrUnavailable) {
 		return &auth.DenyError{Code: a.revokedCode, Err: fmt.Errorf("x509auth: %w", err)}
 	}
 	if p := s.Principal(); p != nil && p.Method() == a.method && !sameAttributes(p, e.attrs) {

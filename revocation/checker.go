@@ -166,7 +166,8 @@ type Checker struct {
 	mu     sync.Mutex // guards wg.Add against Close and subs
 	subs   map[*func()]struct{}
 
-	stats stats
+	stats     stats
+	ownClient bool // made by New: Close closes its idle connections
 }
 
 // New validates cfg, returns a Checker and starts its background refresher.
@@ -206,7 +207,8 @@ func New(cfg Config) (*Checker, error) {
 	}
 	c.wait = min(c.wait, c.timeout)
 	if c.client == nil {
-		c.client = &http.Client{}
+		c.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		c.ownClient = true
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -235,6 +237,9 @@ func (c *Checker) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	if c.ownClient {
+		c.client.CloseIdleConnections()
+	}
 	return nil
 }
 
@@ -298,7 +303,7 @@ func (c *Checker) checkOne(ctx context.Context, cert, issuer *x509.Certificate) 
 			case <-ctx.Done():
 				break wait
 			}
-			if v, _ := c.judge(cert, issuer, url, dps, c.now(), false); v != none {
+			if v, _ := c.judge(cert, issuer, url, dps, c.now(), false); v == good || v == revoked {
 				break
 			}
 		}

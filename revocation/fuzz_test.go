@@ -63,7 +63,7 @@ func FuzzParseCRL(f *testing.F) {
 	other := authtest.NewRootCAAt(f, now, "Other CA")
 	leaf := ca.Leaf(f, "leaf")
 	f.Add(ca.CRL(f, 1, now.Add(-time.Minute), now.Add(time.Hour), leaf.Cert))
-	f.Add(authtest.CRLPEM(ca.CRL(f, 2, now.Add(-time.Minute), time.Time{})))
+	f.Add(authtest.CRLPEM(ca.CRL(f, 2, now.Add(-time.Minute), now.Add(time.Minute))))
 	f.Add(authtest.CRLSignedBy(f, ca.Cert, other.Key, 3, now, now.Add(time.Hour), leaf.Cert))
 	f.Add([]byte("-----BEGIN X509 CRL-----\n"))
 	f.Fuzz(func(t *testing.T, der []byte) {

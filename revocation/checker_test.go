@@ -3,7 +3,6 @@ package revocation_test
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -346,5 +345,3 @@ func TestNewValidates(t *testing.T) {
 		require.Error(t, err, "%+v", cfg)
 	}
 }
-
-var _ = errors.Is

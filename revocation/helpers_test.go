@@ -3,9 +3,8 @@ package revocation_test
 import (
 	"context"
 	"crypto/x509"
-	"io"
-	"runtime"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -102,8 +101,6 @@ func settle(t testing.TB, c *revocation.Checker) {
 	c.Refresh(ctx)
 	require.NoError(t, ctx.Err())
 }
-
-var _ = io.Discard
 
 func stacks() string {
 	buf := make([]byte, 1<<20)

@@ -39,7 +39,7 @@ type crlState struct {
 type crlAnswer struct {
 	rawIssuer  []byte
 	issuerKey  []byte            // RawSubjectPublicKeyInfo of the key that verified it
-	revoked    map[string]revInf // serial in hex
+	revoked    map[string]revInf // by serialKey
 	thisUpdate time.Time
 	expires    time.Time
 }
@@ -59,7 +59,7 @@ func (e *crlEntry) verdict(cert, issuer *x509.Certificate, now time.Time) (verdi
 		return none, nil
 	}
 	var buf [64]byte
-	if r, ok := a.revoked[string(cert.SerialNumber.Append(buf[:0], 16))]; ok {
+	if r, ok := a.revoked[string(serialKey(buf[:0], cert.SerialNumber))]; ok {
 		return revoked, fmt.Errorf("%w: %q (serial %s) by the CRL at %s, revoked at %s, reason %d", errRevoked,
 			cert.Subject.String(), cert.SerialNumber.Text(16), e.url, r.at.UTC().Format(time.RFC3339), r.reason)
 	}
@@ -197,7 +197,7 @@ func parseCRL(der []byte, issuer *x509.Certificate, now time.Time, maxAge time.D
 	}
 	for _, r := range crl.RevokedCertificateEntries {
 		if r.SerialNumber != nil {
-			a.revoked[r.SerialNumber.Text(16)] = revInf{at: r.RevocationTime, reason: r.ReasonCode}
+			a.revoked[string(serialKey(nil, r.SerialNumber))] = revInf{at: r.RevocationTime, reason: r.ReasonCode}
 		}
 	}
 	return a, nil

@@ -69,8 +69,11 @@
 // later CONNECT is judged on the cache, in about 200 ns (see BENCHMARKS.md,
 // "OCSP").
 //
-// A live session is never disconnected for want of an answer (a responder
-// that goes down does not drop connected clients), only for a revocation.
+// A re-check of a live session (x509auth.Authenticator.Check) applies the
+// same rules except one: it never disconnects for want of an answer, even
+// in HardFail mode, so a responder that goes down does not drop connected
+// clients. It disconnects (DISCONNECT 0x87) for a revocation and, in
+// HardFail mode, for an "unknown" answer, as CONNECT would refuse them.
 //
 // # Caching and refresh
 //

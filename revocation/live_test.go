@@ -132,6 +132,53 @@ func TestRevokedWhileConnected(t *testing.T) {
 	}
 }
 
+// TestConnectedClient: what a re-check does to a connected client when
+// its certificate's next answer is each thing the responder can send. A
+// client is disconnected (0x87) for a revocation, and in HardFail mode for
+// an "unknown" answer, as CONNECT would refuse it; never for want of an
+// answer, even in HardFail mode.
+func TestConnectedClient(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status revocationtest.Status
+		fault  revocationtest.Fault
+		delay  time.Duration
+		mode   revocation.Mode
+		drop   bool
+	}{
+		{"revoked", revocationtest.Revoked, revocationtest.NoFault, 0, revocation.HardFail, true},
+		{"revoked_soft", revocationtest.Revoked, revocationtest.NoFault, 0, revocation.SoftFail, true},
+		{"unknown", revocationtest.Unknown, revocationtest.NoFault, 0, revocation.HardFail, true},
+		{"unknown_soft", revocationtest.Unknown, revocationtest.NoFault, 0, revocation.SoftFail, false},
+		{"good", revocationtest.Good, revocationtest.NoFault, 0, revocation.HardFail, false},
+		{"down", revocationtest.Good, revocationtest.Down, 0, revocation.HardFail, false},
+		{"slow", revocationtest.Revoked, revocationtest.NoFault, 2 * time.Second, revocation.HardFail, false},
+		{"stale", revocationtest.Good, revocationtest.Stale, 0, revocation.HardFail, false},
+		{"wrong_key", revocationtest.Revoked, revocationtest.WrongKey, 0, revocation.HardFail, false},
+		{"bad_signature", revocationtest.Revoked, revocationtest.BadSignature, 0, revocation.HardFail, false},
+		{"malformed", revocationtest.Good, revocationtest.Malformed, 0, revocation.HardFail, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newX509Fixture(t, "ocsp", revocation.Config{Mode: tc.mode, Timeout: 200 * time.Millisecond})
+			_, conn, res := connect(t, f.m, f.leaf)
+			require.Equal(t, auth.Success, res.Packet.Code, "%v", res.Err)
+			f.resp.Set(f.leaf.Cert, tc.status)
+			f.resp.SetFault(tc.fault)
+			f.resp.SetDelay(tc.delay)
+			f.clock.Add(2 * time.Hour) // the first answer has expired
+			f.checker.Refresh(context.Background())
+			rep := f.m.Recheck(context.Background(), f.a.Check)
+			final, closed := conn.Final()
+			require.Equal(t, tc.drop, closed)
+			if tc.drop {
+				require.Equal(t, 1, rep.Disconnected)
+				require.Equal(t, auth.DISCONNECT, final.Type)
+				require.Equal(t, auth.NotAuthorized, final.Code)
+			}
+		})
+	}
+}
+
 // TestUnavailableKeepsConnected: a responder that goes down does not
 // disconnect connected clients, even in HardFail mode.
 func TestUnavailableKeepsConnected(t *testing.T) {

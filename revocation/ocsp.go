@@ -93,7 +93,17 @@ func (e *ocspEntry) waitable() <-chan struct{} {
 func certKey(buf []byte, cert *x509.Certificate) []byte {
 	buf = append(buf, cert.RawIssuer...)
 	buf = append(buf, 0)
-	return cert.SerialNumber.Append(buf, 16)
+	return serialKey(buf, cert.SerialNumber)
+}
+
+// serialKey appends a serial's sign and magnitude to buf without
+// allocating (big.Int.Append and Bytes allocate).
+func serialKey(buf []byte, serial *big.Int) []byte {
+	buf = append(buf, byte(serial.Sign()+1))
+	n := (serial.BitLen() + 7) / 8
+	buf = slices.Grow(buf, n)
+	serial.FillBytes(buf[len(buf) : len(buf)+n])
+	return buf[:len(buf)+n]
 }
 
 // ocspEntryFor returns the entry of cert, creating it when create is set.

@@ -502,8 +502,9 @@ func (c *Checker) Refresh(ctx context.Context) {
 	}
 }
 
-// OnRevoke calls fn (in its own goroutine) each time a fetch finds a
-// certificate newly revoked. It returns a function that unregisters fn.
+// OnRevoke calls fn each time a fetch finds a certificate newly revoked,
+// from the fetch's goroutine: fn must not block. It returns a function
+// that unregisters fn.
 func (c *Checker) OnRevoke(fn func()) (cancel func()) {
 	p := &fn
 	c.mu.Lock()

@@ -86,7 +86,10 @@
 // the last good answer is kept until it expires. A background goroutine
 // does this every Config.RefreshInterval for every cached entry, so
 // connected clients stay covered; Check also starts a due refresh when it
-// meets one. Concurrent fetches of one certificate or URL are coalesced
+// meets one. MaxEntries should exceed the number of clients connected at
+// once: an evicted answer is no longer refreshed, and the certificate's
+// next check fetches it again (waiting, in HardFail mode, as for a first
+// connect). Concurrent fetches of one certificate or URL are coalesced
 // into one request (golang.org/x/sync/singleflight). Every fetch is bounded
 // by Config.Timeout and by Config.MaxOCSPBytes / MaxCRLBytes, and is
 // cancelled by Close.

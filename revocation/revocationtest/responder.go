@@ -153,8 +153,9 @@ func (r *Responder) OCSPRequests() int { return int(r.ocspRequests.Load()) }
 // CRLRequests returns how many CRL requests arrived.
 func (r *Responder) CRLRequests() int { return int(r.crlRequests.Load()) }
 
-// answer returns what to do: the fault, and the times of an answer made
-// now.
+// begin delays the answer as told, answers the Down and Malformed faults
+// itself (ok false), and otherwise returns the fault and the times of an
+// answer made now.
 func (r *Responder) begin(w http.ResponseWriter, req *http.Request) (f Fault, thisUpdate, nextUpdate time.Time, ok bool) {
 	r.mu.Lock()
 	f, delay, now, validity := r.fault, r.delay, r.now(), r.validity

@@ -285,12 +285,11 @@ func (c *Checker) checkOne(ctx context.Context, cert, issuer *x509.Certificate) 
 	case c.mode == SoftFail:
 		c.stats.softPass.Add(1)
 		return nil
-	case v == unknown:
-		return fmt.Errorf("%w: %q (serial %s)", ErrUnknown, cert.Subject.String(), cert.SerialNumber.Text(16))
 	}
-	// HardFail without a fresh answer: wait a bounded time for the fetches
-	// that judge started or joined (none when they failed within
-	// RetryInterval), then judge again.
+	// HardFail without a fresh good answer: wait a bounded time for the
+	// fetches that judge started or joined (none when they failed within
+	// RetryInterval; another source may still say good when OCSP said
+	// unknown), then judge again.
 	if done := c.pending(cert, issuer, url, dps); len(done) > 0 && c.wait > 0 {
 		t := time.NewTimer(c.wait)
 		defer t.Stop()

@@ -221,7 +221,21 @@ func TestCRLAndOCSPCombined(t *testing.T) {
 	f := newFixture(t, true, true)
 	f.resp.Set(f.leaf.Cert, revocationtest.Unknown) // OCSP unknown, CRL does not list it
 	c := f.checker(t, revocation.Config{OCSP: true, CRLDistributionPoints: true})
-	require.NoError(t, c.Check(ctx, f.chain))
+	require.NoError(t, c.Check(ctx, f.chain), "unknown to OCSP, good by the CRL")
+
+	// OCSP's "unknown" is cached, the CRL's server was down and is back:
+	// Check waits for the CRL rather than refusing on "unknown".
+	crlServer := revocationtest.NewResponder(t, f.ca)
+	crlServer.SetNow(f.clock.Now)
+	late := f.ca.Leaf(t, "late", authtest.WithOCSPServer(f.resp.OCSPURL()), authtest.WithCRLDistributionPoints(crlServer.CRLURL()))
+	lateChain := []*x509.Certificate{late.Cert, f.ca.Cert}
+	f.resp.Set(late.Cert, revocationtest.Unknown)
+	crlServer.SetFault(revocationtest.Down)
+	c3 := f.checker(t, revocation.Config{OCSP: true, CRLDistributionPoints: true, RetryInterval: time.Second})
+	require.ErrorIs(t, c3.Check(ctx, lateChain), revocation.ErrUnknown, "OCSP unknown, CRL down")
+	crlServer.SetFault(revocationtest.NoFault)
+	f.clock.Add(2 * time.Second)
+	require.NoError(t, c3.Check(ctx, lateChain), "OCSP unknown, CRL good")
 
 	// OCSP good, CRL revokes.
 	other := f.newLeaf(t, "other", true, true)

@@ -102,6 +102,10 @@ type Config struct {
 	// RevokedCode is the DISCONNECT reason code for a session whose
 	// certificate lost trust; zero means 0x87 (Not authorized).
 	RevokedCode auth.ReasonCode
+	// Revocation, when set, also judges each verified chain by OCSP or
+	// CRL distribution points (see [RevocationChecker]); nil checks only
+	// the truststore's CRLs.
+	Revocation RevocationChecker
 	// RecheckTimeout bounds one re-check of all sessions started by
 	// RecheckOnChange; zero means 30 seconds.
 	RecheckTimeout time.Duration
@@ -132,6 +136,7 @@ type Authenticator struct {
 	timeout     time.Duration
 	now         func() time.Time
 	log         *slog.Logger
+	revocation  RevocationChecker
 	cache       cache
 	noCache     bool // benchmarks: measure the uncached path
 }
@@ -160,6 +165,7 @@ func New(cfg Config) (*Authenticator, error) {
 		optional:    cfg.ClientCertOptional,
 		revokedCode: cfg.RevokedCode,
 		timeout:     cfg.RecheckTimeout,
+		revocation:  cfg.Revocation,
 		now:         cfg.Now,
 		log:         cfg.Logger,
 	}
@@ -218,6 +224,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 		a.logDeny(ctx, req.ClientID, req.TLS.PeerCertificates[0], err)
 		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("x509auth: %w", err))
 	}
+	if err := a.checkRevocation(ctx, req.TLS.PeerCertificates[0], e); err != nil {
+		return a.revocationResult(ctx, req.ClientID, req.TLS.PeerCertificates[0], err)
+	}
 	if a.log.Enabled(ctx, slog.LevelDebug) {
 		leaf := req.TLS.PeerCertificates[0]
 		a.log.LogAttrs(ctx, slog.LevelDebug, "x509auth: client certificate accepted",
@@ -254,6 +263,10 @@ func (a *Authenticator) Check(ctx context.Context, s *auth.Session) error {
 	}
 	e, err := a.verify(cs)
 	if err != nil {
+		a.logRevoked(ctx, s.Principal(), cs.PeerCertificates[0], err)
+		return &auth.DenyError{Code: a.revokedCode, Err: fmt.Errorf("x509auth: %w", err)}
+	}
+	if err := a.checkRevocation(ctx, cs.PeerCertificates[0], e); err != nil && !errors.Is(err, auth.ErrUnavailable) {
 		a.logRevoked(ctx, s.Principal(), cs.PeerCertificates[0], err)
 		return &auth.DenyError{Code: a.revokedCode, Err: fmt.Errorf("x509auth: %w", err)}
 	}

@@ -49,6 +49,8 @@ type certSpec struct {
 	emails    []string
 	isCA      bool
 	serial    *big.Int
+	ocsp      []string
+	crlDPs    []string
 }
 
 // WithValidity sets the certificate's validity period. The default is from
@@ -115,6 +117,18 @@ func WithIsCA() CertOption { return func(s *certSpec) { s.isCA = true } }
 // the test binary.
 func WithSerial(serial int64) CertOption {
 	return func(s *certSpec) { s.serial = big.NewInt(serial) }
+}
+
+// WithOCSPServer names OCSP responders in the certificate's authority
+// information access extension.
+func WithOCSPServer(urls ...string) CertOption {
+	return func(s *certSpec) { s.ocsp = append(s.ocsp, urls...) }
+}
+
+// WithCRLDistributionPoints names the URLs of the CRLs that cover the
+// certificate.
+func WithCRLDistributionPoints(urls ...string) CertOption {
+	return func(s *certSpec) { s.crlDPs = append(s.crlDPs, urls...) }
 }
 
 // serials makes serial numbers unique within the test binary.
@@ -400,6 +414,8 @@ func issue(tb testing.TB, spec *certSpec, parent *x509.Certificate, parentKey cr
 		URIs:                  spec.uris,
 		EmailAddresses:        spec.emails,
 		ExtKeyUsage:           spec.ekus,
+		OCSPServer:            spec.ocsp,
+		CRLDistributionPoints: spec.crlDPs,
 	}
 	if spec.isCA {
 		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"math/big"
 	"strings"
 )
 
@@ -16,15 +17,23 @@ import (
 // leading "-" for a negative serial. It is what follows "serial=" in the
 // output of `openssl x509 -serial -noout`.
 func Serial(c *x509.Certificate) string {
-	if c == nil || c.SerialNumber == nil {
+	if c == nil {
 		return ""
 	}
-	b := c.SerialNumber.Bytes() // magnitude, big-endian
+	return SerialNumber(c.SerialNumber)
+}
+
+// SerialNumber formats a serial number as [Serial] does.
+func SerialNumber(n *big.Int) string {
+	if n == nil {
+		return ""
+	}
+	b := n.Bytes() // magnitude, big-endian
 	if len(b) == 0 {
 		return "00"
 	}
 	s := strings.ToUpper(hex.EncodeToString(b))
-	if c.SerialNumber.Sign() < 0 {
+	if n.Sign() < 0 {
 		return "-" + s
 	}
 	return s

@@ -17,6 +17,7 @@ require (
 	github.com/rs/xid v1.4.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	golang.org/x/text v0.21.0 // indirect
+	golang.org/x/time v0.14.0 // indirect
 )
 
 require (

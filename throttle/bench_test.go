@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/jwtauth"
+	"github.com/mqttauth/mqttauth/jwtauth/jwttest"
 	"github.com/mqttauth/mqttauth/throttle"
 )
 
@@ -72,5 +74,40 @@ func BenchmarkPassThrough(b *testing.B) {
 		if r := th.Authenticate(ctx, req); r.Outcome != auth.Pass {
 			b.Fatal(r.Outcome)
 		}
+	}
+}
+
+// BenchmarkFlood compares one attempt of a flood of tampered JWTs from one
+// address with and without the throttle in front of jwtauth: with it, the
+// attempt is refused before the RS256 signature check.
+func BenchmarkFlood(b *testing.B) {
+	iss := jwttest.NewIssuer(b)
+	cfg := iss.Config("mqtt")
+	cfg.Logger = quiet
+	ja, err := jwtauth.New(cfg)
+	require.NoError(b, err)
+	tok := iss.Mint(b, jwttest.Claims{Audience: []string{"mqtt"}})
+	bad := []byte(tok[:len(tok)-8] + "AAAAAAAA")
+	for _, guard := range []string{"throttle", "none"} {
+		b.Run("guard="+guard, func(b *testing.B) {
+			var a auth.Authenticator = ja
+			if guard == "throttle" {
+				a, err = throttle.New(ja, throttle.Config{Logger: quiet})
+				require.NoError(b, err)
+			}
+			req := &auth.Request{ClientID: "flood", AuthMethod: "JWT", AuthData: bad,
+				RemoteAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 40000}}
+			ctx := context.Background()
+			for range throttle.DefaultBurst {
+				a.Authenticate(ctx, req)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if r := a.Authenticate(ctx, req); r.Outcome != auth.Fail {
+					b.Fatal(r.Outcome)
+				}
+			}
+		})
 	}
 }

@@ -154,6 +154,7 @@ type Authenticator struct {
 	maxToken  int
 	insecure  bool
 	hc        *http.Client
+	ownClient bool
 	nowFn     func() time.Time
 	log       *slog.Logger
 	keys      *jwks.Set
@@ -203,7 +204,8 @@ func New(cfg Config) (*Authenticator, error) {
 		a.log = slog.Default()
 	}
 	if a.hc == nil {
-		a.hc = &http.Client{Timeout: a.timeout}
+		a.hc = &http.Client{Timeout: a.timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		a.ownClient = true
 	}
 	if a.jwksURL == "" && a.discovery == "" {
 		a.discovery = strings.TrimSuffix(a.issuer, "/") + "/.well-known/openid-configuration"
@@ -263,6 +265,15 @@ func (a *Authenticator) checkURL(raw string) error {
 		return fmt.Errorf("%q: no host", raw)
 	}
 	return nil
+}
+
+// Close releases the idle connections of the authenticator's own HTTP
+// client (none when Config.HTTPClient was given). The authenticator stays
+// usable.
+func (a *Authenticator) Close() {
+	if a.ownClient {
+		a.hc.CloseIdleConnections()
+	}
 }
 
 // Method returns the Authentication Method (and the Principal's method

@@ -257,6 +257,7 @@ func TestIssuerDown(t *testing.T) {
 	t.Run("unreachable", func(t *testing.T) {
 		a, err := jwtauth.New(jwtauth.Config{Issuer: "https://127.0.0.1:1", Audiences: []string{aud}, Logger: quiet, RequestTimeout: time.Second})
 		require.NoError(t, err)
+		defer a.Close()
 		r := connect(a, iss.Mint(t, jwttest.Claims{Issuer: "https://127.0.0.1:1", Audience: []string{aud}}))
 		require.Equal(t, auth.Unavailable, r.Outcome, "%v", r.Err)
 		require.ErrorIs(t, r.Err, jwtauth.ErrUnavailable)

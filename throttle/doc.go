@@ -36,7 +36,7 @@
 // prefix; IPv4-mapped IPv6 addresses count as IPv4.
 //
 // Memory is bounded: at most Config.MaxEntries counters (default 100,000,
-// about 40 bytes each) in 64 locked shards keyed by a seeded 64-bit hash,
+// about 60 bytes each, 6 MB at the default) in 64 locked shards keyed by a seeded 64-bit hash,
 // so a long user name costs no more than a short one. A counter whose
 // failures are all forgiven is dropped when next seen; when a shard is
 // full, a new counter evicts among a few sampled ones a forgiven counter,

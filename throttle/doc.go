@@ -36,13 +36,13 @@
 // prefix; IPv4-mapped IPv6 addresses count as IPv4.
 //
 // Memory is bounded: at most Config.MaxEntries counters (default 100,000,
-// about 60 bytes each, 6 MB at the default) in 64 locked shards keyed by a seeded 64-bit hash,
-// so a long user name costs no more than a short one. A counter whose
-// failures are all forgiven is dropped when next seen; when a shard is
-// full, a new counter evicts among a few sampled ones a forgiven counter,
-// else the one with the least debt, so blocked clients are the last to be
-// forgotten. A refused attempt costs a few hundred nanoseconds and no
-// allocation (see BENCHMARKS.md).
+// about 60 bytes each, 6 MB in all) in 64 locked shards keyed by a seeded
+// 64-bit hash, so a long user name costs no more than a short one. A
+// counter whose failures are all forgiven is dropped when next seen; when
+// a shard is full, a new counter evicts among a few sampled ones a
+// forgiven counter, else the one with the least debt, so blocked clients
+// are the last to be forgotten. A refused attempt costs well under a
+// microsecond and no allocation (see BENCHMARKS.md).
 //
 // The identity counter lets anyone lock an account out for a while by
 // failing in its name; that is the trade-off for stopping a distributed

@@ -1,26 +1,19 @@
 package satauth
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mqttauth/mqttauth/internal/jwks"
 )
 
-// asymmetric lists the algorithms that may be allowed. HMAC is never
-// allowed: a JWKS holds public keys, and accepting HS256 would let anyone
-// who knows a public key sign tokens with it.
-var asymmetric = []jose.SignatureAlgorithm{
-	jose.RS256, jose.RS384, jose.RS512,
-	jose.PS256, jose.PS384, jose.PS512,
-	jose.ES256, jose.ES384, jose.ES512,
-	jose.EdDSA,
-}
+// asymmetric lists the algorithms that may be allowed (internal/jwks):
+// HMAC and "none" never are.
+var asymmetric = jwks.Asymmetric
 
 // DefaultAlgorithms are the algorithms allowed when Config.Algorithms is
 // empty: those Kubernetes signs service account tokens with.
@@ -43,33 +36,12 @@ type claims struct {
 	} `json:"kubernetes.io"`
 }
 
-// header is the part of the JOSE header read before parsing.
-type header struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-}
-
 // parseToken checks the token's shape and algorithm and parses it, without
 // verifying the signature.
 func parseToken(token string, algs []jose.SignatureAlgorithm) (*jwt.JSONWebToken, *claims, error) {
-	if strings.Count(token, ".") != 2 {
-		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	seg := token[:strings.IndexByte(token, '.')]
-	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	tok, err := jwks.Parse(token, algs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
-	}
-	var h header
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
-	}
-	if !slices.Contains(algs, jose.SignatureAlgorithm(h.Alg)) {
-		return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, truncate(h.Alg, 16))
-	}
-	tok, err := jwt.ParseSigned(token, algs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return nil, nil, mapErr(err)
 	}
 	var c claims
 	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
@@ -104,29 +76,12 @@ func splitUsername(u string) (ns, name string, ok bool) {
 
 // checkTime checks exp (required, strict) and nbf/iat (with leeway).
 func checkTime(c *claims, now time.Time, leeway time.Duration) error {
-	if c.Expiry == nil {
-		return fmt.Errorf("%w: no exp claim (legacy non-expiring tokens are refused)", ErrMalformed)
-	}
-	if exp := c.Expiry.Time(); !now.Before(exp) {
-		return fmt.Errorf("%w at %s", ErrExpired, exp.UTC().Format(time.RFC3339))
-	}
-	if c.NotBefore != nil && now.Add(leeway).Before(c.NotBefore.Time()) {
-		return fmt.Errorf("%w: nbf %s", ErrNotYetValid, c.NotBefore.Time().UTC().Format(time.RFC3339))
-	}
-	if c.IssuedAt != nil && now.Add(leeway).Before(c.IssuedAt.Time()) {
-		return fmt.Errorf("%w: iat %s", ErrNotYetValid, c.IssuedAt.Time().UTC().Format(time.RFC3339))
-	}
-	return nil
+	return mapErr(jwks.CheckTime(c.Expiry, c.NotBefore, c.IssuedAt, now, leeway))
 }
 
 // checkAudience reports whether one of got is in want.
 func checkAudience(got, want []string) error {
-	for _, g := range got {
-		if slices.Contains(want, g) {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: token audiences %q, want one of %q", ErrAudience, truncateList(got), want)
+	return mapErr(jwks.CheckAudience(got, want))
 }
 
 // kubeIdentity checks the Kubernetes claims of locally verified claims.
@@ -148,20 +103,4 @@ func kubeIdentity(c *claims) (identity, error) {
 	}, nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
-func truncateList(l []string) []string {
-	if len(l) > 8 {
-		l = l[:8]
-	}
-	out := make([]string, len(l))
-	for i, s := range l {
-		out[i] = truncate(s, 64)
-	}
-	return out
-}
+func truncate(s string, n int) string { return jwks.Truncate(s, n) }

@@ -150,13 +150,13 @@ type Component uint8
 
 // The components.
 const (
-	ComponentManager    Component = iota + 1 // auth.Manager re-checks
-	ComponentTruststore                      // truststore reloads
-	ComponentPolicy                          // abac policy reloads
-	ComponentUsers                           // scramauth user file reloads
-	ComponentCustom                          // customauth: the custom server
-	ComponentTokenReview                     // satauth: Kubernetes TokenReview
-	ComponentJWKS                            // satauth: JWKS / OIDC discovery fetches
+	ComponentManager     Component = iota + 1 // auth.Manager re-checks
+	ComponentTruststore                       // truststore reloads
+	ComponentPolicy                           // abac policy reloads
+	ComponentUsers                            // scramauth user file reloads
+	ComponentCustom                           // customauth: the custom server
+	ComponentTokenReview                      // satauth: Kubernetes TokenReview
+	ComponentJWKS                             // satauth: JWKS / OIDC discovery fetches
 )
 
 var componentNames = [...]string{"", "manager", "truststore", "policy", "users", "custom", "tokenreview", "jwks"}

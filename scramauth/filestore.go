@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/internal/filewatch"
 )
 
@@ -36,6 +37,9 @@ type FileStoreConfig struct {
 	// OnError is called, on the watcher's goroutine, when a changed file
 	// cannot be read or parsed; the last good users stay in force.
 	OnError func(err error)
+	// Observer, when set, is told of each load and rejected file
+	// (auth.ComponentUsers).
+	Observer auth.Observer
 }
 
 // FileStore is a [Store] backed by a users file that it reloads in place when
@@ -77,12 +81,14 @@ func NewFileStore(cfg FileStoreConfig) (*FileStore, error) {
 			}
 			return u, nil
 		},
-		Prefix:   "scramauth",
-		What:     "scram users file",
-		Describe: func(u *Users) slog.Attr { return slog.Int("users", u.Len()) },
-		Logger:   cfg.Logger,
-		OnChange: cfg.OnChange,
-		OnError:  cfg.OnError,
+		Prefix:    "scramauth",
+		What:      "scram users file",
+		Describe:  func(u *Users) slog.Attr { return slog.Int("users", u.Len()) },
+		Logger:    cfg.Logger,
+		OnChange:  cfg.OnChange,
+		OnError:   cfg.OnError,
+		Observer:  cfg.Observer,
+		Component: auth.ComponentUsers,
 	})
 	if err != nil {
 		return nil, err

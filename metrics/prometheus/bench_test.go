@@ -1,0 +1,109 @@
+package prometheus_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/auth/authtest"
+	"github.com/mqttauth/mqttauth/metrics/prometheus"
+)
+
+// observers are the two sides of each benchmark: no Observer (the
+// default) and the Prometheus exporter.
+func observers(b *testing.B) []struct {
+	name string
+	obs  auth.Observer
+} {
+	exp, err := prometheus.New(prometheus.Config{Registry: prom.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return []struct {
+		name string
+		obs  auth.Observer
+	}{{"none", nil}, {"prometheus", exp}}
+}
+
+func benchManager(b *testing.B, obs auth.Observer) *auth.Manager {
+	m, err := auth.NewManager(auth.Config{
+		Authenticator: auth.Chain{tokenMethod{}, passwords{}},
+		Authorizer: auth.AuthorizerFunc(func(_ context.Context, p *auth.Principal, _ auth.Action) auth.Decision {
+			if p == nil {
+				return auth.Deny
+			}
+			return auth.Allow("all")
+		}),
+		Logger:   slog.New(slog.DiscardHandler),
+		Observer: obs,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkConnect is one connection's life in the core: a Session, its
+// CONNECT through a two-method chain (not relevant, then pass), and Close.
+func BenchmarkConnect(b *testing.B) {
+	for _, o := range observers(b) {
+		b.Run("observer="+o.name, func(b *testing.B) {
+			m := benchManager(b, o.obs)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				s := m.NewSession(authtest.NewConn())
+				req := auth.Request{ClientID: "dev-1", Username: "alice", HasUsername: true,
+					Password: []byte("secret"), HasPassword: true, ProtocolVersion: 5}
+				if r := s.Connect(ctx, &req); r.Close {
+					b.Fatal(r.Err)
+				}
+				s.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkSessionAuthorize is the per-message path: Session.Authorize of
+// a publish by a connected client, from one goroutine (a connection's read
+// loop) and from GOMAXPROCS goroutines at once (every core incrementing the
+// same counter).
+func BenchmarkSessionAuthorize(b *testing.B) {
+	b.Run("serial", func(b *testing.B) { benchAuthorize(b, false) })
+	b.Run("parallel", func(b *testing.B) { benchAuthorize(b, true) })
+}
+
+func benchAuthorize(b *testing.B, parallel bool) {
+	for _, o := range observers(b) {
+		b.Run("observer="+o.name, func(b *testing.B) {
+			m := benchManager(b, o.obs)
+			ctx := context.Background()
+			s := m.NewSession(authtest.NewConn())
+			if r := s.Connect(ctx, &auth.Request{ClientID: "dev-1", Username: "alice", HasUsername: true,
+				Password: []byte("secret"), HasPassword: true, ProtocolVersion: 5}); r.Close {
+				b.Fatal(r.Err)
+			}
+			defer s.Close()
+			a := auth.Action{Kind: auth.Publish, Topic: "sensors/1/temperature"}
+			b.ReportAllocs()
+			if !parallel {
+				for b.Loop() {
+					if !s.Authorize(ctx, a).Allowed {
+						b.Fatal("denied")
+					}
+				}
+				return
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if !s.Authorize(ctx, a).Allowed {
+						b.Fatal("denied")
+					}
+				}
+			})
+		})
+	}
+}

@@ -240,6 +240,18 @@ type MethodNamer interface {
 	MethodName() string
 }
 
+// Named returns a labelled name in metrics, for an authenticator that does
+// not name itself (an AuthenticatorFunc is otherwise labelled
+// "auth.AuthenticatorFunc", the same for all of them).
+func Named(name string, a Authenticator) Authenticator { return namedMethod{a, name} }
+
+type namedMethod struct {
+	Authenticator
+	name string
+}
+
+func (n namedMethod) MethodName() string { return n.name }
+
 // ObserveMethods returns a, with each method reporting its outcome and
 // latency to o: a Chain becomes a Chain of observed methods (nested chains
 // too), anything else one observed method. With a nil or [NopObserver] o

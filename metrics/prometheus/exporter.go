@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,9 +39,11 @@ type Exporter struct {
 	authn      *prom.CounterVec
 	authnTime  *prom.HistogramVec
 	authz      [4][3]prom.Counter // [ActionKind][AuthzResult], resolved once
-	connects   *prom.CounterVec
-	reauths    *prom.CounterVec
-	disconnect *prom.CounterVec
+	accepted   codeCounters       // connections_total{result="accepted"} by code
+	refused    codeCounters       // connections_total{result="refused"} by code
+	reauthPass prom.Counter
+	reauthFail prom.Counter
+	disconnect [len(causes)]codeCounters // disconnects_total by cause, code
 	live       prom.Gauge
 	rechecks   prom.Counter
 	recheckN   prom.Counter
@@ -50,8 +53,32 @@ type Exporter struct {
 	callTime   *prom.HistogramVec
 	breaker    *prom.GaugeVec
 
-	mu      sync.RWMutex
-	methods map[string]*methodMetrics // per authentication method label
+	mu      sync.Mutex // serialises the creation of a method's series
+	methods sync.Map   // method label -> *methodMetrics
+}
+
+// causes are the disconnect causes, indexed by auth.Cause.
+var causes = [...]auth.Cause{auth.CauseNone, auth.CauseExpiry, auth.CauseRevocation, auth.CausePolicy,
+	auth.CauseTimeout, auth.CauseProtocol, auth.CauseReauth}
+
+// codeCounters are the series of one CounterVec whose last label is a
+// reason code, created on first use (so that only codes that happened are
+// exported) and then found with one atomic load.
+type codeCounters struct {
+	vec   *prom.CounterVec
+	first string
+	c     [256]atomic.Pointer[counter]
+}
+
+type counter struct{ prom.Counter }
+
+func (cc *codeCounters) inc(code auth.ReasonCode) {
+	c := cc.c[code].Load()
+	if c == nil {
+		c = &counter{cc.vec.WithLabelValues(cc.first, codeLabels[code])}
+		cc.c[code].Store(c) // a racing store holds the same series
+	}
+	c.Inc()
 }
 
 // methodMetrics are one method's series, resolved once.
@@ -84,7 +111,7 @@ func New(cfg Config) (*Exporter, error) {
 		reg = prom.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	e := &Exporter{reg: reg, methods: make(map[string]*methodMetrics)}
+	e := &Exporter{reg: reg}
 	e.authn = prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "authentication_total",
 		Help: "Authentication outcomes per method of the chain, per packet (CONNECT, AUTH continuation, re-authentication)."},
 		[]string{"method", "result"})
@@ -93,12 +120,12 @@ func New(cfg Config) (*Exporter, error) {
 	authz := prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "authorization_total",
 		Help: "Authorization decisions per action: allow, deny, or error (no principal to decide for)."},
 		[]string{"action", "result"})
-	e.connects = prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "connections_total",
+	connects := prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "connections_total",
 		Help: "CONNECT exchanges by result (accepted, refused) and CONNACK reason code."},
 		[]string{"result", "reason_code"})
-	e.reauths = prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "reauthentications_total",
+	reauths := prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "reauthentications_total",
 		Help: "Re-authentications by result (pass, fail)."}, []string{"result"})
-	e.disconnect = prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "disconnects_total",
+	disconnects := prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "disconnects_total",
 		Help: "Live sessions ended by the library, by cause and DISCONNECT reason code (0x00: closed without one)."},
 		[]string{"cause", "reason_code"})
 	e.live = prom.NewGauge(prom.GaugeOpts{Namespace: ns, Name: "sessions",
@@ -119,7 +146,7 @@ func New(cfg Config) (*Exporter, error) {
 		Help: "Time of completed backend calls.", Buckets: buckets}, []string{"component"})
 	e.breaker = prom.NewGaugeVec(prom.GaugeOpts{Namespace: ns, Name: "breaker_state",
 		Help: "Circuit breaker state per backend: 0 closed, 1 half-open, 2 open."}, []string{"component"})
-	for _, c := range []prom.Collector{e.authn, e.authnTime, authz, e.connects, e.reauths, e.disconnect, e.live,
+	for _, c := range []prom.Collector{e.authn, e.authnTime, authz, connects, reauths, disconnects, e.live,
 		e.rechecks, e.recheckN, e.recheckOff, e.reloads, e.calls, e.callTime, e.breaker} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("prometheus: %w", err)
@@ -130,8 +157,11 @@ func New(cfg Config) (*Exporter, error) {
 			e.authz[k][r] = authz.WithLabelValues(k.String(), r.String())
 		}
 	}
-	for _, r := range []string{"pass", "fail"} {
-		e.reauths.WithLabelValues(r)
+	e.reauthPass, e.reauthFail = reauths.WithLabelValues("pass"), reauths.WithLabelValues("fail")
+	e.accepted = codeCounters{vec: connects, first: "accepted"}
+	e.refused = codeCounters{vec: connects, first: "refused"}
+	for i, c := range causes {
+		e.disconnect[i] = codeCounters{vec: disconnects, first: c.String()}
 	}
 	return e, nil
 }
@@ -159,22 +189,19 @@ func (e *Exporter) Authenticated(ev auth.AuthnEvent) {
 // method returns the series of the method labelled name, creating them the
 // first time. The labels come from the configuration, so they are few.
 func (e *Exporter) method(name string) *methodMetrics {
-	e.mu.RLock()
-	m := e.methods[name]
-	e.mu.RUnlock()
-	if m != nil {
-		return m
+	if m, ok := e.methods.Load(name); ok {
+		return m.(*methodMetrics)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if m = e.methods[name]; m != nil {
-		return m
+	if m, ok := e.methods.Load(name); ok {
+		return m.(*methodMetrics)
 	}
-	m = &methodMetrics{latency: e.authnTime.WithLabelValues(name)}
+	m := &methodMetrics{latency: e.authnTime.WithLabelValues(name)}
 	for i := range m.outcomes {
 		m.outcomes[i] = e.authn.WithLabelValues(name, outcomeLabels[i])
 	}
-	e.methods[name] = m
+	e.methods.Store(name, m)
 	return m
 }
 
@@ -190,20 +217,21 @@ func (e *Exporter) Authorized(ev auth.AuthzEvent) {
 // Session counts connects, re-authentications and disconnects and keeps
 // the live gauge.
 func (e *Exporter) Session(ev auth.SessionEvent) {
-	code := codeLabels[ev.Code]
 	switch ev.Kind {
 	case auth.SessionConnected:
-		e.connects.WithLabelValues("accepted", code).Inc()
+		e.accepted.inc(ev.Code)
 		e.live.Inc()
 	case auth.SessionRefused:
-		e.connects.WithLabelValues("refused", code).Inc()
+		e.refused.inc(ev.Code)
 	case auth.SessionReauthenticated:
-		e.reauths.WithLabelValues("pass").Inc()
+		e.reauthPass.Inc()
 	case auth.SessionReauthFailed:
-		e.reauths.WithLabelValues("fail").Inc()
-		e.disconnect.WithLabelValues(auth.CauseReauth.String(), code).Inc()
+		e.reauthFail.Inc()
+		e.disconnect[auth.CauseReauth].inc(ev.Code)
 	case auth.SessionDisconnected:
-		e.disconnect.WithLabelValues(ev.Cause.String(), code).Inc()
+		if int(ev.Cause) < len(e.disconnect) {
+			e.disconnect[ev.Cause].inc(ev.Code)
+		}
 	case auth.SessionClosed:
 		e.live.Dec()
 	}

@@ -77,12 +77,13 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 			x.gen = gen
 			return x, nil
 		},
-		Prefix:    "abac",
-		What:      "abac policy",
-		Describe:  func(x *Policy) slog.Attr { return slog.Int("rules", len(x.spec.Rules)) },
-		Logger:    cfg.Logger,
-		OnChange:  cfg.OnChange,
-		OnError:   cfg.OnError,
+		Prefix:   "abac",
+		What:     "abac policy",
+		Describe: func(x *Policy) slog.Attr { return slog.Int("rules", len(x.spec.Rules)) },
+		Logger:   cfg.Logger,
+		OnChange: cfg.OnChange,
+		OnError:  cfg.OnError,
+
 		Observer:  cfg.Observer,
 		Component: auth.ComponentPolicy,
 	})

@@ -81,12 +81,13 @@ func NewFileStore(cfg FileStoreConfig) (*FileStore, error) {
 			}
 			return u, nil
 		},
-		Prefix:    "scramauth",
-		What:      "scram users file",
-		Describe:  func(u *Users) slog.Attr { return slog.Int("users", u.Len()) },
-		Logger:    cfg.Logger,
-		OnChange:  cfg.OnChange,
-		OnError:   cfg.OnError,
+		Prefix:   "scramauth",
+		What:     "scram users file",
+		Describe: func(u *Users) slog.Attr { return slog.Int("users", u.Len()) },
+		Logger:   cfg.Logger,
+		OnChange: cfg.OnChange,
+		OnError:  cfg.OnError,
+
 		Observer:  cfg.Observer,
 		Component: auth.ComponentUsers,
 	})

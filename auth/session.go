@@ -76,6 +76,9 @@ type Session struct {
 	inflight  bool    // an authenticator call is running without the lock
 	expiry    Timer
 	stall     Timer
+
+	certDone           bool   // certSerial and certFP are set, for the audit log
+	certSerial, certFP string // the client certificate's, or empty
 }
 
 // Principal returns the connection's current principal, or nil before a
@@ -87,9 +90,9 @@ func (s *Session) Principal() *Principal { return s.principal.Load() }
 func (s *Session) Authorize(ctx context.Context, a Action) Decision {
 	p := s.principal.Load()
 	if p == nil {
-		return Deny
+		return s.observeAuthz(ctx, nil, a, Deny)
 	}
-	return s.m.authz.Authorize(ctx, p, a)
+	return s.observeAuthz(ctx, p, a, s.m.authz.Authorize(ctx, p, a))
 }
 
 // Closed reports whether the session has ended.
@@ -359,6 +362,7 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 		s.retryable, s.retried = false, false
 		s.armExpiryLocked(p, now)
 		s.logDecision(ctx, "reauth_pass", p, Success, nil)
+		s.m.obs.Session(SessionEvent{Kind: SessionReauthenticated})
 		return Response{Packet: Packet{Type: AUTH, Code: Success, Method: method, Data: r.Data}}
 	case Continue:
 		s.state = stateReauthing
@@ -428,7 +432,7 @@ func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal, now time.
 		if cur == nil { // a first CONNECT: the client never had access
 			return nil, fmt.Errorf("%w: Connect denied by policy", ErrNotAuthorized)
 		}
-		return nil, fmt.Errorf("%w: Connect denied by policy", ErrRevoked)
+		return nil, fmt.Errorf("%w: at re-authentication", errPolicyRecheck)
 	}
 	return p, nil
 }
@@ -436,6 +440,7 @@ func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal, now time.
 // denyLocked logs a failed authentication and ends the session with out.
 func (s *Session) denyLocked(ctx context.Context, out Packet, err error) Response {
 	s.logDecision(ctx, "deny", s.principal.Load(), out.Code, err)
+	s.reportEndLocked(out.Code, CauseReauth)
 	s.closeLocked()
 	return Response{Packet: out, Close: true, Err: err}
 }
@@ -453,6 +458,7 @@ func (s *Session) protocolErrorPacket(code ReasonCode) Packet {
 // response that sends out and closes the connection.
 func (s *Session) endLocked(out Packet, err error) Response {
 	s.logDecision(context.Background(), "protocol_error", s.principal.Load(), out.Code, err)
+	s.reportEndLocked(out.Code, CauseProtocol)
 	s.closeLocked()
 	return Response{Packet: out, Close: true, Err: err}
 }
@@ -492,6 +498,7 @@ func (s *Session) terminate(decide func() (Packet, bool), err error) bool {
 		return false
 	}
 	s.logDecision(context.Background(), "disconnect", s.principal.Load(), final.Code, err)
+	s.reportEndLocked(final.Code, causeOf(err))
 	s.closeLocked()
 	s.mu.Unlock()
 	s.conn.Close(final) // outside the lock: it may block on the network
@@ -587,9 +594,13 @@ func wrapUnavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// logDecision writes one structured record. It never logs credentials.
+// logDecision writes the audit record of one authentication decision (see
+// AuditConfig). It never logs credentials. s.mu is held.
 func (s *Session) logDecision(ctx context.Context, decision string, p *Principal, code ReasonCode, err error) {
-	level := slog.LevelInfo
+	level := s.m.audit.deny
+	if decision == "pass" || decision == "reauth_pass" {
+		level = s.m.audit.level
+	}
 	if !s.m.log.Enabled(ctx, level) {
 		return
 	}
@@ -606,6 +617,8 @@ func (s *Session) logDecision(ctx context.Context, decision string, p *Principal
 	if p != nil {
 		attrs = append(attrs, slog.String("username", p.username))
 	}
+	serial, fp := s.certIDsLocked()
+	attrs = appendCertIDs(attrs, serial, fp)
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}

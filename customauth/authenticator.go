@@ -68,7 +68,8 @@ type Authenticator struct {
 	sem      chan struct{}
 	breaker  *breaker // nil when disabled
 	flights  flights
-	cache    *cache // nil when disabled
+	obs      auth.Observer // nil when not observed
+	cache    *cache        // nil when disabled
 	method   string
 	log      *slog.Logger
 	now      func() time.Time
@@ -117,6 +118,7 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Cache.TTL > 0 {
 		a.cache = newCache(cfg.Cache.TTL, cmpOr(cfg.Cache.MaxEntries, DefaultCacheEntries), a.now)
 	}
+	a.observeWith(cfg.Observer)
 	if _, err := rand.Read(a.hashKey); err != nil {
 		return nil, fmt.Errorf("customauth: %w", err)
 	}
@@ -211,6 +213,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 	key := a.key(b)
 	if a.cache != nil {
 		if v, ok := a.cache.get(key); ok {
+			a.observe(auth.CallCached, false, 0)
 			return a.result(req, v)
 		}
 	}
@@ -296,7 +299,9 @@ func (a *Authenticator) ask(ctx context.Context, body []byte) verdict {
 		defer cancelCaller()
 	}
 
+	start := time.Now()
 	v, reachable := a.post(callCtx, body, true)
+	a.observe(auth.Call, !reachable, time.Since(start))
 	if a.breaker != nil {
 		// A malformed answer is a failure of the server as much as no
 		// answer: a server that answers 200 with garbage must trip the

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mqttauth/mqttauth/auth"
 )
 
 // APIVersion is the version of the custom authentication API this package
@@ -70,6 +72,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the time source; nil means time.Now.
 	Now func() time.Time
+	// Observer, when set, is told of each call to the server (with its
+	// latency), each call answered from the cache or shared with an
+	// identical one in flight, and each breaker change, as
+	// auth.ComponentCustom.
+	Observer auth.Observer
 	// Transport, when set, replaces the HTTP transport this package builds
 	// from RootCAs and the client certificate (a test may count requests
 	// with it). It must do TLS itself.

@@ -17,6 +17,7 @@ type breaker struct {
 	coolDown  time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+	onChange  func(auth.ComponentEventKind) // nil when not observed
 
 	mu        sync.Mutex
 	failures  int
@@ -36,6 +37,7 @@ func (b *breaker) allow() (ok, probe bool) {
 		return false, false
 	}
 	b.probing = true
+	b.changed(auth.BreakerHalfOpen)
 	return true, true
 }
 
@@ -57,6 +59,7 @@ func (b *breaker) record(reachable, probe bool) {
 	if reachable {
 		if b.failures >= b.threshold {
 			b.log.Info("customauth: circuit breaker closed: the server answers again")
+			b.changed(auth.BreakerClosed)
 		}
 		b.failures = 0
 		return
@@ -66,14 +69,16 @@ func (b *breaker) record(reachable, probe bool) {
 		b.openUntil = b.now().Add(b.coolDown)
 		b.log.Warn("customauth: circuit breaker open: the server is unreachable",
 			slog.Int("failures", b.failures), slog.Duration("cool_down", b.coolDown))
+		b.changed(auth.BreakerOpen)
 	}
 }
 
 // flights coalesces identical concurrent requests: one HTTP call, one
 // verdict for all callers.
 type flights struct {
-	mu sync.Mutex
-	m  map[[32]byte]*flight
+	mu     sync.Mutex
+	m      map[[32]byte]*flight
+	shared func() // nil when not observed
 }
 
 type flight struct {
@@ -102,6 +107,9 @@ func (g *flights) do(ctx context.Context, key [32]byte, fn func() verdict) (verd
 		}()
 	} else {
 		g.mu.Unlock()
+		if g.shared != nil {
+			g.shared()
+		}
 	}
 	select {
 	case <-f.done:

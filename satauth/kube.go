@@ -35,6 +35,7 @@ type kubeClient struct {
 	hc      *http.Client
 	token   *tokenFile // nil: send no Authorization (anonymous)
 	timeout time.Duration
+	obs     observer // nil when not observed
 }
 
 // newKubeClient builds the client from cfg, or from the in-cluster
@@ -62,7 +63,7 @@ func newKubeClient(cfg *Config) (*kubeClient, error) {
 		return nil, fmt.Errorf("satauth: Config.APIServer %q must be an https:// URL", server)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	c := &kubeClient{base: u, timeout: cfg.RequestTimeout}
+	c := &kubeClient{base: u, timeout: cfg.RequestTimeout, obs: cfg.Observer}
 	if tokenPath != "" && !cfg.Anonymous {
 		c.token = &tokenFile{path: tokenPath}
 		if _, err := c.token.get(false); err != nil {
@@ -174,7 +175,8 @@ type status struct {
 // do sends one request and decodes a 2xx JSON answer into out. A 404 with
 // notFound set returns notFound. Every other failure is an *APIError or an
 // error wrapping ErrUnavailable.
-func (c *kubeClient) do(ctx context.Context, op, method, path string, body, out any, notFound error) error {
+func (c *kubeClient) do(ctx context.Context, op, method, path string, body, out any, notFound error) (err error) {
+	defer c.observe(op, time.Now(), &err)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var payload []byte

@@ -159,6 +159,11 @@ type Config struct {
 	// nil means slog.Default(). Tokens are never logged: a short SHA-256
 	// prefix (key "token_sha256") correlates records.
 	Logger *slog.Logger
+	// Observer, when set, is told of each TokenReview call and each JWKS
+	// or discovery fetch (with latency, failed or not), and of TokenReview
+	// answers taken from the cache or shared with an identical call in
+	// flight.
+	Observer auth.Observer
 }
 
 // Authenticator verifies Kubernetes service account tokens. It is an
@@ -381,6 +386,7 @@ func (a *Authenticator) verify(ctx context.Context, raw []byte) (identity, error
 	key := sha256.Sum256(raw)
 	now := a.now()
 	if id, ok := a.tokens.get(key, now); ok {
+		a.observeReview(auth.CallCached)
 		return id, nil
 	}
 	token := string(raw)
@@ -400,7 +406,8 @@ func (a *Authenticator) verify(ctx context.Context, raw []byte) (identity, error
 		if err := checkAudience(c.Audience, a.audiences); err != nil {
 			return identity{}, err
 		}
-		id, err, _ = a.reviews.do(ctx, key, func(ctx context.Context) (identity, error) {
+		var shared bool
+		id, err, shared = a.reviews.do(ctx, key, func(ctx context.Context) (identity, error) {
 			// A merged call that ended between our cache miss and now
 			// has cached the answer.
 			if id, ok := a.tokens.get(key, now); ok {
@@ -414,6 +421,9 @@ func (a *Authenticator) verify(ctx context.Context, raw []byte) (identity, error
 			}
 			return id, err
 		})
+		if shared {
+			a.observeReview(auth.CallCoalesced)
+		}
 		return id, err
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/internal/filewatch"
 )
 
@@ -34,6 +35,9 @@ type FileStoreConfig struct {
 	// OnError is called, on the watcher's goroutine, when a changed file
 	// cannot be read or parsed; the last good users stay in force.
 	OnError func(err error)
+	// Observer, when set, is told of each load and rejected file
+	// (auth.ComponentUsers).
+	Observer auth.Observer
 }
 
 // FileStore is a [Store] backed by a users file that it reloads in place when
@@ -81,6 +85,9 @@ func NewFileStore(cfg FileStoreConfig) (*FileStore, error) {
 		Logger:   cfg.Logger,
 		OnChange: cfg.OnChange,
 		OnError:  cfg.OnError,
+
+		Observer:  cfg.Observer,
+		Component: auth.ComponentUsers,
 	})
 	if err != nil {
 		return nil, err

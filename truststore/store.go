@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/internal/filewatch"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	// failed reload, after the error is logged. The previous set stays in
 	// force.
 	OnError func(error)
+	// Observer, when set, is told of each load (auth.Reload) and failed
+	// reload (auth.ReloadFailed) as auth.ComponentTruststore.
+	Observer auth.Observer
 }
 
 // Event tells a subscriber about a reload.
@@ -247,6 +251,18 @@ func (s *Store) Close() error {
 	return s.watcher.Close()
 }
 
+// observe tells the Observer of a load (ok) or a failed reload.
+func (s *Store) observe(ok bool) {
+	if s.cfg.Observer == nil {
+		return
+	}
+	k := auth.ReloadFailed
+	if ok {
+		k = auth.Reload
+	}
+	s.cfg.Observer.Component(auth.ComponentEvent{Component: auth.ComponentTruststore, Kind: k})
+}
+
 func (s *Store) publish(set *Set) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -257,6 +273,7 @@ func (s *Store) publish(set *Set) {
 // set, reports err against the current one. reloadMu is held.
 func (s *Store) publishLocked(set *Set, err error) {
 	ev := Event{Err: err}
+	s.observe(set != nil)
 	if set != nil {
 		prev := s.current.Load()
 		next := *set

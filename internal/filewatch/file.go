@@ -39,6 +39,10 @@ type FileConfig[T any] struct {
 	// changed file is rejected. Reloads wait while they run.
 	OnChange func(T)
 	OnError  func(error)
+	// Observer, when set, is told of each load (auth.Reload) and rejected
+	// file (auth.ReloadFailed) as Component.
+	Observer  auth.Observer
+	Component auth.Component
 }
 
 // File is the last good value parsed from one watched file: it loads the
@@ -101,6 +105,7 @@ func NewFile[T any](cfg FileConfig[T]) (*File[T], error) {
 		return nil, fmt.Errorf("%s: %w", cfg.Prefix, err)
 	}
 	f.log(slog.LevelInfo, cfg.What+" loaded", v, 1)
+	f.observe(auth.Reload)
 	return f, nil
 }
 
@@ -110,6 +115,12 @@ func (f *File[T]) log(level slog.Level, msg string, v T, gen uint64, extra ...sl
 		attrs = append(attrs, f.cfg.Describe(v))
 	}
 	f.cfg.Logger.LogAttrs(context.Background(), level, msg, append(attrs, extra...)...)
+}
+
+func (f *File[T]) observe(k auth.ComponentEventKind) {
+	if f.cfg.Observer != nil {
+		f.cfg.Observer.Component(auth.ComponentEvent{Component: f.cfg.Component, Kind: k})
+	}
 }
 
 // Current returns the value in force.
@@ -140,6 +151,7 @@ func (f *File[T]) Reload() error {
 		attrs := []slog.Attr{slog.String("path", f.path), slog.Uint64("generation", gen), slog.String("err", err.Error())}
 		f.cfg.Logger.LogAttrs(context.Background(), slog.LevelError,
 			f.cfg.What+" rejected; the last good version stays in force", attrs...)
+		f.observe(auth.ReloadFailed)
 		if f.cfg.OnError != nil {
 			f.cfg.OnError(err)
 		}
@@ -147,6 +159,7 @@ func (f *File[T]) Reload() error {
 	}
 	if changed {
 		f.log(slog.LevelInfo, f.cfg.What+" reloaded", v, gen)
+		f.observe(auth.Reload)
 		if f.cfg.OnChange != nil {
 			f.cfg.OnChange(v)
 		}

@@ -104,10 +104,11 @@ func BenchmarkConnectMTLS(b *testing.B) {
 		}
 		m := newManager(b, auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy})
 		srv := mqtt.New(&mqtt.Options{Logger: quiet})
-		if _, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet}); err != nil {
+		h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet})
+		if err != nil {
 			b.Fatal(err)
 		}
-		run(b, serve(b, srv, mochi.TLSListener("mtls", "127.0.0.1:0", a, authtest.ServerTLSConfig(b, pki.Server))))
+		run(b, serve(b, srv, h.Listener("mtls", "127.0.0.1:0", a.ServerTLSConfig(authtest.ServerTLSConfig(b, pki.Server)))))
 	})
 
 	b.Run("broker=mochi", func(b *testing.B) {

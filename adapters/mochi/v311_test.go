@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os/exec"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
@@ -159,4 +162,32 @@ func TestV311Mosquitto(t *testing.T) {
 			require.Contains(t, out.String(), tc.want)
 		})
 	}
+}
+
+// TestRefusalLogged: mochi logs the error OnConnect returns for a refused
+// client; it names the reason code and the cause (it read
+// `error=": auth: ..."` when the error was a bare packets.Code, whose text
+// is its empty reason string).
+func TestRefusalLogged(t *testing.T) {
+	var serverLog lockedBuffer
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(&serverLog, nil))})
+	m := newManager(t, auth.Config{Authenticator: codeAuthn, Authorizer: auth.AllowAuthenticated})
+	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet})
+	require.NoError(t, err)
+	plain := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "plain", Address: "127.0.0.1:0"})
+	guarded := h.Listener("guarded", "127.0.0.1:0", nil)
+	require.NoError(t, srv.AddListener(plain))
+	require.NoError(t, srv.AddListener(guarded))
+	require.NoError(t, srv.Serve())
+	b := &broker{Server: srv}
+	t.Cleanup(b.Stop)
+
+	for _, addr := range []string{plain.Address(), guarded.Address()} {
+		conn := v311Connect(t, addr, "c", "code-87")
+		require.Equal(t, []byte{0x20, 2, 0, 5}, readAllUntilClose(t, conn))
+	}
+	const want = `error="mochi: client refused with Not authorized (0x87): test refusal"`
+	require.Eventually(t, func() bool { return strings.Count(serverLog.String(), want) == 2 }, 5*time.Second, 10*time.Millisecond,
+		"log:\n%s", &serverLog)
+	require.NotContains(t, serverLog.String(), `error=":`)
 }

@@ -169,7 +169,7 @@ func (l *Listener) Serve(establish listeners.EstablishFn) {
 				h.countRefused(err)
 			}
 			if err != nil && log != nil {
-				log.Warn("client connection ended", "error", err, "listener", l.id)
+				log.Warn("client connection ended", "error", err)
 			}
 		}()
 	}

@@ -140,7 +140,7 @@ func (m *Manager) NewSession(conn Conn) *Session {
 	s := &Session{m: m, conn: conn, authz: m.authz}
 	if sa, ok := m.authz.(SessionAuthorizer); ok {
 		if a := sa.NewSessionAuthorizer(); a != nil {
-			s.authz = a
+			s.authz, s.own = a, true
 		}
 	}
 	return s

@@ -61,6 +61,7 @@ type Session struct {
 	m     *Manager
 	conn  Conn
 	authz Authorizer // the Manager's, or its SessionAuthorizer's for this session
+	own   bool       // authz was made for this session
 
 	// principal is read on every authorization, without the lock.
 	principal atomic.Pointer[Principal]
@@ -103,7 +104,7 @@ func (s *Session) Authorizer() Authorizer { return s.authz }
 
 // resetAuthz drops what the session's own Authorizer remembers.
 func (s *Session) resetAuthz() {
-	if r, ok := s.authz.(interface{ Reset() }); ok && s.authz != s.m.authz {
+	if r, ok := s.authz.(interface{ Reset() }); ok && s.own {
 		r.Reset()
 	}
 }

@@ -119,7 +119,8 @@
 // bound, timed out, too large, invalid), for logs and metrics. A client
 // that sends a valid CONNECT is never counted there, whatever its
 // authentication result. Listeners other than [Hook.Listener] (mochi's
-// own) get the packet size limit only.
+// own, and [TLSListener], kept for existing callers) get the packet size
+// limit only.
 //
 // A refused client's error, which mochi logs, is a [*RefusedError]:
 // "mochi: client refused with Not authorized (0x87): <cause>".

@@ -2,6 +2,7 @@ package mochi_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/auth/authtest/conformance"
+	"github.com/mqttauth/mqttauth/truststore"
 )
 
 // guarded starts mochi with the hook and two of its listeners, plain TCP
@@ -206,4 +208,27 @@ func TestLimitsConfigValidated(t *testing.T) {
 		_, err := mochi.Attach(mqtt.New(&mqtt.Options{Logger: quiet}), cfg)
 		require.Error(t, err)
 	}
+}
+
+// TestTLSListener: mochi's own listener with an x509auth configuration
+// still serves mTLS clients (without the CONNECT deadline).
+func TestTLSListener(t *testing.T) {
+	pki := authtest.NewTutorialPKI(t, time.Now())
+	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
+	require.NoError(t, err)
+	a := newX509(t, truststore.NewMemory(set))
+	m := newManager(t, auth.Config{Authenticator: auth.Chain{a}, Authorizer: mustPolicy(t, tutorialPolicy)})
+	srv := mqtt.New(&mqtt.Options{Logger: quiet})
+	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet})
+	require.NoError(t, err)
+	ln := mochi.TLSListener("mtls", "127.0.0.1:0", a, authtest.ServerTLSConfig(t, pki.Server))
+	require.NoError(t, srv.AddListener(ln))
+	require.NoError(t, srv.Serve())
+	b := &broker{Server: srv}
+	t.Cleanup(b.Stop)
+	conn, err := connectIdle(ln.Address(), authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat), "thermostat")
+	require.NoError(t, err)
+	require.Equal(t, 1, h.Len())
+	require.NoError(t, conn.Close())
+	require.Eventually(t, func() bool { return h.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
 }

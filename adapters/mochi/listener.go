@@ -232,3 +232,24 @@ func (g *guardConn) isConnected() bool { return g.conn.Load() }
 func (g *guardConn) release() {
 	g.once.Do(func() { g.h.pendingConns.Add(-1) })
 }
+
+// ServerTLSConfigurer makes the server TLS configuration of a listener from
+// a base that supplies the server certificate. *x509auth.Authenticator is
+// one: its configuration requires a client certificate and verifies it
+// against the trust store as it is at each handshake.
+type ServerTLSConfigurer interface {
+	ServerTLSConfig(base *tls.Config) *tls.Config
+}
+
+// TLSListener returns mochi's own TCP listener with id and address whose TLS
+// configuration is a.ServerTLSConfig(base). It has the packet size limit of
+// Config.MaxPacketSize but neither the CONNECT deadline nor the pending
+// bound: prefer h.Listener(id, address, a.ServerTLSConfig(base)).
+func TLSListener(id, address string, a ServerTLSConfigurer, base *tls.Config) *listeners.TCP {
+	return listeners.NewTCP(listeners.Config{
+		Type:      listeners.TypeTCP,
+		ID:        id,
+		Address:   address,
+		TLSConfig: a.ServerTLSConfig(base),
+	})
+}

@@ -82,7 +82,6 @@ func TestSilentPeersClosed(t *testing.T) {
 	h, tcpAddr, tlsAddr, clientTLS := guarded(t, mochi.Config{ConnectTimeout: timeout})
 	base := runtime.NumGoroutine()
 	const n = 20
-	start := time.Now()
 	var conns []net.Conn
 	for range n {
 		conns = append(conns, dial(t, tcpAddr), dial(t, tlsAddr))
@@ -108,7 +107,6 @@ func TestSilentPeersClosed(t *testing.T) {
 	for ok := range closed {
 		require.True(t, ok, "a silent peer was still open %v after its deadline", 3*time.Second)
 	}
-	require.Less(t, time.Since(start), timeout+3*time.Second)
 	st := h.Stats()
 	require.Equal(t, uint64(3*n), st.TimedOut, "%+v", st)
 	require.Zero(t, st.Pending)

@@ -137,15 +137,23 @@ func (l *Listener) Serve(establish listeners.EstablishFn) {
 	ln, log := l.ln, l.log
 	l.mu.Unlock()
 	h := l.h
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !l.end.Load() {
-				continue // a temporary failure (e.g. out of file descriptors)
+			if l.end.Load() || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of file descriptors and the like: wait and go on, as
+			// net/http does, rather than stop serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if log != nil {
+				log.Warn("accept failed; retrying", "error", err, "delay", backoff)
+			}
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		if l.end.Load() {
 			_ = conn.Close()
 			return

@@ -195,40 +195,49 @@ func TestOfflineSessionsExpire(t *testing.T) {
 }
 
 // TestOfflineSessionMosquitto is TestOfflineSessionDelivery with Debian's
-// mosquitto_sub and mosquitto_pub, against plain mochi and the adapter.
+// mosquitto_sub and mosquitto_pub, against plain mochi and the adapter; the
+// subscriber is an MQTT 5 client (Clean Start 0, -x session expiry) or an
+// MQTT 3.1.1 client (Clean Session 0).
 func TestOfflineSessionMosquitto(t *testing.T) {
 	subBin, pubBin := needTool(t, "mosquitto_sub"), needTool(t, "mosquitto_pub")
-	for _, name := range []string{"mochi", "adapter"} {
-		t.Run("broker="+name, func(t *testing.T) {
-			var addr string
-			if name == "mochi" {
-				addr = startPlain(t)
-			} else {
-				m := newManager(t, auth.Config{Authenticator: userAuthn, Authorizer: mustPolicy(t, newsPolicy)})
-				_, _, addr = startBroker(t, mochi.Config{Manager: m})
-			}
-			host, port := splitAddr(t, addr)
-			run := func(bin string, args ...string) string {
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				defer cancel()
-				cmd := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port, "-V", "mqttv5"}, args...)...)
-				var out, stderr strings.Builder
-				cmd.Stdout, cmd.Stderr = &out, &stderr
-				err := cmd.Run()
-				// mosquitto_sub exits 27 when -W times out: that is how it stops here.
-				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 27 {
-					require.NoError(t, err, "%s %v: %s%s", bin, args, &out, &stderr)
+	for _, version := range []string{"mqttv5", "mqttv311"} {
+		for _, name := range []string{"mochi", "adapter"} {
+			t.Run(version+"/broker="+name, func(t *testing.T) {
+				var addr string
+				if name == "mochi" {
+					addr = startPlain(t)
+				} else {
+					m := newManager(t, auth.Config{Authenticator: userAuthn, Authorizer: mustPolicy(t, newsPolicy)})
+					_, _, addr = startBroker(t, mochi.Config{Manager: m})
 				}
-				return out.String()
-			}
-			sub := []string{"-c", "-i", "mosq-reader", "-q", "1", "-x", "60", "-u", "alice", "-t", "news/#", "-v"}
-			run(subBin, append(sub, "-E")...) // subscribe, then disconnect
-			run(pubBin, "-u", "pub", "-q", "1", "-t", "news/short", "-m", "gone", "-D", "publish", "message-expiry-interval", "1")
-			run(pubBin, "-u", "pub", "-q", "1", "-t", "news/a", "-m", "kept")
-			time.Sleep(3 * time.Second)
-			out := run(subBin, append(sub, "-C", "2", "-W", "3")...)
-			require.Equal(t, "news/a kept", strings.TrimSpace(out), "mosquitto_sub got %q", out)
-		})
+				host, port := splitAddr(t, addr)
+				run := func(bin, version string, args ...string) string {
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					defer cancel()
+					cmd := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port, "-V", version}, args...)...)
+					var out, stderr strings.Builder
+					cmd.Stdout, cmd.Stderr = &out, &stderr
+					err := cmd.Run()
+					// mosquitto_sub exits 27 when -W times out: that is how it stops here.
+					if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 27 {
+						require.NoError(t, err, "%s %v: %s%s", bin, args, &out, &stderr)
+					}
+					return out.String()
+				}
+				sub := []string{"-c", "-i", "mosq-reader", "-q", "1", "-u", "alice", "-t", "news/#", "-v"}
+				if version == "mqttv5" {
+					sub = append(sub, "-x", "60")
+				}
+				run(subBin, version, append(sub, "-E")...) // subscribe, then disconnect
+				if version == "mqttv5" {
+					run(pubBin, "mqttv5", "-u", "pub", "-q", "1", "-t", "news/short", "-m", "gone", "-D", "publish", "message-expiry-interval", "1")
+				}
+				run(pubBin, "mqttv5", "-u", "pub", "-q", "1", "-t", "news/a", "-m", "kept")
+				time.Sleep(3 * time.Second)
+				out := run(subBin, version, append(sub, "-C", "2", "-W", "3")...)
+				require.Equal(t, "news/a kept", strings.TrimSpace(out), "mosquitto_sub got %q", out)
+			})
+		}
 	}
 }
 

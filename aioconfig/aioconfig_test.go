@@ -16,7 +16,6 @@ import (
 	"go.uber.org/goleak"
 	"sigs.k8s.io/yaml"
 
-	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
@@ -412,11 +411,13 @@ func TestPortsOwnChainsAndPolicies(t *testing.T) {
 	require.Equal(t, auth.NotAuthorized, r.Packet.Code)
 	require.ErrorIs(t, r.Err, aioconfig.ErrUnknownListener)
 
-	_, isPolicy := f.broker.AuthorizerFor(pub.Name).(*abac.Policy)
-	require.True(t, isPolicy, "an adapter can cache decisions of the port's policy")
-	_, isWatcher := f.broker.AuthorizerFor(loc.Name).(*abac.Watcher)
-	require.True(t, isWatcher)
-	require.False(t, f.broker.AuthorizerFor("other:1").Authorize(ctx, thermo.Principal(), auth.Action{Kind: auth.Connect}).Allowed)
+	// Each session decides through its own authorizer (the port policy's
+	// per-session decision cache), not through the shared dispatch.
+	require.NotSame(t, f.broker, thermo.Authorizer())
+	require.NotSame(t, thermo.Authorizer(), sample.Authorizer())
+	stranger := auth.NewPrincipal(auth.PrincipalInfo{Username: "thermostat", Listener: "other:1"})
+	require.False(t, f.broker.NewSessionAuthorizer().Authorize(ctx, stranger, auth.Action{Kind: auth.Connect}).Allowed,
+		"a principal of a listener the configuration does not know is denied")
 
 	var out strings.Builder
 	require.NoError(t, f.broker.Describe(&out))

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -542,19 +543,58 @@ func (b *Broker) Authorize(ctx context.Context, pr *auth.Principal, a auth.Actio
 	return p.Authorizer.Authorize(ctx, pr, a)
 }
 
-// AuthorizerFor returns the policy of a listener's port, for an adapter
-// that keeps a decision cache per session and needs the policy itself (an
-// abac.Source) rather than the dispatch: ask it once per connection with
-// auth.Request.Listener. An unknown listener gets an authorizer that denies
-// everything.
-func (b *Broker) AuthorizerFor(listener string) auth.Authorizer {
-	if p := b.Port(listener); p != nil {
-		return p.Authorizer
-	}
-	return denyAll
+// NewSessionAuthorizer implements [auth.SessionAuthorizer], so that every
+// Session keeps the decision cache of its own port's policy: the returned
+// Authorizer picks the port of the principal's listener on its first
+// decision (a session connects through one port) and, when that port's
+// policy keeps per-session state ([auth.SessionAuthorizer], as abac's
+// policies do), asks it for the session's own. Later decisions cost an
+// atomic load and a string comparison more than the policy's.
+func (b *Broker) NewSessionAuthorizer() auth.Authorizer { return &portSession{b: b} }
+
+// portSession is one Session's authorizer: its port's policy, or that
+// policy's per-session authorizer, chosen on first use.
+type portSession struct {
+	b   *Broker
+	cur atomic.Pointer[portChoice]
 }
 
-var denyAll = auth.AuthorizerFunc(func(context.Context, *auth.Principal, auth.Action) auth.Decision { return auth.Deny })
+type portChoice struct {
+	listener string
+	authz    auth.Authorizer
+}
+
+// Authorize asks the policy of the principal's port.
+func (s *portSession) Authorize(ctx context.Context, pr *auth.Principal, a auth.Action) auth.Decision {
+	if pr == nil {
+		return auth.Deny
+	}
+	c := s.cur.Load()
+	if c == nil || c.listener != pr.Listener() {
+		p := s.b.Port(pr.Listener())
+		if p == nil {
+			return auth.Deny
+		}
+		c = &portChoice{listener: pr.Listener(), authz: p.Authorizer}
+		if sa, ok := p.Authorizer.(auth.SessionAuthorizer); ok {
+			if own := sa.NewSessionAuthorizer(); own != nil {
+				c.authz = own
+			}
+		}
+		s.cur.Store(c)
+	}
+	return c.authz.Authorize(ctx, pr, a)
+}
+
+// Reset drops what the port's per-session authorizer remembers (the
+// Session calls it after re-authentication and re-checks).
+func (s *portSession) Reset() {
+	if c := s.cur.Load(); c != nil {
+		if r, ok := c.authz.(interface{ Reset() }); ok {
+			r.Reset()
+		}
+	}
+}
 
 func (b *Broker) onClose(f func()) { b.closers = append(b.closers, f) }
 

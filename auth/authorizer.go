@@ -75,3 +75,20 @@ type AuthorizerFunc func(ctx context.Context, p *Principal, a Action) Decision
 func (f AuthorizerFunc) Authorize(ctx context.Context, p *Principal, a Action) Decision {
 	return f(ctx, p, a)
 }
+
+// SessionAuthorizer is an optional interface of the [Authorizer] in
+// [Config]: an authorizer that keeps state for one connection, such as a
+// cache of its decisions, gives each [Session] its own Authorizer.
+// [Manager.NewSession] calls NewSessionAuthorizer once per session and
+// [Session.Authorize] asks that Authorizer; authorizers without this method
+// are shared by every session.
+//
+// The per-session Authorizer must answer exactly as its parent would for the
+// same principal, action and policy. When it also has a Reset method, the
+// Session calls it after a successful re-authentication and after each
+// re-check ([Manager.Recheck]) that leaves the session connected, so that no
+// decision remembered for the earlier principal or trust outlives them.
+type SessionAuthorizer interface {
+	Authorizer
+	NewSessionAuthorizer() Authorizer
+}

@@ -10,7 +10,13 @@
 //     A [Chain] of authenticators is an authenticator with
 //     relevance-then-validity semantics.
 //   - An [Authorizer] decides whether a Principal may Connect, Publish or
-//     Subscribe, and says which rule decided.
+//     Subscribe, and says which rule decided. One that keeps per-connection
+//     state, such as a decision cache, implements [SessionAuthorizer]: each
+//     Session then gets its own Authorizer ([Session.Authorizer]), which
+//     [Session.Authorize] asks and which is reset after re-authentication
+//     and after each re-check. abac's *Policy and *Watcher give each session
+//     an abac.Cache this way, so adapters decide Publish and Subscribe
+//     through the Session and need no authorizer of their own.
 //   - A [Session], one per connection, runs CONNECT, AUTH exchanges,
 //     re-authentication and expiry, enforcing the MQTT v5 rules, and tells
 //     the broker adapter what to send and when to close.

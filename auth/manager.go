@@ -160,7 +160,13 @@ func NewManager(cfg Config) (*Manager, error) {
 // Session ends the connection on its own (expiry, revocation, a stalled
 // exchange). The adapter must call Session.Close when the connection ends.
 func (m *Manager) NewSession(conn Conn) *Session {
-	return &Session{m: m, conn: conn}
+	s := &Session{m: m, conn: conn, authz: m.authz}
+	if sa, ok := m.authz.(SessionAuthorizer); ok {
+		if a := sa.NewSessionAuthorizer(); a != nil {
+			s.authz, s.own = a, true
+		}
+	}
+	return s
 }
 
 // Authorizer returns the configured Authorizer.

@@ -58,8 +58,10 @@ const (
 // The methods of a Session are safe for concurrent use; an adapter normally
 // calls them from the connection's read loop.
 type Session struct {
-	m    *Manager
-	conn Conn
+	m     *Manager
+	conn  Conn
+	authz Authorizer // the Manager's, or its SessionAuthorizer's for this session
+	own   bool       // authz was made for this session
 
 	// principal is read on every authorization, without the lock.
 	principal atomic.Pointer[Principal]
@@ -85,14 +87,29 @@ type Session struct {
 // successful CONNACK and after the session has ended.
 func (s *Session) Principal() *Principal { return s.principal.Load() }
 
-// Authorize asks the Manager's Authorizer about a with the current
-// principal. Before authentication and after close it denies.
+// Authorize asks the session's Authorizer (see [Session.Authorizer]) about
+// a with the current principal. Before authentication and after close it
+// denies.
 func (s *Session) Authorize(ctx context.Context, a Action) Decision {
 	p := s.principal.Load()
 	if p == nil {
 		return s.observeAuthz(ctx, nil, a, Deny)
 	}
-	return s.observeAuthz(ctx, p, a, s.m.authz.Authorize(ctx, p, a))
+	return s.observeAuthz(ctx, p, a, s.authz.Authorize(ctx, p, a))
+}
+
+// Authorizer returns the Authorizer that [Session.Authorize] asks: the one
+// the Manager's [SessionAuthorizer] made for this session, or the Manager's
+// own. An adapter uses it to decide for the principal a session last had
+// after the connection ended, e.g. deliveries queued for an offline
+// persistent session.
+func (s *Session) Authorizer() Authorizer { return s.authz }
+
+// resetAuthz drops what the session's own Authorizer remembers.
+func (s *Session) resetAuthz() {
+	if r, ok := s.authz.(interface{ Reset() }); ok && s.own {
+		r.Reset()
+	}
 }
 
 // Closed reports whether the session has ended.
@@ -361,6 +378,7 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 		s.state = stateConnected
 		s.retryable, s.retried = false, false
 		s.armExpiryLocked(p, now)
+		s.resetAuthz()
 		s.logDecision(ctx, "reauth_pass", p, Success, nil)
 		s.m.obs.Session(SessionEvent{Kind: SessionReauthenticated})
 		return Response{Packet: Packet{Type: AUTH, Code: Success, Method: method, Data: r.Data}}
@@ -572,6 +590,7 @@ func (s *Session) recheck(ctx context.Context, check CheckFunc) (checked, revoke
 	}
 	err := check(ctx, s)
 	if err == nil {
+		s.resetAuthz()
 		return true, false
 	}
 	code := NotAuthorized

@@ -2,7 +2,7 @@
 // v2.7.9): a mochi hook that gives every client an [auth.Session], so that
 // the broker authenticates with any [auth.Authenticator] (X.509, Kubernetes
 // service account tokens, a custom server, multi-step SCRAM-like methods),
-// authorizes with any [auth.Authorizer] (abac policies), supports MQTT v5
+// authorizes with the [auth.Authorizer] of auth.Config (abac policies), supports MQTT v5
 // re-authentication, and disconnects clients whose credential expires or
 // whose access is revoked.
 //
@@ -24,13 +24,16 @@
 //   - OnAuthPacket handles AUTH after CONNACK (re-authentication): the hook
 //     writes AUTH 0x00 or 0x18, or DISCONNECT with the Session's code and
 //     reason string and closes.
-//   - OnACLCheck answers publish, subscribe and delivery checks with the
-//     session's current principal; a delivery is checked as a Subscribe of
-//     the topic name. When the authorizer is an abac.Source (an
-//     *abac.Policy or *abac.Watcher) each session has an abac.Cache, which
-//     forgets its decisions on re-authentication and policy reload. The
+//   - OnACLCheck answers publish, subscribe and delivery checks through the
+//     session ([auth.Session.Authorize]), that is with the one Authorizer of
+//     auth.Config and the session's current principal; a delivery is checked
+//     as a Subscribe of the topic name. An Authorizer that implements
+//     [auth.SessionAuthorizer] (an *abac.Policy or *abac.Watcher) gives each
+//     session its own decision cache (an abac.Cache), which forgets its
+//     decisions on re-authentication, re-check and policy reload. The
 //     session is found through a sync.Map keyed by *mqtt.Client, whose
-//     reads take no lock; a cache hit allocates nothing.
+//     reads take no lock; a cache hit allocates nothing. The package imports
+//     auth and mochi only.
 //   - The Session ends connections on its own through the hook (expiry,
 //     [auth.Manager.Recheck], a stalled exchange): DISCONNECT goes out
 //     through mochi's DisconnectClient, which always writes the reason code
@@ -38,6 +41,89 @@
 //     client is stopped. MQTT 3 clients are closed without a DISCONNECT.
 //   - OnDisconnect closes the session; clients that fail between OnConnect
 //     and CONNACK, for which mochi calls no OnDisconnect, are swept.
+//     Persistent sessions are the exception below.
+//
+// # Offline persistent sessions
+//
+// mochi keeps the session of a client that connected with Clean Start 0
+// and a session expiry interval (MQTT 3: Clean Session 0) after its
+// connection ends, and queues QoS 1 and 2 messages for it; it checks every
+// delivery with OnACLCheck, queueing for an offline client included. The
+// rule the hook applies:
+//
+//   - A subscription authorized while connected keeps receiving while the
+//     client is offline. Each delivery is checked as a Subscribe of the
+//     topic, with the principal the session last had and the policy in
+//     force at the time of the delivery (a reload applies), until that
+//     principal's expiry (Principal.Expiry, compared with Config.Now).
+//     An offline client publishes nothing.
+//   - Nothing is kept when the session itself ended the connection
+//     (credential expiry, a re-check that revoked it, a failed
+//     re-authentication): the queue then receives nothing.
+//   - The principal is dropped when mochi expires the session
+//     (OnClientExpired), when a new connection takes the client id over or
+//     resumes it (OnSessionEstablished), and when the server stops, so
+//     [Hook.Len] returns to the live count; [Hook.Offline] counts them.
+//   - A connection that resumes the session (Clean Start 0) is re-checked
+//     with its own principal before mochi hands the session over
+//     (OnSessionEstablish): subscriptions it may not make are removed, and
+//     queued messages it may not receive are dropped before mochi resends
+//     them, so a different principal reusing the client id inherits nothing
+//     it could not have subscribed to. A queued message whose topic mochi
+//     replaced with a topic alias cannot be checked and is dropped.
+//   - [auth.Manager.Recheck] re-checks connected sessions only; an offline
+//     session is checked per delivery against the current policy, and its
+//     credential is checked again when it reconnects.
+//
+// # MQTT 3.1.1 clients
+//
+//   - A refused 3.1.1 client gets the 3.1.1 CONNACK return code of
+//     [auth.ReasonCode.ConnackV311] (0x86 becomes 4, 0x87, 0x8A and 0x8C
+//     become 5, 0x88, 0x89, 0x97, 0x9C, 0x9D and 0x9F become 3), or, for a
+//     code 3.1.1 has no equivalent of (0x80 to 0x83, 0x95...), no CONNACK:
+//     the connection is closed. mochi's own mapping misses most v5 codes
+//     and would send them as they are.
+//   - MQTT 3.1.1 has no DISCONNECT from the server. mochi writes one to a
+//     3.1.1 client when it denies a QoS 1 or 2 publish (and on a session
+//     take-over); the hook closes the network connection instead, before
+//     anything is written (OnPacketEncode). For a denied publish this is
+//     the second choice [MQTT-3.3.5-2] of 3.1.1 allows ("either make a
+//     positive acknowledgement ... or close the Network Connection"):
+//     acknowledging would tell a publisher its message went through when it
+//     did not. A denied QoS 0 publish is dropped and the connection stays.
+//     The Will message is published, as for any abnormal close.
+//
+// # Peers that have not authenticated
+//
+// mochi sets no limit on the packet size and no deadline for the first
+// packet. The hook's defaults, all in [Config]:
+//
+//   - Config.MaxPacketSize (DefaultMaxPacketSize, 1 MiB) becomes the
+//     server's Capabilities.MaximumPacketSize when that is 0: a CONNECT
+//     declaring more is refused from its fixed header, without reading or
+//     allocating it [MQTT-3.2.2-15].
+//   - [Hook.Listener] gives each connection Config.ConnectTimeout
+//     (DefaultConnectTimeout, 10 s) to complete the TLS handshake and send
+//     its CONNECT; the deadline is cleared when OnConnect runs (the
+//     authentication exchange has its own timeouts, and mochi then applies
+//     the keep alive).
+//   - [Hook.Listener] accepts at most Config.MaxPending
+//     (DefaultMaxPending, 256) connections that have not been through
+//     OnConnect; beyond that, a new connection is closed at once. With the
+//     default packet size this bounds what unauthenticated peers can pin to
+//     about 256 MiB, for at most ConnectTimeout. A valid client that
+//     arrives while the bound is full is refused too and must retry: the
+//     deadline is what frees the slots.
+//
+// [Hook.Stats] counts the peers closed for each reason (over the pending
+// bound, timed out, too large, invalid), for logs and metrics. A client
+// that sends a valid CONNECT is never counted there, whatever its
+// authentication result. Listeners other than [Hook.Listener] (mochi's
+// own, and [TLSListener], kept for existing callers) get the packet size
+// limit only.
+//
+// A refused client's error, which mochi logs, is a [*RefusedError]:
+// "mochi: client refused with Not authorized (0x87): <cause>".
 //
 // # Secrets
 //
@@ -75,8 +161,9 @@
 //
 //	srv := mqtt.New(&mqtt.Options{})
 //	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{x509Authn}, Authorizer: policy})
-//	if _, err := mochi.Attach(srv, mochi.Config{Manager: m}); err != nil { ... }
-//	_ = srv.AddListener(mochi.TLSListener("mtls", ":8883", x509Authn, &tls.Config{Certificates: serverCerts}))
+//	h, err := mochi.Attach(srv, mochi.Config{Manager: m})
+//	...
+//	_ = srv.AddListener(h.Listener("mtls", ":8883", x509Authn.ServerTLSConfig(&tls.Config{Certificates: serverCerts})))
 //	_ = srv.Serve()
 //
 // The package also holds benchmarks that compare the abac authorizer with

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -48,6 +49,35 @@ func ExampleAttach() {
 	defer srv.Close()
 	fmt.Println(h.ID(), h.Len())
 	// Output: mqttauth 0
+}
+
+// Serve through the hook's listener: peers must send CONNECT within
+// ConnectTimeout, at most MaxPending may be unauthenticated at once, and
+// packets are bounded by MaxPacketSize (1 MiB by default). For mTLS pass
+// an x509auth Authenticator's ServerTLSConfig instead of nil.
+func ExampleHook_Listener() {
+	m, err := auth.NewManager(auth.Config{
+		Authenticator: auth.Chain{},
+		Authorizer:    auth.AllowAuthenticated,
+		Logger:        slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	h, err := mochi.Attach(srv, mochi.Config{Manager: m, ConnectTimeout: 5 * time.Second, MaxPending: 100})
+	if err != nil {
+		panic(err)
+	}
+	if err := srv.AddListener(h.Listener("tcp", "127.0.0.1:0", nil)); err != nil {
+		panic(err)
+	}
+	if err := srv.Serve(); err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	fmt.Println(srv.Options.Capabilities.MaximumPacketSize, h.Stats().Pending)
+	// Output: 1048576 0
 }
 
 // Keep mochi's own warnings without the packets, and their credentials,

@@ -2,6 +2,7 @@ package mochi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,7 +15,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
 )
 
@@ -31,15 +31,6 @@ const DefaultExchangeReadTimeout = auth.DefaultExchangeTimeout + 5*time.Second
 type Config struct {
 	// Manager creates the session of every client. Required.
 	Manager *auth.Manager
-	// Authorizer answers mochi's ACL checks (publish, subscribe and every
-	// delivery). Nil means Manager.Authorizer(). When it is an abac.Source
-	// (an *abac.Policy or *abac.Watcher), each session gets an abac.Cache of
-	// CacheSize entries, which forgets its decisions when the session
-	// re-authenticates or the policy is reloaded.
-	Authorizer auth.Authorizer
-	// CacheSize bounds the topics an abac.Cache remembers per method; zero
-	// means abac.DefaultCacheSize.
-	CacheSize int
 	// ExchangeReadTimeout bounds each wait for the client's AUTH answer
 	// during a CONNECT exchange; zero means DefaultExchangeReadTimeout.
 	ExchangeReadTimeout time.Duration
@@ -50,6 +41,25 @@ type Config struct {
 	// Logger receives the hook's records; nil means slog.Default(). Secrets
 	// are never logged.
 	Logger *slog.Logger
+	// MaxPacketSize is the largest packet, in bytes, the server accepts
+	// (fixed header included): it becomes the server's
+	// Capabilities.MaximumPacketSize when that is 0 (mochi's default:
+	// unlimited), and is announced in CONNACK. Zero means
+	// DefaultMaxPacketSize. A server whose MaximumPacketSize is already set
+	// keeps it.
+	MaxPacketSize uint32
+	// ConnectTimeout bounds the time from accepting a connection on a
+	// [Hook.Listener] to reading its CONNECT, TLS handshake included; zero
+	// means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// MaxPending bounds the connections accepted by the hook's listeners
+	// that have not yet been authenticated (from accept to the end of
+	// OnConnect); a connection beyond it is closed at once. Zero means
+	// DefaultMaxPending.
+	MaxPending int
+	// Now returns the current time; nil means time.Now. It decides whether
+	// the principal of an offline session has expired.
+	Now func() time.Time
 	// InsecureAllowOtherAuthHooks lets the server run with other hooks that
 	// provide OnConnectAuthenticate or OnACLCheck. mochi lets any hook that
 	// allows win, so such a hook can grant what this one denies. Leave it
@@ -72,6 +82,37 @@ var errEnded = errors.New("mochi: connection ended by authentication")
 // because another authorization hook was found when the server started.
 var errRefused = fmt.Errorf("mochi: refusing clients: %w", ErrOtherAuthHook)
 
+// errNoV3Disconnect stops an MQTT 3 client instead of the DISCONNECT mochi
+// was about to write to it: MQTT 3.1.1 has no DISCONNECT from the server.
+var errNoV3Disconnect = errors.New("mochi: MQTT 3.1.1 has no DISCONNECT from the server: connection closed instead")
+
+// RefusedError is the error OnConnect returns to mochi, which logs it, when
+// the hook refuses a client: the reason code the client was sent (or the
+// code that an MQTT 3.1.1 client could not be sent) and the cause, which
+// never holds secrets.
+type RefusedError struct {
+	Code auth.ReasonCode
+	Err  error
+}
+
+// Error reads "mochi: client refused with Not authorized (0x87): cause".
+func (e *RefusedError) Error() string {
+	msg := "mochi: client refused with " + e.Code.String()
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the cause and the code as a mochi packets.Code.
+func (e *RefusedError) Unwrap() []error {
+	errs := []error{packets.Code{Code: byte(e.Code)}}
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
+}
+
 // Hook is a mochi hook that authenticates and authorizes every client through
 // an [auth.Session]. Create it with [Attach].
 type Hook struct {
@@ -79,13 +120,22 @@ type Hook struct {
 
 	srv         *mqtt.Server
 	m           *auth.Manager
-	authz       auth.Authorizer
-	src         abac.Source // non-nil when authz is an abac.Source
-	cacheSize   int
 	readTimeout time.Duration
 	writeTO     time.Duration
 	log         *slog.Logger
 	allowOthers bool
+	now         func() time.Time
+
+	connectTimeout time.Duration
+	maxPending     int64
+	pendingConns   atomic.Int64 // accepted by a Listener, not yet through OnConnect
+	stats          stats
+
+	// offline maps a client ID to the client of a persistent session whose
+	// connection ended: mochi still delivers to it (queueing), checked with
+	// the principal it last had. Guarded by omu.
+	omu     sync.Mutex
+	offline map[string]*client
 
 	ctx    context.Context // cancelled when the server stops
 	cancel context.CancelFunc
@@ -118,25 +168,27 @@ func Attach(srv *mqtt.Server, cfg Config) (*Hook, error) {
 	if cfg.Manager == nil {
 		return nil, errors.New("mochi: Config.Manager is required")
 	}
-	if cfg.CacheSize < 0 || cfg.ExchangeReadTimeout < 0 || cfg.WriteTimeout < 0 {
-		return nil, errors.New("mochi: negative Config.CacheSize, ExchangeReadTimeout or WriteTimeout")
+	if cfg.ExchangeReadTimeout < 0 || cfg.WriteTimeout < 0 || cfg.ConnectTimeout < 0 || cfg.MaxPending < 0 {
+		return nil, errors.New("mochi: negative Config.ExchangeReadTimeout, WriteTimeout, ConnectTimeout or MaxPending")
 	}
 	h := &Hook{
-		srv:         srv,
-		m:           cfg.Manager,
-		authz:       cfg.Authorizer,
-		cacheSize:   cfg.CacheSize,
-		readTimeout: cfg.ExchangeReadTimeout,
-		writeTO:     cfg.WriteTimeout,
-		log:         cfg.Logger,
-		allowOthers: cfg.InsecureAllowOtherAuthHooks,
-		pending:     make(map[*client]struct{}),
+		srv:            srv,
+		m:              cfg.Manager,
+		readTimeout:    cfg.ExchangeReadTimeout,
+		writeTO:        cfg.WriteTimeout,
+		log:            cfg.Logger,
+		allowOthers:    cfg.InsecureAllowOtherAuthHooks,
+		now:            cfg.Now,
+		connectTimeout: cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout),
+		maxPending:     int64(cmp.Or(cfg.MaxPending, DefaultMaxPending)),
+		pending:        make(map[*client]struct{}),
+		offline:        make(map[string]*client),
 	}
-	if h.authz == nil {
-		h.authz = cfg.Manager.Authorizer()
+	if h.now == nil {
+		h.now = time.Now
 	}
-	if src, ok := h.authz.(abac.Source); ok {
-		h.src = src
+	if srv.Options.Capabilities != nil && srv.Options.Capabilities.MaximumPacketSize == 0 {
+		srv.Options.Capabilities.MaximumPacketSize = cmp.Or(cfg.MaxPacketSize, DefaultMaxPacketSize)
 	}
 	if h.readTimeout == 0 {
 		h.readTimeout = DefaultExchangeReadTimeout
@@ -167,7 +219,7 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnStarted, mqtt.OnStopped, mqtt.OnConnect, mqtt.OnConnectAuthenticate,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
-		mqtt.OnAuthPacket, mqtt.OnPacketEncode, mqtt.OnDisconnect:
+		mqtt.OnAuthPacket, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -208,9 +260,19 @@ func (h *Hook) OnStopped() {
 	h.sweep(true)
 }
 
-// Len returns the number of clients the hook holds a session for. It is for
-// tests and metrics: it falls to zero when every client has gone.
+// Len returns the number of clients the hook holds state for: connected
+// clients and the offline persistent sessions of [Hook.Offline]. It is for
+// tests and metrics: it falls to zero when every client has gone and every
+// session has expired.
 func (h *Hook) Len() int { return int(h.n.Load()) }
+
+// Offline returns the number of offline persistent sessions for which the
+// hook keeps the principal their connection last had.
+func (h *Hook) Offline() int {
+	h.omu.Lock()
+	defer h.omu.Unlock()
+	return len(h.offline)
+}
 
 // Session returns the session of cl, or nil.
 func (h *Hook) Session(cl *mqtt.Client) *auth.Session {
@@ -233,6 +295,12 @@ func (h *Hook) forget(c *client) {
 	if _, ok := h.clients.LoadAndDelete(c.cl); ok {
 		h.n.Add(-1)
 	}
+	h.omu.Lock()
+	if h.offline[c.cl.ID] == c {
+		delete(h.offline, c.cl.ID)
+	}
+	h.omu.Unlock()
+	c.offline.Store(nil)
 	h.pmu.Lock()
 	delete(h.pending, c)
 	h.pmu.Unlock()
@@ -267,18 +335,19 @@ func (h *Hook) sweep(all bool) {
 // when the client is refused, and scrubs the password and Authentication
 // Data once they have been judged.
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	// The CONNECT has been read: the connection leaves the listener's
+	// deadline, and its pending slot once it has been judged.
+	if g := guardOf(cl.Net.Conn); g != nil {
+		g.connected()
+		defer g.release()
+	}
 	h.sweep(false)
 	if h.refused.Load() {
-		_ = h.srv.SendConnack(cl, packets.ErrServerUnavailable, false, nil)
+		h.refuse(cl, auth.ServerUnavailable, "")
 		return errRefused
 	}
 	c := &client{h: h, cl: cl}
 	c.s = h.m.NewSession(c)
-	if h.src != nil {
-		c.authz = abac.NewCache(h.src, h.cacheSize)
-	} else {
-		c.authz = h.authz
-	}
 	h.clients.Store(cl, c)
 	h.n.Add(1)
 
@@ -330,10 +399,9 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 				h.pmu.Unlock()
 				return nil
 			}
-			code := packets.Code{Code: byte(resp.Packet.Code), Reason: resp.Packet.Reason}
-			_ = h.srv.SendConnack(cl, code, false, nil)
+			h.refuse(cl, resp.Packet.Code, resp.Packet.Reason)
 			h.forget(c)
-			return refusal(code, resp.Err)
+			return &RefusedError{Code: resp.Packet.Code, Err: resp.Err}
 		default: // a close without a packet
 			h.forget(c)
 			if resp.Err != nil {
@@ -344,13 +412,19 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 }
 
-// refusal is the error OnConnect returns to mochi: the packets.Code, for
-// mochi's log, wrapped with the cause (which never holds secrets).
-func refusal(code packets.Code, cause error) error {
-	if cause == nil {
-		return code
+// refuse sends the failing CONNACK for code. An MQTT 3.1.1 client gets the
+// 3.1.1 return code of auth.ReasonCode.ConnackV311, or no CONNACK at all
+// when 3.1.1 has none (the connection is then closed): mochi's own mapping
+// misses most v5 codes and would send them as they are.
+func (h *Hook) refuse(cl *mqtt.Client, code auth.ReasonCode, reason string) {
+	if cl.Properties.ProtocolVersion < 5 {
+		rc, ok := code.ConnackV311()
+		if ok {
+			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: rc})
+		}
+		return
 	}
-	return fmt.Errorf("%w: %w", code, cause)
+	_ = h.srv.SendConnack(cl, packets.Code{Code: byte(code), Reason: reason}, false, nil)
 }
 
 // readExchange reads the client's answer to an AUTH 0x18 during CONNECT and
@@ -376,14 +450,14 @@ func (c *client) readExchange() (auth.Response, error) {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
 			c.s.Close()
-			_ = c.h.srv.SendConnack(c.cl, packets.ErrNotAuthorized, false, nil)
+			c.h.refuse(c.cl, auth.NotAuthorized, "")
 			return auth.Response{}, fmt.Errorf("mochi: %w", auth.ErrTimeout)
 		}
 		c.s.Close()
 		var code packets.Code
 		if errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code {
 			// A malformed packet: say so before closing, as for CONNECT.
-			_ = c.h.srv.SendConnack(c.cl, code, false, nil)
+			c.h.refuse(c.cl, auth.ReasonCode(code.Code), code.Reason)
 		}
 		return auth.Response{}, fmt.Errorf("mochi: reading the client's AUTH: %w", err)
 	}
@@ -418,30 +492,83 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 
 // OnSessionEstablish scrubs the Authentication Data again, in case a hook
 // between OnConnect and here put it back, before storage hooks persist the
-// client.
-func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+// client. When the client resumes a session (Clean Start 0) that mochi
+// still holds, it then removes what the new principal may not have, before
+// mochi hands the session over: see [Hook.OnDisconnect].
+func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	cl.Properties.Props.AuthenticationData = nil
+	if pk.Connect.Clean {
+		return // mochi discards the old session
+	}
+	old, ok := h.srv.Clients.Get(cl.ID)
+	if c := h.lookup(cl); ok && old != cl && c != nil {
+		h.recheckInherited(c, old)
+	}
+}
+
+// recheckInherited removes from old, the session cl inherits, the
+// subscriptions the new principal may not make and the queued messages it
+// may not receive. A queued message whose topic mochi replaced by a topic
+// alias cannot be checked and is removed too: the alias means nothing on
+// the new connection anyway.
+func (h *Hook) recheckInherited(c *client, old *mqtt.Client) {
+	for filter := range old.State.Subscriptions.GetAll() {
+		if c.s.Authorize(h.ctx, auth.Action{Kind: auth.Subscribe, Topic: filter}).Allowed {
+			continue
+		}
+		old.State.Subscriptions.Delete(filter)
+		if h.srv.Topics.Unsubscribe(filter, old.ID) {
+			atomic.AddInt64(&h.srv.Info.Subscriptions, -1)
+		}
+		h.log.LogAttrs(h.ctx, slog.LevelInfo, "mqttauth: subscription of the resumed session removed",
+			slog.String("decision", "deny"), slog.String("client_id", old.ID),
+			slog.String("username", username(c.s.Principal())), slog.String("topic", filter))
+	}
+	for _, pk := range old.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		if pk.TopicName != "" && c.s.Authorize(h.ctx, auth.Action{Kind: auth.Subscribe, Topic: pk.TopicName}).Allowed {
+			continue
+		}
+		if old.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&h.srv.Info.Inflight, -1)
+		}
+	}
 }
 
 // OnSessionEstablished marks the client as fully connected: from now on
-// mochi calls OnDisconnect for it.
+// mochi calls OnDisconnect for it. The principal kept for an earlier
+// connection with the same client ID is dropped: that session is now this
+// client's, or was discarded.
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c := h.lookup(cl); c != nil {
 		h.pmu.Lock()
 		delete(h.pending, c)
 		h.pmu.Unlock()
 	}
+	h.omu.Lock()
+	old := h.offline[cl.ID]
+	h.omu.Unlock()
+	if old != nil && old.cl != cl {
+		h.forget(old)
+	}
 }
 
 // OnPacketEncode adds the Authentication Method and the final
-// Authentication Data to the successful CONNACK [MQTT-4.12.0-5].
+// Authentication Data to the successful CONNACK [MQTT-4.12.0-5]. It also
+// stops mochi from writing a DISCONNECT to an MQTT 3 client (a denied QoS 1
+// or 2 publish, a session take-over): MQTT 3.1.1 has no DISCONNECT from the
+// server, so the connection is closed instead and nothing is written.
 func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != packets.CodeSuccess.Code {
-		return pk
-	}
-	if c := h.lookup(cl); c != nil && c.connackMethod != "" {
-		pk.Properties.AuthenticationMethod = c.connackMethod
-		pk.Properties.AuthenticationData = c.connackData
+	switch {
+	case pk.FixedHeader.Type == packets.Disconnect && cl.Properties.ProtocolVersion < 5:
+		cl.Stop(errNoV3Disconnect)
+	case pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code:
+		if c := h.lookup(cl); c != nil && c.connackMethod != "" {
+			pk.Properties.AuthenticationMethod = c.connackMethod
+			pk.Properties.AuthenticationData = c.connackData
+		}
 	}
 	return pk
 }
@@ -468,38 +595,97 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, nil
 }
 
-// OnACLCheck answers mochi's publish, subscribe and delivery checks with the
-// session's current principal: write is a Publish of topic; otherwise topic
-// is a Subscribe filter, or the topic name of a message about to be
-// delivered, both checked as Subscribe. A client without a session, or whose
-// session has ended, is denied. A hit in the decision cache allocates
-// nothing.
+// OnACLCheck answers mochi's publish, subscribe and delivery checks through
+// the client's session ([auth.Session.Authorize]): write is a Publish of
+// topic; otherwise topic is a Subscribe filter, or the topic name of a
+// message about to be delivered, both checked as Subscribe. The client of
+// an offline persistent session is checked with the principal its session
+// last had, until that principal's expiry; it publishes nothing. A client
+// without a session, or whose session has ended, is denied. A hit in the
+// session's decision cache allocates nothing.
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	v, ok := h.clients.Load(cl)
 	if !ok {
 		return false
 	}
 	c := v.(*client)
-	p := c.s.Principal()
-	if p == nil {
-		return false
-	}
 	kind := auth.Subscribe
 	if write {
 		kind = auth.Publish
 	}
-	d := c.authz.Authorize(h.ctx, p, auth.Action{Kind: kind, Topic: topic})
+	a := auth.Action{Kind: kind, Topic: topic}
+	var d auth.Decision
+	p := c.offline.Load()
+	if p == nil {
+		d = c.s.Authorize(h.ctx, a)
+	} else if !write && (p.Expiry().IsZero() || h.now().Before(p.Expiry())) {
+		d = c.s.Authorizer().Authorize(h.ctx, p, a)
+	}
 	if !d.Allowed && h.log.Enabled(h.ctx, slog.LevelDebug) {
+		if p == nil {
+			p = c.s.Principal()
+		}
 		h.log.LogAttrs(h.ctx, slog.LevelDebug, "mqttauth: denied",
 			slog.String("decision", "deny"), slog.String("client_id", cl.ID),
-			slog.String("username", p.Username()), slog.String("action", kind.String()),
-			slog.String("topic", topic), slog.String("reason_code", auth.NotAuthorized.String()))
+			slog.String("username", username(p)), slog.String("action", kind.String()),
+			slog.String("topic", topic), slog.String("reason_code", auth.NotAuthorized.String()),
+			slog.Bool("offline", c.offline.Load() != nil))
 	}
 	return d.Allowed
 }
 
-// OnDisconnect ends the client's session.
-func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func username(p *auth.Principal) string {
+	if p == nil {
+		return ""
+	}
+	return p.Username()
+}
+
+// OnDisconnect ends the client's session. When mochi keeps the session (a
+// session expiry interval, or an MQTT 3 client without Clean Session) and
+// the session was still authenticated, the hook keeps the principal it last
+// had, so that mochi can go on queueing the messages of its subscriptions
+// (mochi checks every delivery, queueing included, with OnACLCheck). That
+// principal is dropped when the session expires (OnClientExpired), is taken
+// over or resumed by a new connection (OnSessionEstablished), or the server
+// stops. A session that the Session itself ended (expiry, revocation) keeps
+// nothing.
+func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	c := h.lookup(cl)
+	if c == nil {
+		return
+	}
+	p := c.s.Principal()
+	if expire || p == nil || cl.IsTakenOver() {
+		h.forget(c)
+		return
+	}
+	// Under omu, so that OnSessionEstablished of a client that takes the
+	// session over either sees this entry or has already replaced cl in
+	// srv.Clients (then cl is forgotten here).
+	h.omu.Lock()
+	cur, ok := h.srv.Clients.Get(cl.ID)
+	keep := ok && cur == cl
+	var prev *client
+	if keep {
+		c.offline.Store(p)
+		prev = h.offline[cl.ID]
+		h.offline[cl.ID] = c
+	}
+	h.omu.Unlock()
+	if prev != nil && prev != c {
+		h.forget(prev)
+	}
+	if !keep {
+		h.forget(c)
+		return
+	}
+	c.s.Close() // ends timers and leaves the Manager; the principal is kept above
+}
+
+// OnClientExpired drops what the hook kept for an offline session that
+// mochi has now expired.
+func (h *Hook) OnClientExpired(cl *mqtt.Client) {
 	if c := h.lookup(cl); c != nil {
 		h.forget(c)
 	}
@@ -508,10 +694,13 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // client is the hook's state for one mochi client, and the auth.Conn its
 // Session ends the connection through.
 type client struct {
-	h     *Hook
-	cl    *mqtt.Client
-	s     *auth.Session
-	authz auth.Authorizer
+	h  *Hook
+	cl *mqtt.Client
+	s  *auth.Session
+
+	// offline is the principal the session last had, set while mochi keeps
+	// the session of a closed connection.
+	offline atomic.Pointer[auth.Principal]
 
 	// Set in OnConnect before CONNACK, read by OnPacketEncode on the same
 	// goroutine while mochi writes the CONNACK.
@@ -541,7 +730,7 @@ func (c *client) carry(p auth.Packet, end bool) {
 		// Compatibilities.PassiveClientDisconnect: then Stop below does.
 		_ = c.h.srv.DisconnectClient(c.cl, packets.Code{Code: byte(p.Code), Reason: p.Reason})
 	case auth.CONNACK:
-		_ = c.h.srv.SendConnack(c.cl, packets.Code{Code: byte(p.Code), Reason: p.Reason}, false, nil)
+		c.h.refuse(c.cl, p.Code, p.Reason)
 	case auth.AUTH:
 		_ = c.write(p)
 	}

@@ -152,6 +152,10 @@ func TestOtherAuthHookRefused(t *testing.T) {
 type swap struct{ p atomic.Pointer[abac.Policy] }
 
 func (s *swap) Current() *abac.Policy { return s.p.Load() }
+
+// NewSessionAuthorizer gives each session an abac.Cache of the current
+// policy, as abac.Watcher does.
+func (s *swap) NewSessionAuthorizer() auth.Authorizer { return abac.NewCache(s, 0) }
 func (s *swap) Authorize(ctx context.Context, p *auth.Principal, a auth.Action) auth.Decision {
 	return s.p.Load().Authorize(ctx, p, a)
 }
@@ -291,7 +295,7 @@ func startTutorial(t *testing.T) *tutorial {
 	srv := mqtt.New(&mqtt.Options{Logger: quiet})
 	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet})
 	require.NoError(t, err)
-	ln := mochi.TLSListener("mtls", "127.0.0.1:0", a, authtest.ServerTLSConfig(t, pki.Server))
+	ln := h.Listener("mtls", "127.0.0.1:0", a.ServerTLSConfig(authtest.ServerTLSConfig(t, pki.Server)))
 	require.NoError(t, srv.AddListener(ln))
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() {

@@ -521,12 +521,16 @@ func TestCleanup(t *testing.T) {
 }
 
 // TestACLCheckAllocs: OnACLCheck, called by mochi on every delivery,
-// allocates nothing once the session's cache holds the decision.
+// allocates nothing once the session's cache holds the decision. The audit
+// record of a deny is the one cost a deny may have; here its level
+// (Debug) is below the logger's, as an operator who does not want one
+// record per denied message sets it.
 func TestACLCheckAllocs(t *testing.T) {
 	policy := mustPolicy(t, `{"rules": [{"principals": {"usernames": ["alice"]}, "brokerResources": [
 	  {"method": "Connect"}, {"method": "Publish", "topics": ["a/#"]}, {"method": "Subscribe", "topics": ["a/#"]}]}]}`)
 	cfg := (&conformance.Fixture{}).Config()
 	cfg.Authorizer = policy
+	cfg.Audit.DenyLevel = slog.LevelDebug
 	m := newManager(t, cfg)
 	b, h, addr := startBroker(t, mochi.Config{Manager: m})
 	_, _, err := conformance.Dial(t, addr, &paho.Connect{ClientID: "alice", CleanStart: true, Username: "alice", UsernameFlag: true, Password: []byte("secret"), PasswordFlag: true}, nil)

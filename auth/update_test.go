@@ -41,11 +41,17 @@ func TestSessionUpdate(t *testing.T) {
 		recheckDC bool // a Recheck returning the error disconnects
 	}{
 		{name: "new_attributes_replace_the_principal", replaced: true,
-			next: func(_ *harness, cur *auth.Principal) (*auth.Principal, *auth.Principal) { return cur, with(cur, "b", "", time.Time{}) }},
+			next: func(_ *harness, cur *auth.Principal) (*auth.Principal, *auth.Principal) {
+				return cur, with(cur, "b", "", time.Time{})
+			}},
 		{name: "connect_denied_keeps_the_principal_and_disconnects_on_recheck", wantErr: auth.ErrRevoked, recheckDC: true,
-			next: func(_ *harness, cur *auth.Principal) (*auth.Principal, *auth.Principal) { return cur, with(cur, "x", "", time.Time{}) }},
+			next: func(_ *harness, cur *auth.Principal) (*auth.Principal, *auth.Principal) {
+				return cur, with(cur, "x", "", time.Time{})
+			}},
 		{name: "another_user_name_is_refused", wantErr: auth.ErrIdentityChanged, recheckDC: true,
-			next: func(_ *harness, cur *auth.Principal) (*auth.Principal, *auth.Principal) { return cur, with(cur, "b", "mallory", time.Time{}) }},
+			next: func(_ *harness, cur *auth.Principal) (*auth.Principal, *auth.Principal) {
+				return cur, with(cur, "b", "mallory", time.Time{})
+			}},
 		{name: "expired_is_refused", wantErr: auth.ErrExpired, recheckDC: true,
 			next: func(h *harness, cur *auth.Principal) (*auth.Principal, *auth.Principal) {
 				return cur, with(cur, "b", "", h.clock.Now().Add(-time.Second))

@@ -68,7 +68,23 @@ type Server struct {
 	hang     bool
 	hangCh   chan struct{}
 
+	// The watch: every change of a service account is an event with the
+	// next resourceVersion; watchers wait on changed.
+	rv       int64
+	events   []event // since the last Compact
+	compacts int64   // resourceVersions at or below it are gone (410)
+	changed  chan struct{}
+	endWatch chan struct{}
+
 	counts [numEndpoints]atomic.Int64
+}
+
+// event is one change of a service account, as a watch reports it.
+type event struct {
+	rv   int64
+	typ  string
+	ns   string
+	meta map[string]any
 }
 
 type signingKey struct {
@@ -90,6 +106,12 @@ const (
 	ServiceAccountGet
 	Discovery
 	JWKS
+	// List and Watch count the list and watch calls on serviceaccounts and
+	// pods.
+	List
+	Watch
+	// AccessReview counts SelfSubjectAccessReviews.
+	AccessReview
 	numEndpoints
 )
 
@@ -103,6 +125,8 @@ func NewServer(tb testing.TB, opts Options) *Server {
 		accounts: make(map[string]*account),
 		forbid:   make(map[string]bool),
 		hangCh:   make(chan struct{}),
+		changed:  make(chan struct{}),
+		endWatch: make(chan struct{}),
 	}
 	if s.issuer == "" {
 		s.issuer = DefaultIssuer
@@ -118,6 +142,9 @@ func NewServer(tb testing.TB, opts Options) *Server {
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/serviceaccounts/{name}", s.wrap(ServiceAccountGet, "serviceaccounts", s.getServiceAccount))
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.wrap(Discovery, "discovery", s.discovery))
 	mux.HandleFunc("GET /openid/v1/jwks", s.wrap(JWKS, "discovery", s.jwks))
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/serviceaccounts", s.wrapList("serviceaccounts", s.listServiceAccounts))
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods", s.wrapList("pods", s.listPods))
+	mux.HandleFunc("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.wrap(AccessReview, "selfsubjectaccessreviews", s.accessReview))
 	s.srv = httptest.NewUnstartedServer(mux)
 	s.srv.EnableHTTP2 = true
 	// Clients that give up mid-handshake are part of the tests.
@@ -142,6 +169,7 @@ func NewServer(tb testing.TB, opts Options) *Server {
 			close(s.hangCh)
 		}
 		s.mu.Unlock()
+		s.EndWatches()
 		s.srv.Close()
 	})
 	return s
@@ -219,7 +247,12 @@ func (s *Server) AddServiceAccount(namespace, name string, annotations map[strin
 		ann[k] = v
 	}
 	s.mu.Lock()
-	s.accounts[namespace+"/"+name] = &account{uid: uid, annotations: ann}
+	if old := s.accounts[namespace+"/"+name]; old != nil {
+		s.notifyLocked("DELETED", namespace, name, old)
+	}
+	acct := &account{uid: uid, annotations: ann}
+	s.accounts[namespace+"/"+name] = acct
+	s.notifyLocked("ADDED", namespace, name, acct)
 	s.mu.Unlock()
 	return uid
 }
@@ -239,6 +272,7 @@ func (s *Server) SetAnnotations(namespace, name string, annotations map[string]s
 		s.tb.Fatalf("sattest: no service account %s/%s", namespace, name)
 	}
 	acct.annotations = ann
+	s.notifyLocked("MODIFIED", namespace, name, acct)
 }
 
 // RotateBrokerToken gives the broker a new token, written to TokenFile, as
@@ -262,7 +296,10 @@ func (s *Server) RotateBrokerToken() {
 // authenticated.
 func (s *Server) DeleteServiceAccount(namespace, name string) {
 	s.mu.Lock()
-	delete(s.accounts, namespace+"/"+name)
+	if old := s.accounts[namespace+"/"+name]; old != nil {
+		delete(s.accounts, namespace+"/"+name)
+		s.notifyLocked("DELETED", namespace, name, old)
+	}
 	s.mu.Unlock()
 }
 
@@ -403,8 +440,10 @@ func groupOf(e Endpoint) string {
 	switch e {
 	case TokenReview:
 		return "tokenreviews"
-	case ServiceAccountGet:
+	case ServiceAccountGet, List, Watch:
 		return "serviceaccounts"
+	case AccessReview:
+		return "selfsubjectaccessreviews"
 	default:
 		return "discovery"
 	}

@@ -351,6 +351,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 	if err != nil {
 		return a.result(ctx, raw, err)
 	}
+	if id.podUID != "" && a.follow != nil && a.follow.podGone(id.podUID) {
+		return a.result(ctx, raw, fmt.Errorf("%w: %s/%s", ErrPodDeleted, id.namespace, id.pod))
+	}
 	if req.Reauth && req.Current != nil && req.Current.Username() != id.username {
 		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("%w: from %q to %q", ErrIdentityChanged, req.Current.Username(), id.username))
 	}

@@ -23,6 +23,9 @@ var (
 	// list or watch is tried again; it doubles from the one to the other.
 	watchBackoffMin = 250 * time.Millisecond
 	watchBackoffMax = 30 * time.Second
+	// deadPodTTL is how long a deleted pod's UID is remembered: the
+	// longest lifetime the kubelet gives a projected token.
+	deadPodTTL = 48 * time.Hour
 )
 
 // Resources the watch follows.
@@ -67,6 +70,8 @@ type follower struct {
 	pendingPod map[string]string  // "ns/pod" -> the deleted pod's UID
 	kick       chan struct{}
 	wg         sync.WaitGroup
+	// deadPods are the UIDs of pods the watch saw deleted.
+	deadPods *lru[string, struct{}]
 	// afterRecheck, when set (tests), is called after each re-check.
 	afterRecheck func(auth.RecheckReport)
 }
@@ -81,6 +86,7 @@ func newFollower(a *Authenticator) *follower {
 		pendingSA:  make(map[string]saState),
 		pendingPod: make(map[string]string),
 		kick:       make(chan struct{}, 1),
+		deadPods:   newLRU[string, struct{}](DefaultCacheSize),
 	}
 }
 
@@ -383,6 +389,11 @@ func (f *follower) serviceAccount(ns, name string, st saState) {
 // podDeleted drops the cached tokens bound to the pod and queues the
 // re-check of the sessions bound to it. An empty uid matches any.
 func (f *follower) podDeleted(ns, pod, uid string) {
+	if uid != "" {
+		// Remembered so that ModeLocal, which cannot ask the API, refuses
+		// the pod's tokens on reconnect too.
+		f.deadPods.put(uid, struct{}{}, f.a.now().Add(deadPodTTL))
+	}
 	f.a.tokens.removeIf(func(_ [32]byte, id identity) bool {
 		return id.namespace == ns && id.pod == pod && (uid == "" || id.podUID == "" || id.podUID == uid)
 	})
@@ -400,13 +411,14 @@ func (f *follower) podDeleted(ns, pod, uid string) {
 func (f *follower) podReplaced(ns, pod, uid string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, b := range f.bindings {
-		if b.ns == ns && b.pod == pod && b.podUID != "" && b.podUID != uid {
-			f.pendingPod[ns+"/"+pod] = "!" + uid // any UID but this one
-			f.kickLocked()
-			return
-		}
-	}
+	f.pendingPod[ns+"/"+pod] = "!" + uid // any UID but this one
+	f.kickLocked()
+}
+
+// podGone reports whether the watch saw the pod of this UID deleted.
+func (f *follower) podGone(uid string) bool {
+	_, ok := f.deadPods.get(uid, f.a.now())
+	return ok
 }
 
 func (f *follower) kickLocked() {

@@ -54,8 +54,9 @@ const (
 	// ModeLocal verifies tokens with the cluster's public keys (OIDC
 	// discovery and JWKS from the API server, or Config.JWKSFile), with no
 	// API call per connect. Deleting a service account is still noticed
-	// through the attribute lookup (within Config.AttributeTTL), unless
-	// attributes are disabled; deleting a pod is not.
+	// through the attribute lookup (at once while the watch of
+	// RecheckOnChange runs, else within Config.AttributeTTL), unless
+	// attributes are disabled; deleting a pod only through the watch.
 	ModeLocal
 )
 

@@ -47,7 +47,14 @@ type Options struct {
 //   - GET /api/v1/namespaces/NS/serviceaccounts/NAME returns the service
 //     accounts added with AddServiceAccount, with their annotations;
 //   - GET /.well-known/openid-configuration and /openid/v1/jwks publish the
-//     signing keys.
+//     signing keys;
+//   - GET /api/v1/namespaces/NS/serviceaccounts lists the accounts and,
+//     with ?watch=1&resourceVersion=RV, streams their changes (ADDED,
+//     MODIFIED, DELETED) as JSON events; Compact makes older versions 410
+//     Gone and EndWatches ends the streams, as a restarting API server
+//     does; GET .../pods lists and watches no pods;
+//   - POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews allows
+//     every permission but those Forbid took away.
 //
 // Every call must carry the broker's token (BrokerToken), else 401; Forbid
 // makes it lack RBAC (403). Fail and Hang inject outages.

@@ -318,10 +318,19 @@ func (f *follower) relist(ctx context.Context, ns, resource string) (string, err
 			uid, ok := live[id.pod]
 			return !ok || (id.podUID != "" && uid != id.podUID)
 		})
-		for _, pod := range f.boundNames(f.pods, ns) {
-			if _, ok := live[pod]; !ok {
+		for pod, uids := range f.boundPods(ns) {
+			uid, ok := live[pod]
+			replaced := false
+			for u := range uids {
+				if u != "" && (!ok || u != uid) {
+					f.deadPods.put(u, struct{}{}, f.a.now().Add(deadPodTTL))
+					replaced = true
+				}
+			}
+			switch {
+			case !ok:
 				f.podDeleted(ns, pod, "")
-			} else if uid := live[pod]; uid != "" {
+			case replaced:
 				f.podReplaced(ns, pod, uid)
 			}
 		}
@@ -344,6 +353,24 @@ func (f *follower) boundNames(idx map[string]int, ns string) []string {
 		if name, ok := strings.CutPrefix(k, ns+"/"); ok {
 			out = append(out, name)
 		}
+	}
+	return out
+}
+
+// boundPods returns the pods of ns that live sessions' tokens are bound
+// to, with the UIDs they name.
+func (f *follower) boundPods(ns string) map[string]map[string]struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]map[string]struct{})
+	for _, b := range f.bindings {
+		if b.ns != ns || b.pod == "" {
+			continue
+		}
+		if out[b.pod] == nil {
+			out[b.pod] = make(map[string]struct{})
+		}
+		out[b.pod][b.podUID] = struct{}{}
 	}
 	return out
 }
@@ -473,7 +500,7 @@ func (f *follower) check(ctx context.Context, s *auth.Session, sas map[string]sa
 	if b.pod != "" {
 		if uid, ok := pods[b.ns+"/"+b.pod]; ok {
 			other, isOther := strings.CutPrefix(uid, "!")
-			if (isOther && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID)) {
+			if (isOther && b.podUID != "" && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID)) {
 				return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
 			}
 		}

@@ -223,3 +223,64 @@ func TestCheckReady(t *testing.T) {
 		})
 	}
 }
+
+// Deleting the pod a token is bound to disconnects that token's session,
+// not the account's other sessions, and the token is refused on reconnect.
+func TestWatchPods(t *testing.T) {
+	modes(t, func(t *testing.T, mode satauth.Mode) {
+		for _, tc := range []struct {
+			name   string
+			delete func(r *fakeRig)
+		}{
+			{name: "deleted_pod", delete: func(r *fakeRig) { r.srv.DeletePod("ns1", "pod-1") }},
+			{name: "deleted_during_an_outage", delete: func(r *fakeRig) {
+				r.srv.Fail(http.StatusServiceUnavailable)
+				r.srv.Compact()
+				r.srv.DeletePod("ns1", "pod-1")
+				time.Sleep(300 * time.Millisecond)
+				r.srv.Fail(0)
+			}},
+			{name: "replaced_during_an_outage", delete: func(r *fakeRig) {
+				r.srv.Fail(http.StatusServiceUnavailable)
+				r.srv.Compact()
+				r.srv.DeletePod("ns1", "pod-1")
+				r.srv.AddPod("ns1", "pod-1") // same name, another UID
+				time.Sleep(300 * time.Millisecond)
+				r.srv.Fail(0)
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := newFakeRig(t, mode)
+				r.srv.AddServiceAccount("ns1", "dev", map[string]string{"aio-broker-auth/group": "a"})
+				r.srv.AddPod("ns1", "pod-1")
+				r.srv.AddPod("ns1", "pod-2")
+				tok := r.srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: "pod-1"})
+				conn := authtest.NewConn()
+				s := r.m.NewSession(conn)
+				t.Cleanup(s.Close)
+				resp := s.Connect(context.Background(), &auth.Request{ClientID: "p1", AuthMethod: satauth.Method, AuthData: []byte(tok), ProtocolVersion: 5})
+				require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
+				tok2 := r.srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: "pod-2"})
+				conn2 := authtest.NewConn()
+				s2 := r.m.NewSession(conn2)
+				t.Cleanup(s2.Close)
+				resp = s2.Connect(context.Background(), &auth.Request{ClientID: "p2", AuthMethod: satauth.Method, AuthData: []byte(tok2), ProtocolVersion: 5})
+				require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
+				_, otherConn := r.session(t, "ns1", "dev")
+				require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+
+				start := time.Now()
+				tc.delete(r)
+				final, took := waitClosed(t, conn, start, 5*time.Second)
+				t.Logf("pod deleted -> DISCONNECT %v", took)
+				require.Equal(t, auth.NotAuthorized, final.Code)
+				require.Contains(t, r.logs.String(), "the token's pod was deleted")
+				requireOpen(t, conn2)
+				requireOpen(t, otherConn)
+				res := connect(r.a, tok)
+				require.Equal(t, auth.Fail, res.Outcome, "the deleted pod's token is refused on reconnect")
+				require.Equal(t, auth.Pass, connect(r.a, tok2).Outcome)
+			})
+		}
+	})
+}

@@ -52,7 +52,7 @@ type Options struct {
 //     with ?watch=1&resourceVersion=RV, streams their changes (ADDED,
 //     MODIFIED, DELETED) as JSON events; Compact makes older versions 410
 //     Gone and EndWatches ends the streams, as a restarting API server
-//     does; GET .../pods lists and watches no pods;
+//     does; GET .../pods lists and watches the pods of AddPod and DeletePod;
 //   - POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews allows
 //     every permission but those Forbid took away.
 //
@@ -70,7 +70,8 @@ type Server struct {
 	mu       sync.Mutex
 	keys     []*signingKey // keys[0] signs
 	accounts map[string]*account
-	forbid   map[string]bool // endpoint -> 403
+	pods     map[string]*account // "ns/name" -> the pod's UID
+	forbid   map[string]bool     // endpoint -> 403
 	fail     int
 	hang     bool
 	hangCh   chan struct{}
@@ -89,6 +90,7 @@ type Server struct {
 // event is one change of a service account, as a watch reports it.
 type event struct {
 	rv   int64
+	res  string // "serviceaccounts" or "pods"
 	typ  string
 	ns   string
 	meta map[string]any
@@ -130,6 +132,7 @@ func NewServer(tb testing.TB, opts Options) *Server {
 		issuer:   opts.Issuer,
 		now:      opts.Now,
 		accounts: make(map[string]*account),
+		pods:     make(map[string]*account),
 		forbid:   make(map[string]bool),
 		hangCh:   make(chan struct{}),
 		changed:  make(chan struct{}),
@@ -334,6 +337,11 @@ type TokenOptions struct {
 	Subject string
 	// KeyID overrides the kid header (the key used stays the current one).
 	KeyID string
+	// Pod binds the token to the pod of that name in the account's
+	// namespace, which must have been added with AddPod: the token carries
+	// the kubernetes.io.pod claim, and TokenReview authenticates it only
+	// while the pod exists (with the pod in user.extra).
+	Pod string
 }
 
 // Token signs a token for the service account namespace/name, which must
@@ -391,6 +399,15 @@ func (s *Server) Token(namespace, name string, opts TokenOptions) string {
 			"namespace":      namespace,
 			"serviceaccount": map[string]string{"name": name, "uid": uid},
 		},
+	}
+	if opts.Pod != "" {
+		s.mu.Lock()
+		p := s.pods[namespace+"/"+opts.Pod]
+		s.mu.Unlock()
+		if p == nil {
+			s.tb.Fatalf("sattest: no pod %s/%s: call AddPod first", namespace, opts.Pod)
+		}
+		c["kubernetes.io"].(map[string]any)["pod"] = map[string]string{"name": opts.Pod, "uid": p.uid}
 	}
 	return s.Sign(c, kid)
 }
@@ -578,6 +595,10 @@ func (s *Server) authenticate(token string, audiences []string) (map[string]any,
 				Name string `json:"name"`
 				UID  string `json:"uid"`
 			} `json:"serviceaccount"`
+			Pod *struct {
+				Name string `json:"name"`
+				UID  string `json:"uid"`
+			} `json:"pod"`
 		} `json:"kubernetes.io"`
 	}
 	verified := false
@@ -610,7 +631,14 @@ func (s *Server) authenticate(token string, audiences []string) (map[string]any,
 	}
 	s.mu.Lock()
 	acct := s.accounts[c.K.Namespace+"/"+c.K.ServiceAccount.Name]
+	var pod *account
+	if c.K.Pod != nil {
+		pod = s.pods[c.K.Namespace+"/"+c.K.Pod.Name]
+	}
 	s.mu.Unlock()
+	if c.K.Pod != nil && (pod == nil || pod.uid != c.K.Pod.UID) {
+		return nil, nil, "invalid bearer token, pod " + c.K.Namespace + "/" + c.K.Pod.Name + " not found"
+	}
 	if acct == nil {
 		return nil, nil, "invalid bearer token, service account " + c.K.Namespace + "/" + c.K.ServiceAccount.Name + " not found"
 	}
@@ -621,11 +649,18 @@ func (s *Server) authenticate(token string, audiences []string) (map[string]any,
 	if c.Subject != username {
 		return nil, nil, "invalid bearer token"
 	}
-	return map[string]any{
+	user := map[string]any{
 		"username": username,
 		"uid":      acct.uid,
 		"groups":   []string{"system:serviceaccounts", "system:serviceaccounts:" + c.K.Namespace, "system:authenticated"},
-	}, both, ""
+	}
+	if c.K.Pod != nil {
+		user["extra"] = map[string][]string{
+			"authentication.kubernetes.io/pod-name": {c.K.Pod.Name},
+			"authentication.kubernetes.io/pod-uid":  {c.K.Pod.UID},
+		}
+	}
+	return user, both, ""
 }
 
 func (s *Server) getServiceAccount(w http.ResponseWriter, r *http.Request) {

@@ -17,10 +17,39 @@ func metaOf(ns, name string, acct *account, rv int64) map[string]any {
 		"resourceVersion": strconv.FormatInt(rv, 10)}
 }
 
-// notifyLocked records a change and wakes the watchers.
+// AddPod creates the pod namespace/name (for tokens bound to it, see
+// TokenOptions.Pod) and returns its UID.
+func (s *Server) AddPod(namespace, name string) string {
+	s.tb.Helper()
+	uid := uuid(s.tb)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := &account{uid: uid}
+	s.pods[namespace+"/"+name] = p
+	s.notifyResLocked("pods", "ADDED", namespace, name, p)
+	return uid
+}
+
+// DeletePod deletes a pod: the tokens bound to it stop being
+// authenticated.
+func (s *Server) DeletePod(namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pods[namespace+"/"+name]; p != nil {
+		delete(s.pods, namespace+"/"+name)
+		s.notifyResLocked("pods", "DELETED", namespace, name, p)
+	}
+}
+
+// notifyLocked records a change of a service account and wakes the
+// watchers.
 func (s *Server) notifyLocked(typ, ns, name string, acct *account) {
+	s.notifyResLocked("serviceaccounts", typ, ns, name, acct)
+}
+
+func (s *Server) notifyResLocked(res, typ, ns, name string, acct *account) {
 	s.rv++
-	s.events = append(s.events, event{rv: s.rv, typ: typ, ns: ns, meta: metaOf(ns, name, acct, s.rv)})
+	s.events = append(s.events, event{rv: s.rv, res: res, typ: typ, ns: ns, meta: metaOf(ns, name, acct, s.rv)})
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
@@ -57,14 +86,18 @@ func (s *Server) wrapList(group string, h func(http.ResponseWriter, *http.Reques
 }
 
 func (s *Server) listServiceAccounts(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, "serviceaccounts", s.accounts)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, res string, objs map[string]*account) {
 	ns := r.PathValue("ns")
 	if r.URL.Query().Get("watch") != "" {
-		s.watch(w, r, ns)
+		s.watch(w, r, ns, res)
 		return
 	}
 	s.mu.Lock()
 	items := []any{}
-	for key, acct := range s.accounts {
+	for key, acct := range objs {
 		if n, name, _ := cut(key); n == ns {
 			items = append(items, map[string]any{"metadata": metaOf(ns, name, acct, s.rv)})
 		}
@@ -75,17 +108,9 @@ func (s *Server) listServiceAccounts(w http.ResponseWriter, r *http.Request) {
 		"metadata": map[string]any{"resourceVersion": strconv.FormatInt(rv, 10)}, "items": items})
 }
 
-// listPods serves no pods: a watch of them stays open until it ends.
+// listPods serves the pods added with AddPod.
 func (s *Server) listPods(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("watch") != "" {
-		s.watch(w, r, "\x00none")
-		return
-	}
-	s.mu.Lock()
-	rv := s.rv
-	s.mu.Unlock()
-	writeJSON(w, map[string]any{"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-		"metadata": map[string]any{"resourceVersion": strconv.FormatInt(rv, 10)}, "items": []any{}})
+	s.list(w, r, "pods", s.pods)
 }
 
 func cut(key string) (ns, name string, ok bool) {
@@ -99,7 +124,7 @@ func cut(key string) (ns, name string, ok bool) {
 
 // watch streams the events of namespace ns after the request's
 // resourceVersion until timeoutSeconds, EndWatches or the client leaves.
-func (s *Server) watch(w http.ResponseWriter, r *http.Request, ns string) {
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, ns, res string) {
 	from, err := strconv.ParseInt(r.URL.Query().Get("resourceVersion"), 10, 64)
 	if err != nil {
 		writeStatus(w, http.StatusBadRequest, "resourceVersion required")
@@ -132,7 +157,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ns string) {
 		}
 		var out []event
 		for _, e := range s.events {
-			if e.rv > from && e.ns == ns {
+			if e.rv > from && e.ns == ns && e.res == res {
 				out = append(out, e)
 			}
 		}

@@ -16,8 +16,9 @@ import (
 // Timings of the watch. Variables so that tests can shorten them.
 var (
 	// sweepInterval is how often the live sessions are counted, so that
-	// the bindings of ended sessions are forgotten and the watches of
-	// namespaces no session comes from any more are stopped.
+	// the bindings of ended sessions are forgotten (at the second sweep
+	// after they end) and the watches of namespaces no session comes from
+	// any more are stopped.
 	sweepInterval = 30 * time.Second
 	// watchBackoffMin and watchBackoffMax bound the wait before a failed
 	// list or watch is tried again; it doubles from the one to the other.
@@ -61,6 +62,7 @@ type follower struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	seq      uint64
+	lastMark uint64 // seq at the previous sweep
 	bindings map[*auth.Principal]binding
 	accounts map[string]int    // "ns/name" -> bindings naming it
 	pods     map[string]int    // "ns/pod" -> bindings naming it
@@ -98,7 +100,7 @@ func newFollower(a *Authenticator) *follower {
 // For every namespace that a connected client's service account is in, it
 // lists and watches that namespace's ServiceAccounts and Pods (metadata
 // only) with the Kubernetes list+watch API; the watch of a namespace starts
-// when the first session from it authenticates and stops at the next sweep
+// when the first session from it authenticates and stops within two sweeps
 // (every 30 s) after the last one has ended. On a change it updates the
 // token and account caches at once and re-checks, through
 // [auth.Manager.Recheck], the sessions the change concerns:
@@ -555,8 +557,12 @@ func (f *follower) sweepLoop() {
 
 // sweep counts the live sessions and drops what they no longer need.
 func (f *follower) sweep() {
+	// Only bindings recorded before the previous sweep may go: a session
+	// registers with the Manager a moment after its principal passed, so a
+	// binding younger than that may belong to a session not yet listed.
 	f.mu.Lock()
-	m, mark := f.m, f.seq
+	m, mark := f.m, f.lastMark
+	f.lastMark = f.seq
 	f.mu.Unlock()
 	var mu sync.Mutex
 	seen := make(map[*auth.Principal]struct{})

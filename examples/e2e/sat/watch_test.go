@@ -50,6 +50,7 @@ var groupTopics = auth.AuthorizerFunc(func(_ context.Context, p *auth.Principal,
 type watchBroker struct {
 	env  *kubetest.Env
 	a    *satauth.Authenticator
+	m    *auth.Manager
 	addr string
 }
 
@@ -89,7 +90,7 @@ func startWatchBroker(tb testing.TB) *watchBroker {
 	require.NoError(tb, srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})))
 	require.NoError(tb, srv.Serve())
 	tb.Cleanup(func() { _ = srv.Close() })
-	return &watchBroker{env: env, a: a, addr: addr}
+	return &watchBroker{env: env, a: a, m: m, addr: addr}
 }
 
 // tbWriter logs through the test, so the broker's records show on failure.
@@ -176,15 +177,20 @@ func TestSATWatch(t *testing.T) {
 		sub := proc.RequireTool(t, "mosquitto_sub", "mosquitto-clients")
 		require.NoError(t, env.CreateServiceAccount("watch-mosq", map[string]string{"aio-broker-auth/group": "a"}))
 		host, port, _ := net.SplitHostPort(b.addr)
+		live := b.m.Len()
 		p := proc.Start(t, sub, "-V", "mqttv5", "-h", host, "-p", port, "-d", "-i", "watch-mosq", "-t", "g/a/#",
 			"-D", "connect", "authentication-method", satauth.Method,
 			"-D", "connect", "authentication-data", env.Token(t, "watch-mosq", []string{"aio-mq"}, 600))
-		p.WaitFor(t, 10*time.Second, "received SUBACK")
+		// mosquitto_sub's output is buffered until it exits: watch the
+		// broker's live sessions instead.
+		require.Eventually(t, func() bool { return b.m.Len() == live+1 }, 10*time.Second, 10*time.Millisecond)
 		start := time.Now()
 		require.NoError(t, env.DeleteServiceAccount("watch-mosq"))
 		exited, _ := p.Wait(10 * time.Second)
 		t.Logf("DELETE serviceaccount -> mosquitto_sub ended in %v:\n%s", time.Since(start), p.Out.String())
 		require.True(t, exited, "mosquitto_sub still connected")
+		require.Contains(t, p.Out.String(), "received SUBACK")
+		require.Contains(t, p.Out.String(), "Received DISCONNECT (135)") // 0x87 Not authorized
 		require.NotContains(t, p.Out.String(), "eyJ")
 	})
 

@@ -603,6 +603,46 @@ func (s *Session) recheck(ctx context.Context, check CheckFunc) (checked, revoke
 	}, err)
 }
 
+// Update replaces the principal of a live session with p, as a successful
+// re-authentication would but without an exchange with the client: for an
+// authenticator that learns that an identity's attributes changed (satauth
+// follows a service account's annotations this way). It acts only while
+// the session's principal is still old, so a re-authentication that ran
+// meanwhile wins. p is checked as a re-authentication's principal is: not
+// expired, the same user name (unless Config.AllowIdentityChange), Connect
+// allowed by the Authorizer. When the check fails, nothing changes and the
+// error is returned: a [CheckFunc] that returns it makes [Manager.Recheck]
+// disconnect the session. On success the expiry timer is re-armed when p's
+// expiry differs (during a re-authentication such a p is left to it).
+// The session's own Authorizer is reset (see [SessionAuthorizer]), so no
+// decision made for old is reused for p. Update returns nil, changing nothing, when the session is
+// not live or its principal is no longer old.
+func (s *Session) Update(ctx context.Context, old, p *Principal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := s.state == stateConnected || s.state == stateReauthing
+	if !live || s.principal.Load() != old || old == nil {
+		return nil
+	}
+	now := s.m.clock.Now()
+	q, err := s.acceptLocked(ctx, p, old, now)
+	if err != nil {
+		return err
+	}
+	if !q.expiry.Equal(old.expiry) {
+		if s.state != stateConnected {
+			// Re-arming would cancel the exchange's stall timer; the
+			// re-authentication in progress sets the principal anyway.
+			return nil
+		}
+		s.armExpiryLocked(q, now)
+	}
+	s.principal.Store(q)
+	s.resetAuthz() // no decision made for the old attributes outlives them
+	s.logDecision(ctx, "update", q, Success, nil)
+	return nil
+}
+
 func wrapUnavailable(err error) error {
 	if err == nil {
 		return ErrUnavailable

@@ -74,3 +74,40 @@ func (c *lru[K, V]) len() int {
 	defer c.mu.Unlock()
 	return c.ll.Len()
 }
+
+// update replaces the value of key, keeping its place, when key is cached;
+// it reports whether it was.
+func (c *lru[K, V]) update(key K, val V, until time.Time) bool {
+	if c.max <= 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return false
+	}
+	e := el.Value.(*lruEntry[K, V])
+	e.val, e.until = val, until
+	return true
+}
+
+// removeIf removes every entry for which drop returns true and returns how
+// many it removed. It walks the whole cache: for rare events (a deleted
+// account or pod), not for the hot path.
+func (c *lru[K, V]) removeIf(drop func(K, V) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for el := c.ll.Front(); el != nil; {
+		next := el.Next()
+		e := el.Value.(*lruEntry[K, V])
+		if drop(e.key, e.val) {
+			c.ll.Remove(el)
+			delete(c.items, e.key)
+			n++
+		}
+		el = next
+	}
+	return n
+}

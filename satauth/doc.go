@@ -34,7 +34,8 @@
 //
 // Attributes come from the service account's annotations that begin with
 // Config.AnnotationPrefix ("aio-broker-auth/" by default), read with a
-// ServiceAccount GET and cached for Config.AttributeTTL. The lookup also
+// ServiceAccount GET and cached for Config.AttributeTTL (kept current by
+// the watch, below). The lookup also
 // refuses tokens of deleted service accounts, and of accounts deleted and
 // re-created under the same name (another UID).
 //
@@ -61,26 +62,74 @@
 //     Unavailable, logged at Error level with what to fix, and unwrap to
 //     ErrBrokerUnauthorized and ErrBrokerForbidden.
 //
+// # Following Kubernetes while clients are connected
+//
+// [Authenticator.RecheckOnChange] (on unless Config.DisableWatch) watches,
+// with the API's list+watch (plain HTTP, metadata only, no client-go), the
+// ServiceAccounts and Pods of each namespace that a connected client's
+// service account is in. The watch of a namespace starts when the first
+// session from it authenticates and stops within two sweeps (every 30 s) after
+// its last session has ended; the tokens and accounts cached for a
+// namespace are dropped when its watch stops, so nothing is cached that
+// no watch keeps current. On a change:
+//
+//   - a deleted service account, or one re-created under its name (another
+//     UID), disconnects its sessions with DISCONNECT 0x87 (Not authorized)
+//     within about a second, and its tokens are refused on reconnect at
+//     once (the token and account caches are updated by the event);
+//   - a deleted pod disconnects the sessions whose token is bound to it
+//     (the pod is named by the TokenReview's user.extra
+//     authentication.kubernetes.io/pod-name and pod-uid, or in ModeLocal by
+//     the token's kubernetes.io.pod claim) with 0x87, and its tokens are
+//     refused on reconnect (ModeTokenReview asks the API again; ModeLocal
+//     remembers the deleted pod's UID);
+//   - changed annotations give the account's sessions a new principal
+//     with the new attributes through [auth.Session.Update]: publishes are
+//     authorized with them from then on (decisions cached for the old
+//     principal are not reused), and a session whose new principal may no
+//     longer Connect is disconnected with 0x87.
+//
+// A watch that the API server ends is resumed from its last
+// resourceVersion; one that fails (the API server restarts, the network)
+// is resumed by listing again after a backoff from 250 ms doubling to
+// 30 s, and the list catches what changed meanwhile; 410 Gone lists again
+// at once. Memory is bounded by the live sessions (one small binding
+// each, dropped at the sweep after the session ends) and the caches'
+// sizes; Close (or the function RecheckOnChange returns) ends every
+// goroutine. Tokens bound to Secrets (legacy) are not followed.
+//
 // # What the broker's identity needs
 //
 // For ModeTokenReview, the ClusterRole system:auth-delegator (create
 // tokenreviews); for attributes, get on serviceaccounts in the clients'
-// namespaces; for ModeLocal without a JWKS file, the ClusterRole
+// namespaces; for the watch, list and watch on serviceaccounts and pods;
+// for ModeLocal without a JWKS file, the ClusterRole
 // system:service-account-issuer-discovery (bound to every service account
 // by default).
 //
 //	kubectl create clusterrolebinding mqtt-broker-auth-delegator \
 //	  --clusterrole=system:auth-delegator --serviceaccount=mqtt:broker
-//	kubectl create clusterrole sa-reader --verb=get --resource=serviceaccounts
-//	kubectl create clusterrolebinding mqtt-broker-sa-reader \
-//	  --clusterrole=sa-reader --serviceaccount=mqtt:broker
+//	kubectl create clusterrole mqtt-broker-sat --verb=get,list,watch --resource=serviceaccounts,pods
+//	kubectl create clusterrolebinding mqtt-broker-sat \
+//	  --clusterrole=mqtt-broker-sat --serviceaccount=mqtt:broker
+//
+// [Authenticator.CheckReady], called at start-up before the listeners
+// open, asks the API (SelfSubjectAccessReview) whether the broker's
+// identity has each of these permissions cluster-wide and whether its
+// token is accepted, and logs one line: "satauth: ready", or at Error
+// level what is missing with the ClusterRole rules to add, e.g.
+// {apiGroups: [""], resources: ["serviceaccounts"], verbs: ["list", "watch"]}.
+// [Authenticator.Ready] returns its outcome, for a readiness probe.
 //
 // # Use
 //
 //	a, err := satauth.New(ctx, satauth.Config{Audiences: []string{"aio-mq"}})
 //	if err != nil { ... }
 //	defer a.Close()
+//	if err := a.CheckReady(ctx); err != nil { ... } // logged with what to fix
 //	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, ...})
+//	stop := a.RecheckOnChange(m) // before the listeners open
+//	defer stop()
 //
 // In a pod the zero Config but for Audiences uses the in-cluster API server,
 // CA and the broker's own token (re-read when the kubelet rotates it).

@@ -102,6 +102,10 @@ func rbacHint(op string) string {
 		return "bind the ClusterRole system:auth-delegator (create tokenreviews.authentication.k8s.io) to it"
 	case opGetServiceAccount:
 		return "grant get on serviceaccounts (core API group) in the clients' namespaces"
+	case "list serviceaccounts", "watch serviceaccounts", "list pods", "watch pods":
+		return `grant list and watch on serviceaccounts and pods (core API group), e.g. the ClusterRole rules {apiGroups: [""], resources: ["serviceaccounts", "pods"], verbs: ["list", "watch"]}, or set Config.DisableWatch`
+	case opAccessReview:
+		return "bind the ClusterRole system:basic-user (create selfsubjectaccessreviews) to it"
 	default:
 		return "bind the ClusterRole system:service-account-issuer-discovery to it"
 	}
@@ -113,3 +117,8 @@ const (
 	opDiscovery         = "get openid-configuration"
 	opJWKS              = "get jwks"
 )
+
+// ErrPodDeleted means the pod a token is bound to was deleted (or replaced
+// by another pod of the same name) while its client was connected; the
+// watch of [Authenticator.RecheckOnChange] disconnects such clients.
+var ErrPodDeleted = errors.New("satauth: the token's pod was deleted")

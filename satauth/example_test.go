@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/satauth"
 	"github.com/mqttauth/mqttauth/satauth/sattest"
 )
@@ -72,6 +73,53 @@ func Example_sattest() {
 	fmt.Println(r.Outcome, r.Principal.Username(), line)
 	// Output:
 	// Pass system:serviceaccount:factory:robot 3
+}
+
+// Follow Kubernetes while clients are connected: check the broker's RBAC
+// at start-up, then watch the clients' service accounts and pods. Deleting
+// the account disconnects its client.
+func ExampleAuthenticator_RecheckOnChange() {
+	tb := &exampleTB{}
+	defer tb.cleanup()
+	srv := sattest.NewServer(tb, sattest.Options{})
+	srv.AddServiceAccount("factory", "robot", map[string]string{"aio-broker-auth/line": "3"})
+
+	ctx := context.Background()
+	cfg := srv.Config("aio-mq")
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	sat, err := satauth.New(ctx, cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sat.Close()
+	fmt.Println("ready:", sat.CheckReady(ctx)) // before the listeners open
+	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{sat}, Authorizer: auth.AllowAuthenticated,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	stop := sat.RecheckOnChange(m)
+	defer stop()
+
+	conn := authtest.NewConn() // the broker adapter's connection
+	s := m.NewSession(conn)
+	token := srv.Token("factory", "robot", sattest.TokenOptions{Audiences: []string{"aio-mq"}})
+	resp := s.Connect(ctx, &auth.Request{AuthMethod: "K8S-SAT", AuthData: []byte(token), ProtocolVersion: 5})
+	fmt.Println("CONNACK", resp.Packet.Code)
+
+	for srv.Calls(sattest.Watch) < 2 { // the namespace's watches are up
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.DeleteServiceAccount("factory", "robot")
+	<-conn.Done()
+	final, _ := conn.Final()
+	fmt.Println(final.Type, final.Code)
+	// Output:
+	// ready: <nil>
+	// CONNACK Success (0x00)
+	// DISCONNECT Not authorized (0x87)
 }
 
 // exampleTB is the little of testing.TB that sattest uses, for Examples.

@@ -1,5 +1,7 @@
 package satauth
 
+import "time"
+
 // Hooks for the tests of package satauth_test.
 
 // Stats returns how many TokenReviews, ServiceAccount reads and key
@@ -18,3 +20,23 @@ func SetInClusterPaths(token, ca string) func() {
 	inClusterTokenFile, inClusterCAFile = token, ca
 	return func() { inClusterTokenFile, inClusterCAFile = oldT, oldC }
 }
+
+// SetWatchTimings shortens the sweep interval and the watch backoff and
+// returns a function that restores them.
+func SetWatchTimings(sweep, backoffMax time.Duration) func() {
+	oldS, oldB := sweepInterval, watchBackoffMax
+	sweepInterval, watchBackoffMax = sweep, backoffMax
+	return func() { sweepInterval, watchBackoffMax = oldS, oldB }
+}
+
+// Watched returns the namespaces being watched and the number of session
+// bindings kept.
+func (a *Authenticator) Watched() ([]string, int) {
+	if a.follow == nil {
+		return nil, 0
+	}
+	return a.follow.watched()
+}
+
+// AccountCacheLen returns the number of cached ServiceAccount reads.
+func (a *Authenticator) AccountCacheLen() int { return a.accounts.len() }

@@ -33,9 +33,18 @@ const maxResponse = 1 << 20
 type kubeClient struct {
 	base    *url.URL
 	hc      *http.Client
-	token   *tokenFile // nil: send no Authorization (anonymous)
+	watchHC *http.Client // hc without its overall timeout, for watch streams
+	token   *tokenFile   // nil: send no Authorization (anonymous)
 	timeout time.Duration
 	obs     observer // nil when not observed
+}
+
+// withWatchClient sets c.watchHC from c.hc and returns c.
+func (c *kubeClient) withWatchClient() *kubeClient {
+	w := *c.hc
+	w.Timeout = 0
+	c.watchHC = &w
+	return c
 }
 
 // newKubeClient builds the client from cfg, or from the in-cluster
@@ -72,7 +81,7 @@ func newKubeClient(cfg *Config) (*kubeClient, error) {
 	}
 	if cfg.HTTPClient != nil {
 		c.hc = cfg.HTTPClient
-		return c, nil
+		return c.withWatchClient(), nil
 	}
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	switch {
@@ -109,7 +118,7 @@ func newKubeClient(cfg *Config) (*kubeClient, error) {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return c, nil
+	return c.withWatchClient(), nil
 }
 
 // close releases idle connections of a transport the client built.
@@ -195,7 +204,9 @@ func (c *kubeClient) do(ctx context.Context, op, method, path string, body, out 
 		if err != nil {
 			return fmt.Errorf("satauth: %s: %w", op, err)
 		}
-		if op == opJWKS {
+		if accept, ok := ctx.Value(acceptKey{}).(string); ok {
+			req.Header.Set("Accept", accept)
+		} else if op == opJWKS {
 			// kube-apiserver serves the JWKS only as this type (406
 			// Not Acceptable for application/json alone).
 			req.Header.Set("Accept", "application/jwk-set+json, application/json")
@@ -271,10 +282,17 @@ type tokenReviewStatus struct {
 }
 
 type userInfo struct {
-	Username string   `json:"username"`
-	UID      string   `json:"uid"`
-	Groups   []string `json:"groups"`
+	Username string              `json:"username"`
+	UID      string              `json:"uid"`
+	Groups   []string            `json:"groups"`
+	Extra    map[string][]string `json:"extra"`
 }
+
+// The TokenReview's user.extra keys that name a bound token's pod.
+const (
+	extraPodName = "authentication.kubernetes.io/pod-name"
+	extraPodUID  = "authentication.kubernetes.io/pod-uid"
+)
 
 // review asks the TokenReview API about token.
 func (c *kubeClient) review(ctx context.Context, token string, audiences []string) (tokenReviewStatus, error) {

@@ -54,8 +54,9 @@ const (
 	// ModeLocal verifies tokens with the cluster's public keys (OIDC
 	// discovery and JWKS from the API server, or Config.JWKSFile), with no
 	// API call per connect. Deleting a service account is still noticed
-	// through the attribute lookup (within Config.AttributeTTL), unless
-	// attributes are disabled; deleting a pod is not.
+	// through the attribute lookup (at once while the watch of
+	// RecheckOnChange runs, else within Config.AttributeTTL), unless
+	// attributes are disabled; deleting a pod only through the watch.
 	ModeLocal
 )
 
@@ -132,8 +133,17 @@ type Config struct {
 	// longer notices deleted service accounts).
 	DisableAttributes bool
 	// AttributeTTL is how long a ServiceAccount read is cached; zero means
-	// DefaultAttributeTTL.
+	// DefaultAttributeTTL. While the account's namespace is watched (see
+	// DisableWatch) the watch keeps the cached read current.
 	AttributeTTL time.Duration
+
+	// DisableWatch turns off following Kubernetes while clients are
+	// connected ([Authenticator.RecheckOnChange]): without it, a deleted
+	// service account or pod and changed annotations reach connected
+	// clients only when they re-authenticate or their token expires, and
+	// new connections only after AttributeTTL and CacheTTL. The watch is
+	// on by default; it needs list and watch on serviceaccounts and pods.
+	DisableWatch bool
 
 	// CacheSize bounds the cache of verified tokens, keyed by the token's
 	// SHA-256, and of ServiceAccount reads; zero means DefaultCacheSize,
@@ -195,6 +205,8 @@ type Authenticator struct {
 	accounts    *lru[string, account]
 	reviews     flight[[32]byte, identity]
 	lookups     flight[string, account]
+	follow      *follower // nil with Config.DisableWatch or without an API
+	ready       atomic.Pointer[readiness]
 	lastAPIWarn atomic.Int64
 	stats       stats
 }
@@ -281,6 +293,9 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		}
 		a.kube = kc
 	}
+	if a.kube != nil && !cfg.DisableWatch {
+		a.follow = newFollower(a)
+	}
 	if a.mode == ModeLocal {
 		a.keys = &keySet{
 			a:        a,
@@ -300,8 +315,13 @@ func cmpOr[T comparable](v, def T) T {
 	return v
 }
 
-// Close releases the idle connections to the API server.
+// Close stops following Kubernetes (see [Authenticator.RecheckOnChange]),
+// waiting for its goroutines to end, and releases the idle connections to
+// the API server.
 func (a *Authenticator) Close() {
+	if a.follow != nil {
+		a.follow.stop()
+	}
 	if a.kube != nil {
 		a.kube.close()
 	}
@@ -337,6 +357,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 	if err != nil {
 		return a.result(ctx, raw, err)
 	}
+	if id.podUID != "" && a.follow != nil && a.follow.podGone(id.podUID) {
+		return a.result(ctx, raw, fmt.Errorf("%w: %s/%s", ErrPodDeleted, id.namespace, id.pod))
+	}
 	if req.Reauth && req.Current != nil && req.Current.Username() != id.username {
 		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("%w: from %q to %q", ErrIdentityChanged, req.Current.Username(), id.username))
 	}
@@ -348,13 +371,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 		}
 		attrs = acct.attrs
 	}
-	return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{
+	p := auth.NewPrincipal(auth.PrincipalInfo{
 		Method:     Method,
 		Username:   id.username,
 		ClientID:   req.ClientID,
 		Attributes: attrs,
 		Expiry:     id.expiry,
-	}))
+	})
+	if a.follow != nil {
+		a.follow.track(p, id)
+	}
+	return auth.PassResult(p)
 }
 
 // result turns a verification error into a Result: Unavailable for the API's
@@ -476,7 +503,14 @@ func (a *Authenticator) review(ctx context.Context, token string, c *claims) (id
 	if c.Kubernetes != nil && c.Kubernetes.ServiceAccount.UID != "" {
 		uid = c.Kubernetes.ServiceAccount.UID
 	}
-	return identity{username: st.User.Username, namespace: ns, name: name, uid: uid, expiry: c.Expiry.Time()}, nil
+	id := identity{username: st.User.Username, namespace: ns, name: name, uid: uid, expiry: c.Expiry.Time()}
+	if pod := st.User.Extra[extraPodName]; len(pod) == 1 {
+		id.pod = pod[0]
+		if u := st.User.Extra[extraPodUID]; len(u) == 1 {
+			id.podUID = u[0]
+		}
+	}
+	return id, nil
 }
 
 // verifyLocal verifies the token's signature with the cluster's keys and
@@ -538,15 +572,7 @@ func (a *Authenticator) account(ctx context.Context, id identity) (account, erro
 				a.logAPIError(ctx, "satauth: reading the service account failed", err)
 				return account{}, err
 			}
-			acct := account{uid: sa.Metadata.UID, found: true}
-			for k, v := range sa.Metadata.Annotations {
-				if name, ok := strings.CutPrefix(k, a.prefix); ok && name != "" {
-					if acct.attrs == nil {
-						acct.attrs = make(map[string]string)
-					}
-					acct.attrs[name] = v
-				}
-			}
+			acct := account{uid: sa.Metadata.UID, attrs: a.attributes(sa.Metadata.Annotations), found: true}
 			a.accounts.put(key, acct, now.Add(a.attrTTL))
 			return acct, nil
 		})

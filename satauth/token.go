@@ -33,6 +33,10 @@ type claims struct {
 			Name string `json:"name"`
 			UID  string `json:"uid"`
 		} `json:"serviceaccount"`
+		Pod *struct {
+			Name string `json:"name"`
+			UID  string `json:"uid"`
+		} `json:"pod"`
 	} `json:"kubernetes.io"`
 }
 
@@ -56,6 +60,8 @@ type identity struct {
 	namespace string
 	name      string
 	uid       string // the service account's UID, when known
+	pod       string // the pod the token is bound to, if any
+	podUID    string
 	expiry    time.Time
 }
 
@@ -94,13 +100,17 @@ func kubeIdentity(c *claims) (identity, error) {
 	if k == nil || k.Namespace != ns || k.ServiceAccount.Name != name || k.ServiceAccount.UID == "" {
 		return identity{}, fmt.Errorf("%w: the kubernetes.io claim does not match the subject", ErrNotServiceAccount)
 	}
-	return identity{
+	id := identity{
 		username:  c.Subject,
 		namespace: ns,
 		name:      name,
 		uid:       k.ServiceAccount.UID,
 		expiry:    c.Expiry.Time(),
-	}, nil
+	}
+	if k.Pod != nil {
+		id.pod, id.podUID = k.Pod.Name, k.Pod.UID
+	}
+	return id, nil
 }
 
 func truncate(s string, n int) string { return jwks.Truncate(s, n) }

@@ -202,21 +202,7 @@ func start(bin string) (_ *Env, err error) {
 	}
 
 	start := func(name string, args ...string) error {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		logBuf := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = logBuf, logBuf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		done := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(done)
-		}()
-		env.procs = append(env.procs, proc{cmd, done})
-		env.logs = append(env.logs, logBuf)
-		return nil
+		return env.launch(filepath.Join(bin, name), args...)
 	}
 	if err := start("etcd", "--data-dir", filepath.Join(dir, "etcd"), "--name", "default",
 		"--listen-client-urls", etcdClient, "--advertise-client-urls", etcdClient,
@@ -246,29 +232,75 @@ func start(bin string) (_ *Env, err error) {
 		TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
 	}}
 
+	if err := env.waitReady(); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// launch starts one process, logging into a buffer of env.
+func (e *Env) launch(path string, args ...string) error {
+	cmd := exec.Command(path, args...)
+	logBuf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logBuf, logBuf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	e.procs = append(e.procs, proc{cmd, done})
+	e.logs = append(e.logs, logBuf)
+	return nil
+}
+
+// RestartAPIServer kills kube-apiserver, as a crash or an upgrade would
+// (etcd keeps the cluster's state), waits for down, then starts it again
+// with the same flags on the same port and waits until it is ready. It
+// returns how long the API was down.
+func (e *Env) RestartAPIServer(down time.Duration) error {
+	i := len(e.procs) - 1 // kube-apiserver is started last
+	p := e.procs[i]
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+	e.procs, e.logs = e.procs[:i], e.logs[:i]
+	e.hc.CloseIdleConnections()
+	time.Sleep(down)
+	if err := e.launch(p.cmd.Path, p.cmd.Args[1:]...); err != nil {
+		return err
+	}
+	return e.waitReady()
+}
+
+// waitReady waits until /readyz answers ok, or a process exits.
+func (e *Env) waitReady() error {
+	env := e
+	var err error
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var body string
 		body, err = env.Call(http.MethodGet, "/readyz", env.AdminToken, nil)
 		if err == nil && body == "ok" {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("kube-apiserver not ready after 90 s: %v\n%s", err, env.Tail())
+			return fmt.Errorf("kube-apiserver not ready after 90 s: %v\n%s", err, env.Tail())
 		}
 		for i, p := range env.procs {
 			select {
 			case <-p.done:
 				if strings.Contains(env.logs[i].String(), "address already in use") {
-					return nil, fmt.Errorf("%w: %s exited\n%s", errPortTaken, p.cmd.Path, env.Tail())
+					return fmt.Errorf("%w: %s exited\n%s", errPortTaken, p.cmd.Path, env.Tail())
 				}
-				return nil, fmt.Errorf("%s exited early (%v)\n%s", p.cmd.Path, p.cmd.ProcessState, env.Tail())
+				return fmt.Errorf("%s exited early (%v)\n%s", p.cmd.Path, p.cmd.ProcessState, env.Tail())
 			default:
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
-	return env, nil
 }
 
 // servingPKI makes the API server's CA and certificate with the authtest
@@ -419,8 +451,8 @@ func (e *Env) DeleteServiceAccount(name string) error {
 
 // BindBroker gives the ServiceAccount default/name what a broker verifying
 // tokens needs: the ClusterRole system:auth-delegator (TokenReview) and a
-// ClusterRole that gets serviceaccounts (annotations, local mode's UID
-// check). The ServiceAccount must exist or be created separately.
+// ClusterRole that gets, lists and watches serviceaccounts and lists and
+// watches pods (annotations, local mode's UID check, satauth's watch). The ServiceAccount must exist or be created separately.
 func (e *Env) BindBroker(name string) error {
 	steps := []struct {
 		path string
@@ -429,7 +461,10 @@ func (e *Env) BindBroker(name string) error {
 		{"/apis/rbac.authorization.k8s.io/v1/clusterroles", map[string]any{
 			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
 			"metadata": map[string]any{"name": "mqttauth-sa-reader"},
-			"rules":    []any{map[string]any{"apiGroups": []string{""}, "resources": []string{"serviceaccounts"}, "verbs": []string{"get"}}},
+			"rules": []any{
+				map[string]any{"apiGroups": []string{""}, "resources": []string{"serviceaccounts"}, "verbs": []string{"get", "list", "watch"}},
+				map[string]any{"apiGroups": []string{""}, "resources": []string{"pods"}, "verbs": []string{"list", "watch"}},
+			},
 		}},
 		{"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding(name+"-auth-delegator", name, "system:auth-delegator")},
 		{"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding(name+"-sa-reader", name, "mqttauth-sa-reader")},
@@ -486,4 +521,92 @@ func (e *Env) TokenFile(tb testing.TB, name string, audiences []string, seconds 
 		tb.Fatalf("kubetest: %v", err)
 	}
 	return p
+}
+
+// AnnotateServiceAccount sets the annotations of the ServiceAccount
+// default/name (a JSON merge patch: a nil value removes one).
+func (e *Env) AnnotateServiceAccount(name string, annotations map[string]*string) error {
+	return e.patch("/api/v1/namespaces/"+Namespace+"/serviceaccounts/"+url.PathEscape(name),
+		map[string]any{"metadata": map[string]any{"annotations": annotations}})
+}
+
+func (e *Env) patch(path string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPatch, e.URL+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	req.Header.Set("Authorization", "Bearer "+e.AdminToken)
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return &StatusError{resp.StatusCode, string(out)}
+	}
+	return nil
+}
+
+// CreatePod creates the pod default/name running as the ServiceAccount
+// sa and returns its UID. No scheduler or kubelet runs: the pod object
+// exists, which is what bound tokens need.
+func (e *Env) CreatePod(name, sa string) (uid string, err error) {
+	body, err := e.Call(http.MethodPost, "/api/v1/namespaces/"+Namespace+"/pods", e.AdminToken, map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": name},
+		"spec": map[string]any{
+			"serviceAccountName":           sa,
+			"automountServiceAccountToken": false,
+			"containers":                   []any{map[string]any{"name": "c", "image": "example.invalid/none"}},
+		},
+	})
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		Metadata struct {
+			UID string `json:"uid"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		return "", err
+	}
+	return out.Metadata.UID, nil
+}
+
+// DeletePod deletes the pod default/name at once (grace period 0).
+func (e *Env) DeletePod(name string) error {
+	_, err := e.Call(http.MethodDelete, "/api/v1/namespaces/"+Namespace+"/pods/"+url.PathEscape(name)+"?gracePeriodSeconds=0", e.AdminToken, nil)
+	return err
+}
+
+// PodToken mints a token for default/sa bound to the pod name/uid (as the
+// kubelet projects it), for the audiences and a lifetime of seconds.
+func (e *Env) PodToken(tb testing.TB, sa, pod, uid string, audiences []string, seconds int) string {
+	tb.Helper()
+	body, err := e.Call(http.MethodPost, "/api/v1/namespaces/"+Namespace+"/serviceaccounts/"+url.PathEscape(sa)+"/token", e.AdminToken, map[string]any{
+		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+		"spec": map[string]any{
+			"audiences": audiences, "expirationSeconds": seconds,
+			"boundObjectRef": map[string]any{"kind": "Pod", "apiVersion": "v1", "name": pod, "uid": uid},
+		},
+	})
+	if err != nil {
+		tb.Fatalf("kubetest: TokenRequest for %s bound to pod %s: %v", sa, pod, err)
+	}
+	var out struct {
+		Status struct {
+			Token string `json:"token"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil || out.Status.Token == "" {
+		tb.Fatalf("kubetest: TokenRequest for %s bound to pod %s: no token in the answer (%v)", sa, pod, err)
+	}
+	return out.Status.Token
 }

@@ -47,7 +47,14 @@ type Options struct {
 //   - GET /api/v1/namespaces/NS/serviceaccounts/NAME returns the service
 //     accounts added with AddServiceAccount, with their annotations;
 //   - GET /.well-known/openid-configuration and /openid/v1/jwks publish the
-//     signing keys.
+//     signing keys;
+//   - GET /api/v1/namespaces/NS/serviceaccounts lists the accounts and,
+//     with ?watch=1&resourceVersion=RV, streams their changes (ADDED,
+//     MODIFIED, DELETED) as JSON events; Compact makes older versions 410
+//     Gone and EndWatches ends the streams, as a restarting API server
+//     does; GET .../pods lists and watches the pods of AddPod and DeletePod;
+//   - POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews allows
+//     every permission but those Forbid took away.
 //
 // Every call must carry the broker's token (BrokerToken), else 401; Forbid
 // makes it lack RBAC (403). Fail and Hang inject outages.
@@ -63,12 +70,30 @@ type Server struct {
 	mu       sync.Mutex
 	keys     []*signingKey // keys[0] signs
 	accounts map[string]*account
-	forbid   map[string]bool // endpoint -> 403
+	pods     map[string]*account // "ns/name" -> the pod's UID
+	forbid   map[string]bool     // endpoint -> 403
 	fail     int
 	hang     bool
 	hangCh   chan struct{}
 
+	// The watch: every change of a service account is an event with the
+	// next resourceVersion; watchers wait on changed.
+	rv       int64
+	events   []event // since the last Compact
+	compacts int64   // resourceVersions at or below it are gone (410)
+	changed  chan struct{}
+	endWatch chan struct{}
+
 	counts [numEndpoints]atomic.Int64
+}
+
+// event is one change of a service account, as a watch reports it.
+type event struct {
+	rv   int64
+	res  string // "serviceaccounts" or "pods"
+	typ  string
+	ns   string
+	meta map[string]any
 }
 
 type signingKey struct {
@@ -90,6 +115,12 @@ const (
 	ServiceAccountGet
 	Discovery
 	JWKS
+	// List and Watch count the list and watch calls on serviceaccounts and
+	// pods.
+	List
+	Watch
+	// AccessReview counts SelfSubjectAccessReviews.
+	AccessReview
 	numEndpoints
 )
 
@@ -101,8 +132,11 @@ func NewServer(tb testing.TB, opts Options) *Server {
 		issuer:   opts.Issuer,
 		now:      opts.Now,
 		accounts: make(map[string]*account),
+		pods:     make(map[string]*account),
 		forbid:   make(map[string]bool),
 		hangCh:   make(chan struct{}),
+		changed:  make(chan struct{}),
+		endWatch: make(chan struct{}),
 	}
 	if s.issuer == "" {
 		s.issuer = DefaultIssuer
@@ -118,6 +152,9 @@ func NewServer(tb testing.TB, opts Options) *Server {
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/serviceaccounts/{name}", s.wrap(ServiceAccountGet, "serviceaccounts", s.getServiceAccount))
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.wrap(Discovery, "discovery", s.discovery))
 	mux.HandleFunc("GET /openid/v1/jwks", s.wrap(JWKS, "discovery", s.jwks))
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/serviceaccounts", s.wrapList("serviceaccounts", s.listServiceAccounts))
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods", s.wrapList("pods", s.listPods))
+	mux.HandleFunc("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.wrap(AccessReview, "selfsubjectaccessreviews", s.accessReview))
 	s.srv = httptest.NewUnstartedServer(mux)
 	s.srv.EnableHTTP2 = true
 	// Clients that give up mid-handshake are part of the tests.
@@ -142,6 +179,7 @@ func NewServer(tb testing.TB, opts Options) *Server {
 			close(s.hangCh)
 		}
 		s.mu.Unlock()
+		s.EndWatches()
 		s.srv.Close()
 	})
 	return s
@@ -219,7 +257,12 @@ func (s *Server) AddServiceAccount(namespace, name string, annotations map[strin
 		ann[k] = v
 	}
 	s.mu.Lock()
-	s.accounts[namespace+"/"+name] = &account{uid: uid, annotations: ann}
+	if old := s.accounts[namespace+"/"+name]; old != nil {
+		s.notifyLocked("DELETED", namespace, name, old)
+	}
+	acct := &account{uid: uid, annotations: ann}
+	s.accounts[namespace+"/"+name] = acct
+	s.notifyLocked("ADDED", namespace, name, acct)
 	s.mu.Unlock()
 	return uid
 }
@@ -239,6 +282,7 @@ func (s *Server) SetAnnotations(namespace, name string, annotations map[string]s
 		s.tb.Fatalf("sattest: no service account %s/%s", namespace, name)
 	}
 	acct.annotations = ann
+	s.notifyLocked("MODIFIED", namespace, name, acct)
 }
 
 // RotateBrokerToken gives the broker a new token, written to TokenFile, as
@@ -262,7 +306,10 @@ func (s *Server) RotateBrokerToken() {
 // authenticated.
 func (s *Server) DeleteServiceAccount(namespace, name string) {
 	s.mu.Lock()
-	delete(s.accounts, namespace+"/"+name)
+	if old := s.accounts[namespace+"/"+name]; old != nil {
+		delete(s.accounts, namespace+"/"+name)
+		s.notifyLocked("DELETED", namespace, name, old)
+	}
 	s.mu.Unlock()
 }
 
@@ -290,6 +337,11 @@ type TokenOptions struct {
 	Subject string
 	// KeyID overrides the kid header (the key used stays the current one).
 	KeyID string
+	// Pod binds the token to the pod of that name in the account's
+	// namespace, which must have been added with AddPod: the token carries
+	// the kubernetes.io.pod claim, and TokenReview authenticates it only
+	// while the pod exists (with the pod in user.extra).
+	Pod string
 }
 
 // Token signs a token for the service account namespace/name, which must
@@ -348,6 +400,15 @@ func (s *Server) Token(namespace, name string, opts TokenOptions) string {
 			"serviceaccount": map[string]string{"name": name, "uid": uid},
 		},
 	}
+	if opts.Pod != "" {
+		s.mu.Lock()
+		p := s.pods[namespace+"/"+opts.Pod]
+		s.mu.Unlock()
+		if p == nil {
+			s.tb.Fatalf("sattest: no pod %s/%s: call AddPod first", namespace, opts.Pod)
+		}
+		c["kubernetes.io"].(map[string]any)["pod"] = map[string]string{"name": opts.Pod, "uid": p.uid}
+	}
 	return s.Sign(c, kid)
 }
 
@@ -403,8 +464,10 @@ func groupOf(e Endpoint) string {
 	switch e {
 	case TokenReview:
 		return "tokenreviews"
-	case ServiceAccountGet:
+	case ServiceAccountGet, List, Watch:
 		return "serviceaccounts"
+	case AccessReview:
+		return "selfsubjectaccessreviews"
 	default:
 		return "discovery"
 	}
@@ -532,6 +595,10 @@ func (s *Server) authenticate(token string, audiences []string) (map[string]any,
 				Name string `json:"name"`
 				UID  string `json:"uid"`
 			} `json:"serviceaccount"`
+			Pod *struct {
+				Name string `json:"name"`
+				UID  string `json:"uid"`
+			} `json:"pod"`
 		} `json:"kubernetes.io"`
 	}
 	verified := false
@@ -564,7 +631,14 @@ func (s *Server) authenticate(token string, audiences []string) (map[string]any,
 	}
 	s.mu.Lock()
 	acct := s.accounts[c.K.Namespace+"/"+c.K.ServiceAccount.Name]
+	var pod *account
+	if c.K.Pod != nil {
+		pod = s.pods[c.K.Namespace+"/"+c.K.Pod.Name]
+	}
 	s.mu.Unlock()
+	if c.K.Pod != nil && (pod == nil || pod.uid != c.K.Pod.UID) {
+		return nil, nil, "invalid bearer token, pod " + c.K.Namespace + "/" + c.K.Pod.Name + " not found"
+	}
 	if acct == nil {
 		return nil, nil, "invalid bearer token, service account " + c.K.Namespace + "/" + c.K.ServiceAccount.Name + " not found"
 	}
@@ -575,11 +649,18 @@ func (s *Server) authenticate(token string, audiences []string) (map[string]any,
 	if c.Subject != username {
 		return nil, nil, "invalid bearer token"
 	}
-	return map[string]any{
+	user := map[string]any{
 		"username": username,
 		"uid":      acct.uid,
 		"groups":   []string{"system:serviceaccounts", "system:serviceaccounts:" + c.K.Namespace, "system:authenticated"},
-	}, both, ""
+	}
+	if c.K.Pod != nil {
+		user["extra"] = map[string][]string{
+			"authentication.kubernetes.io/pod-name": {c.K.Pod.Name},
+			"authentication.kubernetes.io/pod-uid":  {c.K.Pod.UID},
+		}
+	}
+	return user, both, ""
 }
 
 func (s *Server) getServiceAccount(w http.ResponseWriter, r *http.Request) {

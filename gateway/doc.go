@@ -1,0 +1,70 @@
+// Package gateway puts MQTT v5 enhanced authentication, re-authentication
+// and attribute-based authorization in front of any MQTT broker (mosquitto,
+// EMQX, VerneMQ, a mochi without hooks). It is the second user of
+// [auth.Session], next to the in-process adapter adapters/mochi.
+//
+// # Model
+//
+// The gateway owns the client leg; the broker sees only authenticated
+// clients, under their verified identity:
+//
+//   - It accepts a client (TLS with the configuration of
+//     (*x509auth.Authenticator).ServerTLSConfig, or plain TCP), reads its
+//     CONNECT and runs the CONNECT and AUTH exchanges through an
+//     [auth.Session] (X.509, Kubernetes service account tokens, a custom
+//     server, SCRAM: any [auth.Authenticator]). Refusals get the Session's
+//     CONNACK code (the 3.1.1 return code for MQTT 3.1.1 clients).
+//   - Only then it dials the broker (Config.Upstream, plain TCP or TLS,
+//     optionally announcing the client's address with the PROXY protocol
+//     v2) and sends a CONNECT whose User Name is the principal's user name
+//     (as mosquitto's use_identity_as_username), with the client's client
+//     identifier, clean start, keep alive, Will and properties, but never
+//     its password nor the Authentication Method and Data.
+//   - The broker's CONNACK is relayed (session present, Server Keep Alive,
+//     Receive Maximum, Retain Available…) with the Session's Authentication
+//     Method and Data added, the Maximum Packet Size capped to the
+//     gateway's, and the gateway's own Topic Alias Maximum: the gateway
+//     resolves the client's topic aliases (it must know the topic to
+//     authorize it) and sends full topic names upstream, so the broker's
+//     alias map for that direction stays empty. The client's Topic Alias
+//     Maximum goes upstream unchanged, and broker-to-client packets are
+//     relayed byte for byte, so the aliases the broker uses towards the
+//     client stay consistent.
+//   - Every PUBLISH is authorized with the current principal; a denied QoS
+//     1 or 2 publish is answered with PUBACK or PUBREC 0x87 by the gateway
+//     and never reaches the broker, a denied QoS 0 publish is dropped.
+//     Every SUBSCRIBE filter is authorized; only the allowed ones are
+//     forwarded and the broker's SUBACK is merged with the gateway's 0x87
+//     codes in the client's order (when none is allowed, the gateway
+//     answers the SUBACK itself). The Will topic is authorized at CONNECT.
+//   - AUTH 0x19 (re-authentication) is answered by the Session and never
+//     forwarded. When the credential expires, a re-check
+//     ([auth.Manager.Recheck]) revokes access or re-authentication fails,
+//     an MQTT v5 client gets DISCONNECT with the reason code and both legs
+//     close. The broker's DISCONNECT (for example 0x8E, session taken over)
+//     is relayed and both legs close.
+//
+// # Resources
+//
+// A connection has one goroutine before it is authenticated and two after
+// (one per direction); Close waits for all of them. Each goroutine writes a
+// packet to the other leg before it reads the next, so a leg is read only
+// as fast as the other accepts writes: there is no unbounded buffer. Limits,
+// with their defaults: Config.MaxPacketSize (1 MiB on both legs; a larger
+// declared Remaining Length is refused before anything is allocated),
+// HandshakeTimeout and ConnectTimeout (10 s each), MaxPending (1024
+// connections not yet authenticated; more are closed at once) and
+// WriteTimeout (30 s per write).
+//
+// # Use
+//
+//	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{x509Authn}, Authorizer: policy})
+//	g, _ := gateway.New(gateway.Config{
+//		Manager:  m,
+//		Upstream: "127.0.0.1:1883", // mosquitto bound to loopback
+//		TLS:      x509Authn.ServerTLSConfig(&tls.Config{Certificates: serverCerts}),
+//	})
+//	ln, _ := net.Listen("tcp", ":8883")
+//	go g.Serve(ln)
+//	defer g.Close()
+package gateway

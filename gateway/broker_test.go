@@ -66,11 +66,11 @@ type mosquitto struct {
 func startMosquitto(tb testing.TB, extra string) *mosquitto {
 	tb.Helper()
 	bin := tool(tb, "/usr/sbin/mosquitto", "mosquitto")
-	dir := tb.TempDir()
+	dir := readableDir(tb)
 	for attempt := 0; ; attempt++ {
 		port, err := freeport.Loopback()
 		require.NoError(tb, err)
-		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\nlog_type all\n%s", port, extra)
+		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n%s", port, extra)
 		path := filepath.Join(dir, "mosquitto.conf")
 		require.NoError(tb, os.WriteFile(path, []byte(conf), 0o644))
 		out := &syncBuffer{}
@@ -149,4 +149,14 @@ func testLogger(tb testing.TB) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// readableDir is a temporary directory that mosquitto can read after it
+// drops root privileges to its own user.
+func readableDir(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	require.NoError(tb, os.Chmod(filepath.Dir(dir), 0o755))
+	require.NoError(tb, os.Chmod(dir, 0o755))
+	return dir
 }

@@ -98,7 +98,9 @@ func frame(first byte, body []byte) []byte {
 
 // encode returns the wire form of a paho packet (written whole, so that a
 // TLS connection sends it in one record).
-func encode(p interface{ WriteTo(io.Writer) (int64, error) }) []byte {
+func encode(p interface {
+	WriteTo(io.Writer) (int64, error)
+}) []byte {
 	var b bytes.Buffer
 	_, _ = p.WriteTo(&b)
 	return b.Bytes()

@@ -57,4 +57,3 @@ func StartMosquitto(tb testing.TB, extra string) (*Process, string) {
 		}
 	}
 }
-

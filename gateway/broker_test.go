@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +71,11 @@ func startMosquitto(tb testing.TB, extra string) *mosquitto {
 	for attempt := 0; ; attempt++ {
 		port, err := freeport.Loopback()
 		require.NoError(tb, err)
-		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n%s", port, extra)
+		logging := "log_dest stderr\nlog_type all\n"
+		if strings.Contains(extra, "log_dest none") {
+			logging = ""
+		}
+		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n%s%s", port, logging, extra)
 		path := filepath.Join(dir, "mosquitto.conf")
 		require.NoError(tb, os.WriteFile(path, []byte(conf), 0o644))
 		out := &syncBuffer{}
@@ -123,6 +128,9 @@ type stack struct {
 func startStack(tb testing.TB, ac auth.Config, brokerConf string, cfg func(*gateway.Config)) *stack {
 	tb.Helper()
 	b := startMosquitto(tb, brokerConf)
+	if ac.Logger == nil {
+		ac.Logger = testLogger(tb)
+	}
 	m, err := auth.NewManager(ac)
 	require.NoError(tb, err)
 	gc := gateway.Config{Manager: m, Upstream: b.Addr, Logger: testLogger(tb)}

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"flag"
 	"log/slog"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	// Packages that log to slog.Default (truststore) stay quiet unless -v.
 	if !testing.Verbose() {
 		slog.SetDefault(slog.New(slog.DiscardHandler))

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -488,4 +490,55 @@ func packetID(body []byte) (uint16, bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint16(body), true
+}
+
+// packetBuffered reports whether r holds a whole packet, so that reading it
+// will not block.
+func packetBuffered(r *bufio.Reader) bool {
+	n := r.Buffered()
+	if n < 2 {
+		return false
+	}
+	hdr, _ := r.Peek(min(n, 5))
+	length, mult := 0, 1
+	for i := 1; i < len(hdr); i++ {
+		length += int(hdr[i]&0x7F) * mult
+		mult *= 128
+		if hdr[i]&0x80 == 0 {
+			return n >= i+1+length
+		}
+	}
+	return false
+}
+
+// batch collects packets for one leg and writes them with one writev when
+// the reading side has no whole packet left to relay, or when it is full.
+// It holds the packets' own slices: no copy, no buffer of its own.
+type batch struct {
+	bufs  net.Buffers
+	size  int
+}
+
+// batchLimit bounds a batch, in packets and bytes.
+const (
+	batchPackets = 64
+	batchBytes   = 64 << 10
+)
+
+func (b *batch) add(p []byte) { b.bufs = append(b.bufs, p); b.size += len(p) }
+
+func (b *batch) full() bool { return len(b.bufs) >= batchPackets || b.size >= batchBytes }
+
+// flush writes the batch to w (after setting its write deadline).
+func (b *batch) flush(w net.Conn, timeout time.Duration) error {
+	if len(b.bufs) == 0 {
+		return nil
+	}
+	_ = w.SetWriteDeadline(time.Now().Add(timeout))
+	keep := b.bufs[:0]
+	bufs := b.bufs
+	_, err := bufs.WriteTo(w)
+	clear(keep[:cap(keep)])
+	b.bufs, b.size = keep, 0
+	return err
 }

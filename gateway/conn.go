@@ -49,6 +49,7 @@ type conn struct {
 	released  bool     // the pending slot was given back
 
 	// Used by the serve goroutine only.
+	upq     batch               // packets for the broker, not yet written
 	aliases map[uint16][]byte   // the client's topic aliases
 	denied2 map[uint16]struct{} // 3.1.1: denied QoS 2 packet ids awaiting PUBREL
 
@@ -160,12 +161,15 @@ func (c *conn) writeClient(b []byte) error {
 	return err
 }
 
-// writeUp writes one packet to the broker. Only the serve goroutine
-// writes there.
+// writeUp queues one packet for the broker; the serve goroutine flushes
+// the queue (one writev) before it would block reading the client. Only
+// the serve goroutine writes there.
 func (c *conn) writeUp(b []byte) error {
-	_ = c.up.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
-	_, err := c.up.Write(b)
-	return err
+	c.upq.add(b)
+	if c.upq.full() {
+		return c.upq.flush(c.up, c.g.cfg.WriteTimeout)
+	}
+	return nil
 }
 
 // send writes a packet of the authentication flow in the client's protocol
@@ -493,9 +497,13 @@ func (c *conn) upstreamLoop() error {
 			return fmt.Errorf("%w: second CONNECT", auth.ErrProtocol)
 		case packets.DISCONNECT:
 			_ = c.writeUp(p.raw)
+			_ = c.upq.flush(c.up, c.g.cfg.WriteTimeout)
 			return nil
 		default:
 			err = c.writeUp(p.raw)
+		}
+		if err == nil && !packetBuffered(c.cr) {
+			err = c.upq.flush(c.up, c.g.cfg.WriteTimeout)
 		}
 		if err != nil {
 			return err
@@ -648,8 +656,29 @@ func (c *conn) reauth(p packet) error {
 // then it closes both.
 func (c *conn) downstream(ur *bufio.Reader) {
 	defer c.closeLegs()
+	var q batch
 	for {
 		p, err := readPacket(ur, c.g.cfg.MaxPacketSize)
+		if err != nil {
+			return
+		}
+		if p.typ() == packets.PUBLISH || p.typ() == packets.PUBACK {
+			// The common case: queue, and write once nothing whole is
+			// left to read.
+			q.add(p.raw)
+			if q.full() || !packetBuffered(ur) {
+				c.wmu.Lock()
+				err = q.flush(c.nc, c.g.cfg.WriteTimeout)
+				c.wmu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+			continue
+		}
+		c.wmu.Lock()
+		err = q.flush(c.nc, c.g.cfg.WriteTimeout)
+		c.wmu.Unlock()
 		if err != nil {
 			return
 		}

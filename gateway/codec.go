@@ -515,8 +515,8 @@ func packetBuffered(r *bufio.Reader) bool {
 // the reading side has no whole packet left to relay, or when it is full.
 // It holds the packets' own slices: no copy, no buffer of its own.
 type batch struct {
-	bufs  net.Buffers
-	size  int
+	bufs net.Buffers
+	size int
 }
 
 // batchLimit bounds a batch, in packets and bytes.

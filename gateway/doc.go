@@ -56,6 +56,67 @@
 // connections not yet authenticated; more are closed at once) and
 // WriteTimeout (30 s per write).
 //
+// # Running it in front of mosquitto or EMQX
+//
+// The broker must trust only the gateway: whoever reaches the broker's
+// listener directly can claim any identity. Bind that listener to loopback
+// or a private network, or make it TLS and require the gateway's client
+// certificate (Config.UpstreamTLS with Certificates).
+//
+// mosquitto 2.0 (which cannot run multi-step AUTH itself):
+//
+//	listener 1883 127.0.0.1
+//	allow_anonymous true        # the gateway authenticated the client
+//	acl_file /etc/mosquitto/acl # optional: rules keyed on the identities ("user thermostat")
+//
+// mosquitto 2.1 and EMQX read the PROXY protocol v2 when told to
+// (mosquitto: enable_proxy_protocol 2 on the listener; EMQX: proxy_protocol
+// = true on the TCP listener); set Config.ProxyProtocol so that their logs
+// and rules see the client's address rather than the gateway's. EMQX: a TCP
+// listener on a private address with no authenticator (or the built-in
+// database with the identities as user names).
+//
+// # What the broker sees
+//
+// One MQTT connection per authenticated client, in the client's protocol
+// version (3.1.1 or 5): User Name = the principal's user name (the
+// certificate's identity, the token's subject, the SCRAM user), Client
+// Identifier as the client sent it (an empty one is assigned by the broker
+// and relayed in CONNACK), the client's clean start, keep alive, Will,
+// session expiry, receive maximum and user properties. Never the password,
+// the Authentication Method or the Authentication Data, and no AUTH packet.
+// Denied PUBLISH packets and SUBSCRIBE filters never arrive.
+//
+// # Scaling out
+//
+// A gateway keeps no state beyond its connections: run stateless replicas
+// behind a TCP load balancer in front of a broker cluster (EMQX, VerneMQ,
+// HiveMQ). The cluster owns sessions and takeover: a client that reconnects
+// through another replica resumes its persistent session, and the
+// broker's DISCONNECT 0x8E to the old connection is relayed. Trust bundles,
+// CRLs, SCRAM stores and ABAC policies are files that Kubernetes ConfigMaps
+// and Secrets distribute to every replica; each replica watches them and
+// re-checks its own connections ([auth.Manager.Recheck]). Nothing is
+// shared between replicas.
+//
+// # MQTT 3.1.1
+//
+// 3.1.1 clients are served with 3.1.1 packets: refusals use the 3.1.1
+// return codes ([auth.ReasonCode.ConnackV311]), a denied QoS 1 publish gets
+// a plain PUBACK and a denied QoS 2 publish PUBREC then PUBCOMP from the
+// gateway (3.1.1 has no failure code for them: the message is dropped), a
+// denied subscription the SUBACK failure code 0x80, and an ending session
+// closes the connection without a DISCONNECT. paho.golang's packets package
+// decodes MQTT v5 only, so the gateway frames every packet itself and
+// decodes the 3.1.1 forms of CONNECT, PUBLISH, SUBSCRIBE and SUBACK.
+//
+// # Not done by the gateway
+//
+// Deliveries from the broker are relayed without an authorization check:
+// a subscription is checked when it is made (and a client that loses
+// Connect is disconnected), but a policy change that removes only a
+// Subscribe permission does not cut an existing subscription.
+//
 // # Use
 //
 //	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{x509Authn}, Authorizer: policy})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -374,4 +375,74 @@ func TestPacketTooLarge(t *testing.T) {
 	d := r.read()
 	require.Equal(t, packets.DISCONNECT, d.Type)
 	require.Equal(t, byte(0x95), d.Content.(*packets.Disconnect).ReasonCode)
+}
+
+// connect311 sends an MQTT 3.1.1 CONNECT with a user name and password and
+// returns the connection and the CONNACK's return code.
+func connect311(t *testing.T, addr, id, user, pw string) (net.Conn, byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	body := append(str("MQTT"), 4, 0xC2, 0, 30) // level 4; user name, password, clean session
+	body = append(body, str(id)...)
+	body = append(body, str(user)...)
+	body = append(body, str(pw)...)
+	_, err = c.Write(append([]byte{0x10, byte(len(body))}, body...))
+	require.NoError(t, err)
+	ack := make([]byte, 4)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadFull(c, ack)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x20, 2}, ack[:2], "a 3.1.1 CONNACK")
+	return c, ack[3]
+}
+
+// MQTT 3.1.1: a denied QoS 2 publish completes with PUBREC and, for the
+// client's PUBREL, PUBCOMP from the gateway (3.1.1 has no failure code);
+// the broker never sees it. A broker that cannot be reached is CONNACK
+// return code 3 (server unavailable).
+func TestMQTT311DeniedQoS2(t *testing.T) {
+	s := startStack(t, passwordAuth(), "", nil)
+	c, rc := connect311(t, s.Addr, "v311", "alice", "alice-pw")
+	require.Zero(t, rc)
+	_, err := c.Write([]byte{0x34, 13, 0, 8, 's', 'e', 'c', 'r', 'e', 't', '/', 'x', 0, 7, 'p'}) // QoS 2, id 7
+	require.NoError(t, err)
+	got := make([]byte, 4)
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x50, 2, 0, 7}, got, "PUBREC for id 7")
+	_, err = c.Write([]byte{0x62, 2, 0, 7}) // PUBREL
+	require.NoError(t, err)
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x70, 2, 0, 7}, got, "PUBCOMP for id 7, from the gateway")
+	require.NotContains(t, s.Broker.Out.String(), "secret/x")
+
+	_, rc = connect311(t, s.Addr, "v311-bad", "alice", "wrong")
+	require.Equal(t, byte(4), rc, "bad user name or password")
+}
+
+// A broker that cannot be reached: CONNACK 0x88 (v5), 3 (3.1.1).
+func TestUpstreamUnreachable(t *testing.T) {
+	m, err := auth.NewManager(passwordAuth())
+	require.NoError(t, err)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := dead.Addr().String()
+	require.NoError(t, dead.Close())
+	g, err := gateway.New(gateway.Config{Manager: m, Upstream: deadAddr, Logger: testLogger(t)})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { _ = g.Serve(ln); close(done) }()
+	defer func() { _ = g.Close(); <-done }()
+
+	_, ca, err := conformance.Dial(t, ln.Addr().String(), pwConnect("nobroker", "alice"), nil)
+	require.Error(t, err)
+	require.Equal(t, byte(0x88), ca.ReasonCode)
+	_, rc := connect311(t, ln.Addr().String(), "nobroker311", "alice", "alice-pw")
+	require.Equal(t, byte(3), rc)
 }

@@ -398,6 +398,20 @@ func (pub publish) withoutAlias(first byte, topic []byte) ([]byte, error) {
 	return frame(first, b), nil
 }
 
+// withTopic returns the PUBLISH packet with topic as its topic name and
+// its properties (Topic Alias included) unchanged: it sets the alias at the
+// receiver.
+func (pub publish) withTopic(first byte, topic []byte) []byte {
+	b := appendString(nil, topic)
+	if pub.qos > 0 {
+		b = binary.BigEndian.AppendUint16(b, pub.id)
+	}
+	b = appendVBI(b, len(pub.props))
+	b = append(b, pub.props...)
+	b = append(b, pub.payload...)
+	return frame(first, b)
+}
+
 // subscription is one topic filter of a SUBSCRIBE with its options byte.
 type subscription struct {
 	filter  []byte

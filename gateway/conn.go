@@ -41,6 +41,7 @@ type conn struct {
 	user     string // the principal's user name, for logs
 
 	wmu sync.Mutex // serializes writes to nc
+	umu sync.Mutex // serializes writes to up
 
 	mu        sync.Mutex
 	up        net.Conn // the broker leg, once dialed
@@ -167,9 +168,26 @@ func (c *conn) writeClient(b []byte) error {
 func (c *conn) writeUp(b []byte) error {
 	c.upq.add(b)
 	if c.upq.full() {
-		return c.upq.flush(c.up, c.g.cfg.WriteTimeout)
+		return c.flushUp()
 	}
 	return nil
+}
+
+// flushUp writes the queued packets to the broker.
+func (c *conn) flushUp() error {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	return c.upq.flush(c.up, c.g.cfg.WriteTimeout)
+}
+
+// ackUp writes an acknowledgement to the broker from the downstream
+// goroutine (for a delivery the gateway withheld).
+func (c *conn) ackUp(b []byte) error {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	_ = c.up.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+	_, err := c.up.Write(b)
+	return err
 }
 
 // send writes a packet of the authentication flow in the client's protocol
@@ -497,13 +515,13 @@ func (c *conn) upstreamLoop() error {
 			return fmt.Errorf("%w: second CONNECT", auth.ErrProtocol)
 		case packets.DISCONNECT:
 			_ = c.writeUp(p.raw)
-			_ = c.upq.flush(c.up, c.g.cfg.WriteTimeout)
+			_ = c.flushUp()
 			return nil
 		default:
 			err = c.writeUp(p.raw)
 		}
 		if err == nil && !packetBuffered(c.cr) {
-			err = c.upq.flush(c.up, c.g.cfg.WriteTimeout)
+			err = c.flushUp()
 		}
 		if err != nil {
 			return err
@@ -657,15 +675,37 @@ func (c *conn) reauth(p packet) error {
 func (c *conn) downstream(ur *bufio.Reader) {
 	defer c.closeLegs()
 	var q batch
+	d := deliveries{}
 	for {
 		p, err := readPacket(ur, c.g.cfg.MaxPacketSize)
 		if err != nil {
 			return
 		}
+		out := p.raw
+		switch p.typ() {
+		case packets.PUBLISH:
+			var ok bool
+			if out, ok, err = c.deliver(p, &d); err != nil {
+				return
+			}
+			if !ok {
+				continue
+			}
+		case packets.PUBREL:
+			if id, ok := packetID(p.body); ok && d.withheld2 != nil {
+				if _, w := d.withheld2[id]; w {
+					delete(d.withheld2, id)
+					if c.ackUp(ack(packets.PUBCOMP, id, 0, c.version)) != nil {
+						return
+					}
+					continue
+				}
+			}
+		}
 		if p.typ() == packets.PUBLISH || p.typ() == packets.PUBACK {
 			// The common case: queue, and write once nothing whole is
 			// left to read.
-			q.add(p.raw)
+			q.add(out)
 			if q.full() || !packetBuffered(ur) {
 				c.wmu.Lock()
 				err = q.flush(c.nc, c.g.cfg.WriteTimeout)
@@ -682,7 +722,6 @@ func (c *conn) downstream(ur *bufio.Reader) {
 		if err != nil {
 			return
 		}
-		out := p.raw
 		switch p.typ() {
 		case packets.SUBACK:
 			out = c.mergeSuback(p)
@@ -698,6 +737,76 @@ func (c *conn) downstream(ur *bufio.Reader) {
 			return // relayed (for example 0x8E, session taken over)
 		}
 	}
+}
+
+// deliveries is the downstream goroutine's state about the broker's
+// PUBLISH packets.
+type deliveries struct {
+	// aliases are the broker's topic aliases towards the client, with
+	// whether the client learnt each one (it does not when the packet that
+	// set it was withheld).
+	aliases map[uint16]*alias
+	// withheld2 are QoS 2 deliveries the gateway withheld and acknowledged
+	// with PUBREC: the broker's PUBREL is answered by the gateway.
+	withheld2 map[uint16]struct{}
+}
+
+type alias struct {
+	topic []byte
+	known bool
+}
+
+// deliver authorizes a delivery from the broker as a Subscribe of its topic
+// name, with the current principal, so that a policy change or a
+// re-authentication that removes a subscription stops its messages. A
+// withheld QoS 1 or 2 message is acknowledged to the broker by the gateway.
+// It returns the packet to relay (rewritten to carry its topic when the
+// client does not know the alias in it) and whether to relay it.
+func (c *conn) deliver(p packet, d *deliveries) ([]byte, bool, error) {
+	pub, err := parsePublish(p, c.version)
+	if err != nil {
+		return nil, false, err
+	}
+	topic, out := pub.topic, p.raw
+	var a *alias
+	if pub.hasAlias {
+		if d.aliases == nil {
+			d.aliases = make(map[uint16]*alias)
+		}
+		a = d.aliases[pub.alias]
+		switch {
+		case len(topic) > 0:
+			if a == nil {
+				a = &alias{}
+				d.aliases[pub.alias] = a
+			}
+			a.topic, a.known = bytes.Clone(topic), false
+		case a == nil:
+			return nil, false, fmt.Errorf("%w: unknown topic alias %d from the broker", auth.ErrProtocol, pub.alias)
+		default:
+			topic = a.topic
+		}
+	}
+	if dec := c.s.Authorize(c.g.ctx, auth.Action{Kind: auth.Subscribe, Topic: string(topic)}); !dec.Allowed {
+		switch pub.qos {
+		case 1:
+			err = c.ackUp(ack(packets.PUBACK, pub.id, 0, c.version))
+		case 2:
+			if d.withheld2 == nil {
+				d.withheld2 = make(map[uint16]struct{})
+			}
+			d.withheld2[pub.id] = struct{}{}
+			err = c.ackUp(ack(packets.PUBREC, pub.id, 0, c.version))
+		}
+		return nil, false, err
+	}
+	if a != nil {
+		if len(pub.topic) == 0 && !a.known {
+			out = pub.withTopic(p.raw[0], topic) // teach the client the alias
+		}
+		a.known = true
+	}
+	return out, true, nil
 }
 
 // mergeSuback puts the broker's codes for the forwarded filters among the

@@ -37,6 +37,14 @@
 //     forwarded and the broker's SUBACK is merged with the gateway's 0x87
 //     codes in the client's order (when none is allowed, the gateway
 //     answers the SUBACK itself). The Will topic is authorized at CONNECT.
+//   - Every delivery from the broker is authorized as a Subscribe of its
+//     topic name (as adapters/mochi does), so a policy change or a
+//     re-authentication that removes a subscription stops its messages at
+//     once: a withheld QoS 1 or 2 message is acknowledged to the broker by
+//     the gateway (PUBACK, or PUBREC then PUBCOMP), so the broker's
+//     in-flight window never fills. The broker's topic aliases are tracked;
+//     when the packet that set an alias was withheld, the next relayed one
+//     carries the topic again.
 //   - AUTH 0x19 (re-authentication) is answered by the Session and never
 //     forwarded. When the credential expires, a re-check
 //     ([auth.Manager.Recheck]) revokes access or re-authentication fails,
@@ -109,13 +117,6 @@
 // closes the connection without a DISCONNECT. paho.golang's packets package
 // decodes MQTT v5 only, so the gateway frames every packet itself and
 // decodes the 3.1.1 forms of CONNECT, PUBLISH, SUBSCRIBE and SUBACK.
-//
-// # Not done by the gateway
-//
-// Deliveries from the broker are relayed without an authorization check:
-// a subscription is checked when it is made (and a client that loses
-// Connect is disconnected), but a policy change that removes only a
-// Subscribe permission does not cut an existing subscription.
 //
 // # Use
 //

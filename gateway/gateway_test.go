@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -445,4 +446,58 @@ func TestUpstreamUnreachable(t *testing.T) {
 	require.Equal(t, byte(0x88), ca.ReasonCode)
 	_, rc := connect311(t, ln.Addr().String(), "nobroker311", "alice", "alice-pw")
 	require.Equal(t, byte(3), rc)
+}
+
+// A policy change that removes only a Subscribe permission stops the
+// deliveries of an existing subscription: the gateway checks each delivery
+// as a Subscribe of its topic name, withholds the denied ones and
+// acknowledges them to the broker, whose in-flight window (the client's
+// Receive Maximum, 5 here) therefore never fills.
+func TestDeliveriesFollowPolicy(t *testing.T) {
+	var revoked atomic.Bool
+	ac := passwordAuth()
+	base := ac.Authorizer
+	ac.Authorizer = auth.AuthorizerFunc(func(ctx context.Context, p *auth.Principal, a auth.Action) auth.Decision {
+		if a.Kind == auth.Subscribe && revoked.Load() && p.Username() == "device-bob" {
+			return auth.Deny
+		}
+		return base.Authorize(ctx, p, a)
+	})
+	s := startStack(t, ac, "", nil)
+	rm := uint16(5)
+	cp := pwConnect("sub", "bob")
+	cp.Properties = &paho.ConnectProperties{ReceiveMaximum: &rm}
+	subc, _ := pahoDial(t, s.Addr, cp)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := subc.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ok/live", QoS: 1}}})
+	require.NoError(t, err)
+	pubc, _ := pahoDial(t, s.Addr, pwConnect("pub", "alice"))
+	publish := func(payload string) {
+		_, err := pubc.Publish(ctx, &paho.Publish{Topic: "ok/live", QoS: 1, Payload: []byte(payload)})
+		require.NoError(t, err)
+	}
+	expect := func(payload string) {
+		t.Helper()
+		select {
+		case m := <-subc.Messages:
+			require.Equal(t, payload, string(m.Payload))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s not delivered", payload)
+		}
+	}
+	publish("before")
+	expect("before")
+	revoked.Store(true)
+	for i := range 10 {
+		publish(fmt.Sprintf("withheld-%d", i))
+	}
+	select {
+	case m := <-subc.Messages:
+		t.Fatalf("delivered after revocation: %s", m.Payload)
+	case <-time.After(300 * time.Millisecond):
+	}
+	revoked.Store(false)
+	publish("after")
+	expect("after")
 }

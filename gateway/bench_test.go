@@ -40,7 +40,7 @@ const tutorialPolicy = `{"rules": [
 
 // tutorialGateway starts mosquitto (plain TCP on loopback) and a gateway
 // with x509auth over the tutorial PKI and the tutorial's ABAC policy.
-func tutorialGateway(b testing.TB, pki *authtest.TutorialPKI) string {
+func tutorialGateway(b testing.TB, pki *authtest.TutorialPKI, brokerConf string) *stack {
 	b.Helper()
 	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
 	require.NoError(b, err)
@@ -51,10 +51,9 @@ func tutorialGateway(b testing.TB, pki *authtest.TutorialPKI) string {
 	require.NoError(b, err)
 	policy, err := abac.Parse([]byte(tutorialPolicy))
 	require.NoError(b, err)
-	s := startStack(b, auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy, Logger: testLogger(b)}, quietBroker, func(c *gateway.Config) {
+	return startStack(b, auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy, Logger: testLogger(b)}, brokerConf, func(c *gateway.Config) {
 		c.TLS = a.ServerTLSConfig(authtest.ServerTLSConfig(b, pki.Server))
 	})
-	return s.Addr
 }
 
 // connectOnce dials addr over TLS, sends a v5 CONNECT, reads the CONNACK,
@@ -105,7 +104,7 @@ func BenchmarkConnectMTLS(b *testing.B) {
 		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "connects/s")
 	}
 	b.Run("broker=gateway+mosquitto", func(b *testing.B) {
-		run(b, tutorialGateway(b, pki))
+		run(b, tutorialGateway(b, pki, quietBroker).Addr)
 	})
 	b.Run("broker=mosquitto", func(b *testing.B) {
 		dir := readableDir(b)

@@ -208,13 +208,15 @@ func (g *Gateway) Serve(ln net.Listener) error {
 			if g.isClosed() {
 				return ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("gateway: accept: %w", err)
 			}
-			return fmt.Errorf("gateway: accept: %w", err)
+			// Out of file descriptors, a connection reset before accept:
+			// wait a little and go on, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.log.LogAttrs(g.ctx, slog.LevelWarn, "gateway: accept failed", slog.String("err", err.Error()))
+			time.Sleep(backoff)
+			continue
 		}
 		backoff = 0
 		select {

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/auth/authtest/conformance"
 	"github.com/mqttauth/mqttauth/gateway"
 )
@@ -500,4 +502,17 @@ func TestDeliveriesFollowPolicy(t *testing.T) {
 	revoked.Store(false)
 	publish("after")
 	expect("after")
+}
+
+// X.509 clients through the gateway's x509auth listener: the broker sees
+// the certificate's identity; a certificate of an untrusted CA fails the
+// TLS handshake and never reaches the broker.
+func TestX509(t *testing.T) {
+	pki := authtest.NewTutorialPKI(t, time.Now())
+	s := tutorialGateway(t, pki, "")
+	require.NoError(t, connectOnce(s.Addr, authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat), "thermo-id"))
+	waitLog(t, s.Broker, "as thermo-id (p5, c1, k30, u'thermostat')")
+	intruder := authtest.NewRootCA(t, "Intruder Root").Leaf(t, "intruder", authtest.WithExtKeyUsage(x509.ExtKeyUsageClientAuth))
+	require.Error(t, connectOnce(s.Addr, authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", intruder), "intruder"))
+	require.NotContains(t, s.Broker.Out.String(), "intruder")
 }

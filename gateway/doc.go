@@ -55,9 +55,13 @@
 // # Resources
 //
 // A connection has one goroutine before it is authenticated and two after
-// (one per direction); Close waits for all of them. Each goroutine writes a
-// packet to the other leg before it reads the next, so a leg is read only
-// as fast as the other accepts writes: there is no unbounded buffer. Limits,
+// (one per direction); Close waits for all of them. Each goroutine relays
+// what it read to the other leg before it would block reading again
+// (several packets that are already buffered go out in one writev, at most
+// 64 packets or 64 KiB), so a leg is read only as fast as the other
+// accepts writes: there is no unbounded buffer. Keep alive is the broker's:
+// the client's PINGREQ goes upstream, and when the broker drops a silent
+// client the client leg closes with the broker leg. Limits,
 // with their defaults: Config.MaxPacketSize (1 MiB on both legs; a larger
 // declared Remaining Length is refused before anything is allocated),
 // HandshakeTimeout and ConnectTimeout (10 s each), MaxPending (1024

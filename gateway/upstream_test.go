@@ -23,14 +23,18 @@ type fakeBroker struct {
 	connect chan *packets.Connect
 	send    chan []byte
 	done    chan struct{}
+	connack *packets.Connack // what to answer; nil: success, no properties
 }
 
-func startFakeBroker(t *testing.T, readProxy bool) *fakeBroker {
+func startFakeBroker(t *testing.T, readProxy bool, connack ...*packets.Connack) *fakeBroker {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	f := &fakeBroker{ln: ln, proxy: make(chan []byte, 1), connect: make(chan *packets.Connect, 1),
-		send: make(chan []byte, 4), done: make(chan struct{})}
+		send: make(chan []byte, 4), done: make(chan struct{}), connack: &packets.Connack{Properties: &packets.Properties{}}}
+	if len(connack) > 0 {
+		f.connack = connack[0]
+	}
 	go func() {
 		defer close(f.done)
 		c, err := ln.Accept()
@@ -55,7 +59,7 @@ func startFakeBroker(t *testing.T, readProxy bool) *fakeBroker {
 			return
 		}
 		f.connect <- p.Content.(*packets.Connect)
-		_, _ = (&packets.Connack{Properties: &packets.Properties{}}).WriteTo(c)
+		_, _ = f.connack.WriteTo(c)
 		go func() { _, _ = io.Copy(io.Discard, r) }()
 		for b := range f.send {
 			_, _ = c.Write(b)
@@ -116,4 +120,50 @@ func TestProxyProtocol(t *testing.T) {
 	require.Equal(t, local.IP.To4(), net.IP(hdr[16:20]), "source is the client's address")
 	require.Equal(t, uint16(local.Port), binary.BigEndian.Uint16(hdr[24:26]), "source port is the client's")
 	<-f.connect
+}
+
+// The broker's CONNACK reaches the client faithfully (session present,
+// Server Keep Alive, Receive Maximum, Retain Available, Assigned Client
+// Identifier), with the Maximum Packet Size capped to the gateway's and
+// the gateway's own Topic Alias Maximum; the client's CONNECT properties
+// reach the broker, its Maximum Packet Size capped too.
+func TestConnackRelayed(t *testing.T) {
+	ka, rm, mps, tam := uint16(17), uint16(7), uint32(1<<30), uint16(3)
+	retain := byte(0)
+	f := startFakeBroker(t, false, &packets.Connack{SessionPresent: true, Properties: &packets.Properties{
+		ServerKeepAlive: &ka, ReceiveMaximum: &rm, MaximumPacketSize: &mps, TopicAliasMaximum: &tam,
+		RetainAvailable: &retain, AssignedClientID: "assigned-1"}})
+	addr := fakeStack(t, f, false)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	cp := packets.NewControlPacket(packets.CONNECT)
+	cc := cp.Content.(*packets.Connect)
+	cexp, crm, cmps, ctam := uint32(600), uint16(9), uint32(1<<28), uint16(4)
+	cc.KeepAlive, cc.Username, cc.UsernameFlag, cc.Password, cc.PasswordFlag = 42, "alice", true, []byte("alice-pw"), true
+	cc.Properties = &packets.Properties{SessionExpiryInterval: &cexp, ReceiveMaximum: &crm, MaximumPacketSize: &cmps,
+		TopicAliasMaximum: &ctam, User: []packets.User{{Key: "k", Value: "v"}}}
+	_, err = cp.WriteTo(c)
+	require.NoError(t, err)
+
+	up := <-f.connect
+	require.Equal(t, uint16(42), up.KeepAlive)
+	require.Equal(t, cexp, *up.Properties.SessionExpiryInterval)
+	require.Equal(t, crm, *up.Properties.ReceiveMaximum)
+	require.Equal(t, uint32(gateway.DefaultMaxPacketSize), *up.Properties.MaximumPacketSize, "capped to what the gateway reads")
+	require.Equal(t, ctam, *up.Properties.TopicAliasMaximum, "the broker may alias towards the client as the client allows")
+	require.Equal(t, []packets.User{{Key: "k", Value: "v"}}, up.Properties.User)
+
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := packets.ReadPacket(c)
+	require.NoError(t, err)
+	ca := p.Content.(*packets.Connack)
+	require.True(t, ca.SessionPresent)
+	require.Equal(t, ka, *ca.Properties.ServerKeepAlive)
+	require.Equal(t, rm, *ca.Properties.ReceiveMaximum)
+	require.Equal(t, byte(0), *ca.Properties.RetainAvailable)
+	require.Equal(t, "assigned-1", ca.Properties.AssignedClientID)
+	require.Equal(t, uint32(gateway.DefaultMaxPacketSize), *ca.Properties.MaximumPacketSize)
+	require.Equal(t, uint16(gateway.DefaultTopicAliasMaximum), *ca.Properties.TopicAliasMaximum)
+	require.Empty(t, ca.Properties.AuthMethod)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 
+	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
 )
 
@@ -35,6 +36,8 @@ type conn struct {
 	nc net.Conn // the client leg (a *tls.Conn when Config.TLS is set)
 	cr *bufio.Reader
 	s  *auth.Session
+
+	authz auth.Authorizer // Config.Authorizer, or a per-connection abac.Cache
 
 	version  byte   // the client's protocol level: 4 or 5
 	clientID string // for logs
@@ -61,7 +64,21 @@ type conn struct {
 }
 
 func (g *Gateway) newConn(nc net.Conn) *conn {
-	return &conn{g: g, nc: nc}
+	c := &conn{g: g, nc: nc, authz: g.cfg.Authorizer}
+	if g.src != nil {
+		c.authz = abac.NewCache(g.src, g.cfg.CacheSize)
+	}
+	return c
+}
+
+// authorize asks the authorizer about an action with the current
+// principal; before authentication and after the session ended it denies.
+func (c *conn) authorize(kind auth.ActionKind, topic string) bool {
+	p := c.s.Principal()
+	if p == nil {
+		return false
+	}
+	return c.authz.Authorize(c.g.ctx, p, auth.Action{Kind: kind, Topic: topic}).Allowed
 }
 
 // serve runs the connection from accept to close.
@@ -302,7 +319,7 @@ func (c *conn) authenticate() (*bufio.Reader, bool) {
 	if cp.WillFlag {
 		// The broker publishes the Will on the client's behalf: authorize
 		// it now, as a Publish of its topic.
-		if d := c.s.Authorize(g.ctx, auth.Action{Kind: auth.Publish, Topic: cp.WillTopic}); !d.Allowed {
+		if !c.authorize(auth.Publish, cp.WillTopic) {
 			c.s.Close()
 			_ = c.writeClient(c.connackFailure(auth.NotAuthorized, "will topic not authorized"))
 			c.logRefused(errors.New("gateway: Will topic not authorized"))
@@ -570,7 +587,7 @@ func (c *conn) publish(p packet) error {
 		return fmt.Errorf("%w: PUBLISH without a topic", auth.ErrProtocol)
 	}
 	t := string(topic)
-	if d := c.s.Authorize(c.g.ctx, auth.Action{Kind: auth.Publish, Topic: t}); !d.Allowed {
+	if !c.authorize(auth.Publish, t) {
 		c.logDenied(auth.Publish, t)
 		switch pub.qos {
 		case 1:
@@ -608,7 +625,7 @@ func (c *conn) subscribe(p packet) error {
 	allowed := make([]subscription, 0, len(sub.subs))
 	for i, s := range sub.subs {
 		f := string(s.filter)
-		if d := c.s.Authorize(c.g.ctx, auth.Action{Kind: auth.Subscribe, Topic: f}); d.Allowed {
+		if c.authorize(auth.Subscribe, f) {
 			allowed = append(allowed, s)
 			continue
 		}
@@ -787,7 +804,7 @@ func (c *conn) deliver(p packet, d *deliveries) ([]byte, bool, error) {
 			topic = a.topic
 		}
 	}
-	if dec := c.s.Authorize(c.g.ctx, auth.Action{Kind: auth.Subscribe, Topic: string(topic)}); !dec.Allowed {
+	if !c.authorize(auth.Subscribe, string(topic)) {
 		switch pub.qos {
 		case 1:
 			err = c.ackUp(ack(packets.PUBACK, pub.id, 0, c.version))

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
 )
 
@@ -48,6 +49,16 @@ const (
 type Config struct {
 	// Manager creates the session of every client. Required.
 	Manager *auth.Manager
+	// Authorizer answers the PUBLISH, SUBSCRIBE, delivery and Will checks
+	// with the connection's current principal. Nil means
+	// Manager.Authorizer(). When it is an abac.Source (an *abac.Policy or
+	// *abac.Watcher), each connection gets an abac.Cache of CacheSize
+	// entries, which forgets its decisions when the connection
+	// re-authenticates or the policy is reloaded.
+	Authorizer auth.Authorizer
+	// CacheSize bounds the topics an abac.Cache remembers per method; zero
+	// means abac.DefaultCacheSize.
+	CacheSize int
 	// Upstream is the broker's address (host:port). Required.
 	Upstream string
 	// UpstreamTLS, when set, makes the broker leg TLS with this
@@ -117,6 +128,7 @@ var (
 type Gateway struct {
 	cfg     Config
 	m       *auth.Manager
+	src     abac.Source // non-nil when cfg.Authorizer is an abac.Source
 	log     *slog.Logger
 	pending chan struct{} // semaphore of not-yet-authenticated connections
 
@@ -140,7 +152,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: Config.Upstream is required")
 	}
 	if cfg.MaxPacketSize < 0 || cfg.HandshakeTimeout < 0 || cfg.ConnectTimeout < 0 ||
-		cfg.ExchangeReadTimeout < 0 || cfg.UpstreamTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxPending < 0 {
+		cfg.ExchangeReadTimeout < 0 || cfg.UpstreamTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxPending < 0 || cfg.CacheSize < 0 {
 		return nil, errors.New("gateway: negative limit in Config")
 	}
 	if cfg.MaxPacketSize == 0 {
@@ -168,6 +180,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Dialer == nil {
 		cfg.Dialer = &net.Dialer{}
 	}
+	if cfg.Authorizer == nil {
+		cfg.Authorizer = cfg.Manager.Authorizer()
+	}
 	g := &Gateway{
 		cfg:     cfg,
 		m:       cfg.Manager,
@@ -178,6 +193,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if g.log == nil {
 		g.log = slog.Default()
+	}
+	if src, ok := cfg.Authorizer.(abac.Source); ok {
+		g.src = src
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -515,4 +516,29 @@ func TestX509(t *testing.T) {
 	intruder := authtest.NewRootCA(t, "Intruder Root").Leaf(t, "intruder", authtest.WithExtKeyUsage(x509.ExtKeyUsageClientAuth))
 	require.Error(t, connectOnce(s.Addr, authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", intruder), "intruder"))
 	require.NotContains(t, s.Broker.Out.String(), "intruder")
+}
+
+// With an abac policy (each connection then has a decision cache), the
+// tutorial's thermostat may publish telemetry/temperature and not
+// telemetry/humidity, through the x509auth listener.
+func TestX509PublishABAC(t *testing.T) {
+	pki := authtest.NewTutorialPKI(t, time.Now())
+	s := tutorialGateway(t, pki, "")
+	conn, err := tls.Dial("tcp", s.Addr, authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat))
+	require.NoError(t, err)
+	defer conn.Close()
+	r := &rawClient{t: t, c: conn}
+	cp := packets.NewControlPacket(packets.CONNECT)
+	cp.Content.(*packets.Connect).ClientID = "thermostat"
+	_, err = cp.WriteTo(conn)
+	require.NoError(t, err)
+	require.Equal(t, packets.CONNACK, r.read().Type)
+	for i, tc := range []struct {
+		topic string
+		want  byte
+	}{{"telemetry/temperature", 0x10}, {"telemetry/humidity", 0x87}, {"telemetry/temperature", 0x10}, {"telemetry/humidity", 0x87}} {
+		r.publish(tc.topic, 0, 1, uint16(i+1), "x")
+		require.Equal(t, tc.want, r.read().Content.(*packets.Puback).ReasonCode, tc.topic) // 0x10: mosquitto, no subscriber
+	}
+	require.NotContains(t, s.Broker.Out.String(), "telemetry/humidity")
 }

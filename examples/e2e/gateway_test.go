@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
@@ -180,4 +181,81 @@ authorization:
 	t.Logf("disconnected %v after the CA was removed", time.Since(removed).Round(time.Millisecond))
 	require.Contains(t, thermo.Out.String(), "Received DISCONNECT (135)")
 	s.mosquitto.WaitFor(t, 5*time.Second, "Client thermostat closed its connection")
+}
+
+// startCustomGateway is startStack's set-up (the custom authentication
+// server in front of X.509) run by the example gateway in front of
+// mosquitto instead of by the example broker; s.brokerAddr is the
+// gateway's address, s.broker the gateway process.
+func startCustomGateway(t *testing.T) (*stack, *proc.Process) {
+	t.Helper()
+	s := &stack{dev: t.TempDir(), brokerAddr: proc.FreeAddr(t), authAddr: proc.FreeAddr(t)}
+	_, err := devpki.Ensure(s.dev, time.Now())
+	require.NoError(t, err)
+	s.authUsers = filepath.Join(s.dev, "users.yaml")
+	require.NoError(t, os.WriteFile(s.authUsers, []byte(`
+tokenMethod: TOKEN
+users:
+  alice: {password: s3cret, attributes: {group: custom}, lifetime: 1h}
+  brief: {password: s3cret, lifetime: 3s}
+tokens:
+  token-1: alice
+  token-2: alice
+`), 0o600))
+	s.startAuth(t)
+	cfg := filepath.Join(s.dev, "gateway.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+listener: {serverCert: mqtts-endpoint.crt, serverKey: mqtts-endpoint.key}
+authentication:
+  authenticationMethods:
+    - method: Custom
+      customSettings: {endpoint: "https://`+s.authAddr+`/", caCertFile: contoso_root_ca.crt, timeout: 10s}
+    - method: X509
+      x509Settings: {trustedClientCaCert: fabrikam_root_ca.crt}
+authorization:
+  rules:
+    - principals: {usernames: [alice, brief, thermostat]}
+      brokerResources: [{method: Connect}, {method: Publish, topics: ["#"]}, {method: Subscribe, topics: ["#"]}]
+`), 0o644))
+	mosq, upstream := proc.StartMosquitto(t, "")
+	s.broker = startReady(t, "gateway listening", binary(t, "gateway"), "-config", cfg, "-addr", s.brokerAddr, "-upstream", upstream)
+	return s, mosq
+}
+
+// Through the gateway to mosquitto with paho.golang and the custom
+// authentication server: a token method with re-authentication (AUTH 0x00,
+// then a refused token: DISCONNECT 0x87), and a 3 s credential that ends
+// with DISCONNECT 0xA0 within a second of its expiry, the broker leg
+// closing with it.
+func TestGatewayCustomReauthAndExpiry(t *testing.T) {
+	s, mosq := startCustomGateway(t)
+
+	c, ca, err := s.dial(t, "", tokenConnect("gw-reauth", "token-1"))
+	require.NoError(t, err)
+	require.Zero(t, ca.ReasonCode)
+	require.Equal(t, "TOKEN", ca.Properties.AuthMethod)
+	r, err := c.reauth(t, "TOKEN", "token-2", 30*time.Second)
+	require.NoError(t, err)
+	require.True(t, r.Success)
+	s.broker.WaitFor(t, 5*time.Second, "decision=reauth_pass client_id=gw-reauth")
+	code, err := c.publish(t, "after/reauth")
+	require.NoError(t, err)
+	require.EqualValues(t, 0x10, code, "accepted by mosquitto (no subscriber)")
+	r, err = c.reauth(t, "TOKEN", "stolen", 30*time.Second)
+	require.NoError(t, err)
+	require.False(t, r.Success)
+	require.EqualValues(t, 0x87, r.ReasonCode)
+	mosq.WaitFor(t, 5*time.Second, "Client gw-reauth closed its connection")
+
+	start := time.Now()
+	b, _, err := s.dial(t, "", &paho.Connect{ClientID: "gw-brief", UsernameFlag: true, Username: "brief", PasswordFlag: true, Password: []byte("s3cret")})
+	require.NoError(t, err)
+	d := b.waitDisconnect(t, 10*time.Second)
+	elapsed := time.Since(start)
+	require.EqualValues(t, 0xA0, d.ReasonCode)
+	require.GreaterOrEqual(t, elapsed, 2*time.Second-100*time.Millisecond, "not before the expiry")
+	require.LessOrEqual(t, elapsed, 4*time.Second, "within a second of the expiry")
+	mosq.WaitFor(t, 5*time.Second, "Client gw-brief closed its connection")
+	require.NotContains(t, mosq.Out.String(), "s3cret")
+	require.NotContains(t, s.broker.Out.String(), "s3cret")
 }

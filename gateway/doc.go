@@ -28,15 +28,19 @@
 //     authorize it) and sends full topic names upstream, so the broker's
 //     alias map for that direction stays empty. The client's Topic Alias
 //     Maximum goes upstream unchanged, and broker-to-client packets are
-//     relayed byte for byte, so the aliases the broker uses towards the
-//     client stay consistent.
+//     relayed byte for byte (but for the case of a withheld delivery,
+//     below), so the aliases the broker uses towards the client stay
+//     consistent.
 //   - Every PUBLISH is authorized with the current principal; a denied QoS
 //     1 or 2 publish is answered with PUBACK or PUBREC 0x87 by the gateway
 //     and never reaches the broker, a denied QoS 0 publish is dropped.
 //     Every SUBSCRIBE filter is authorized; only the allowed ones are
 //     forwarded and the broker's SUBACK is merged with the gateway's 0x87
 //     codes in the client's order (when none is allowed, the gateway
-//     answers the SUBACK itself). The Will topic is authorized at CONNECT.
+//     answers the SUBACK itself). The Will topic is authorized at CONNECT
+//     as a Publish: a Will the principal may not publish is refused with
+//     CONNACK 0x87. Decisions come from Config.Authorizer (by default the
+//     Manager's); with an abac policy each connection keeps an abac.Cache.
 //   - Every delivery from the broker is authorized as a Subscribe of its
 //     topic name (as adapters/mochi does), so a policy change or a
 //     re-authentication that removes a subscription stops its messages at

@@ -375,6 +375,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *auth.Request) aut
 		Method:     Method,
 		Username:   id.username,
 		ClientID:   req.ClientID,
+		Listener:   req.Listener, // complete, so the Session keeps this very principal: the watch finds its sessions by it
 		Attributes: attrs,
 		Expiry:     id.expiry,
 	})

@@ -43,7 +43,7 @@ func (r *fakeRig) session(t *testing.T, ns, name string) (*auth.Session, *authte
 	s := r.m.NewSession(conn)
 	t.Cleanup(s.Close)
 	tok := r.srv.Token(ns, name, sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour})
-	resp := s.Connect(context.Background(), &auth.Request{ClientID: name, AuthMethod: satauth.Method, AuthData: []byte(tok), ProtocolVersion: 5})
+	resp := s.Connect(context.Background(), &auth.Request{ClientID: name, AuthMethod: satauth.Method, AuthData: []byte(tok), ProtocolVersion: 5, Listener: "mqtts"}) // a named listener, as every adapter sets
 	require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
 	return s, conn
 }

@@ -40,7 +40,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
 	"github.com/mqttauth/mqttauth/aioconfig"
@@ -147,7 +146,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return b.Describe(stdout)
 	}
 	authCfg := b.AuthConfig()
-	authCfg.Authorizer = loggingAuthorizer{next: authCfg.Authorizer, log: log}
+	// The example logs every decision (a production broker logs denies and
+	// samples allows, or none): one audit record each, with the rule.
+	authCfg.Audit.SampleAllows = 1
 	m, err := auth.NewManager(authCfg)
 	if err != nil {
 		return err
@@ -158,13 +159,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// are kept, without the packet dumps that carry credentials.
 	mochiLog := mochi.ServerLogger(newHandler(slog.LevelWarn)).With(slog.String("component", "mochi"))
 	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: mochiLog})
-	if _, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: log}); err != nil {
+	// The adapter's defaults bound what a peer holds before it
+	// authenticates: 1 MiB packets, 10 s for the TLS handshake and CONNECT,
+	// 256 connections not yet authenticated.
+	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: log})
+	if err != nil {
 		return err
 	}
 	for _, p := range b.Ports {
 		// The listener ID is the port's name: the hook passes it as
 		// auth.Request.Listener, which selects the port's chain and policy.
-		if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: p.Name, Address: p.Address, TLSConfig: p.TLS})); err != nil {
+		if err := srv.AddListener(h.Listener(p.Name, p.Address, p.TLS)); err != nil {
 			return err
 		}
 	}
@@ -183,36 +188,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// loggingAuthorizer logs every authorization decision with the rule that
-// made it. A production broker would rather let the adapter keep its
-// per-session decision cache (which needs the policy itself as the
-// Authorizer) and log only denials; the example shows every decision.
-type loggingAuthorizer struct {
-	next auth.Authorizer
-	log  *slog.Logger
-}
-
-func (l loggingAuthorizer) Authorize(ctx context.Context, p *auth.Principal, a auth.Action) auth.Decision {
-	d := l.next.Authorize(ctx, p, a)
-	decision := "allow"
-	if !d.Allowed {
-		decision = "deny"
-	}
-	attrs := []slog.Attr{
-		slog.String("decision", decision),
-		slog.String("action", a.Kind.String()),
-		slog.String("topic", a.Topic),
-		slog.String("reason_code", d.Code().String()),
-	}
-	if p != nil {
-		attrs = append(attrs, slog.String("client_id", p.ClientID()), slog.String("username", p.Username()), slog.String("method", p.Method()))
-	}
-	if d.Rule != "" {
-		attrs = append(attrs, slog.String("rule", d.Rule))
-	}
-	l.log.LogAttrs(ctx, slog.LevelInfo, "mqttauth authorization", attrs...)
-	return d
-}
 
 func printTutorial(w io.Writer, dir, addr string) {
 	_, port, err := net.SplitHostPort(addr)

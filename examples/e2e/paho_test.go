@@ -342,7 +342,7 @@ spec:
 	m := mosq{dir: dev, port: port}
 
 	thermo := startReady(t, "", sub, m.args("thermostat", "-t", "telemetry/#")...)
-	broker.WaitFor(t, 20*time.Second, "decision=allow action=Subscribe topic=telemetry/#")
+	broker.WaitFor(t, 20*time.Second, "decision=authorize_allow", "action=Subscribe", "topic=telemetry/#")
 
 	// Replace the file's content with another CA, atomically, as a
 	// ConfigMap update does.

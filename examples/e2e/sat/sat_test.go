@@ -59,13 +59,13 @@ func TestSATKube(t *testing.T) {
 				out := mqttPub("sensor-a", sensorToken, "buildings/17/temperature")
 				require.Contains(t, out, "received CONNACK (0)")
 				require.Contains(t, out, "RC:0)")
-				proc.WaitFor(t, broker.Out, 5*time.Second, "mqttauth authorization", "decision=allow", "topic=buildings/17/temperature")
+				proc.WaitFor(t, broker.Out, 5*time.Second, "mqttauth decision", "decision=authorize_allow", "topic=buildings/17/temperature")
 			})
 			t.Run("topic_of_another_building", func(t *testing.T) {
 				out := mqttPub("sensor-b", sensorToken, "buildings/18/temperature")
 				require.Contains(t, out, "received CONNACK (0)")
 				require.Contains(t, out, "RC:135") // PUBACK 0x87 Not authorized
-				proc.WaitFor(t, broker.Out, 5*time.Second, "mqttauth authorization", "decision=deny", "topic=buildings/18/temperature")
+				proc.WaitFor(t, broker.Out, 5*time.Second, "mqttauth decision", "decision=authorize_deny", "topic=buildings/18/temperature")
 			})
 			t.Run("wrong_audience", func(t *testing.T) {
 				out := mqttPub("sensor-c", env.Token(t, "e2e-sensor", []string{"someone-else"}, 600), "buildings/17/temperature")

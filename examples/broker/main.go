@@ -188,7 +188,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-
 func printTutorial(w io.Writer, dir, addr string) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {

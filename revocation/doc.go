@@ -101,7 +101,10 @@
 // re-checks every live session through auth.Manager.Recheck with the
 // given check (x509auth.Authenticator.Check), which now fails for that
 // certificate: its client gets DISCONNECT 0x87. [Checker.OnRevoke] is the
-// underlying hook.
+// underlying hook. The Checker is also an auth.Notifier (Checker.Notify,
+// the same signal): [Checker.Watch] is that re-check as an auth.Watch for
+// auth.Config.Watches, so a Manager built with it subscribes itself and
+// needs no handle on the Checker (package aioconfig does this).
 //
 // [Checker.Stats] counts fetches, failures, revocations, hard-fail
 // refusals, soft-fail passes and evictions, for metrics. Package

@@ -35,6 +35,7 @@ func (b *Broker) Describe(w io.Writer) error {
 	s := b.Session
 	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t\n",
 		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
+	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
 	for _, wt := range b.watches {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
 	}

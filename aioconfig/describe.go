@@ -9,8 +9,8 @@ import (
 )
 
 // Describe writes the effective configuration: each port with its
-// address, TLS, chain and policy, the session settings and the watched
-// sources. It is what the example broker's -check-config prints.
+// address, TLS, chain and policy, the session settings, the brute-force
+// defence and the watched sources. It is what the example broker's -check-config prints.
 func (b *Broker) Describe(w io.Writer) error {
 	var sb strings.Builder
 	for _, p := range b.Ports {

@@ -555,7 +555,9 @@ func (c *Checker) notifyRevoked() {
 // 0x87, or x509auth's Config.RevokedCode). Revocations found during a
 // re-check are coalesced into one more. timeout bounds one re-check (zero
 // means 30 seconds). It returns a function that stops listening, cancels a
-// re-check in progress and waits for it.
+// re-check in progress and waits for it. [Checker.Watch] is the same
+// re-check through the Manager's one change path, with no Manager needed
+// beforehand; prefer it.
 func (c *Checker) RecheckOnRevoke(m *auth.Manager, check auth.CheckFunc, timeout time.Duration) (stop func()) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second

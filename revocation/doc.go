@@ -12,9 +12,9 @@
 //	rc, _ := revocation.New(revocation.Config{OCSP: true, CRLDistributionPoints: true, Mode: revocation.HardFail})
 //	defer rc.Close()
 //	a, _ := x509auth.New(x509auth.Config{Trust: store, Revocation: rc})
-//	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy})
-//	stop := rc.RecheckOnRevoke(m, a.Check, 0) // disconnect clients revoked while connected
-//	defer stop()
+//	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy,
+//		Watches: []auth.Watch{rc.Watch(a.Check, 0)}}) // disconnect clients revoked while connected
+//	defer m.Close()
 //
 // # Sources
 //

@@ -747,6 +747,12 @@ var nearMisses = map[string]string{
 	"authorizationPolicies":        "authorizationPolicies belongs in a BrokerAuthorization",
 	"audience":                     "the field is audiences (a list)",
 	"secretName":                   "a v1 port or custom x509 names its Secret with secretRef",
+	"ocspResponder":                "the field is responder (revocation)",
+	"crls_distribution_points":     "the field is crlDistributionPoints (revocation)",
+	"issuerUrl":                    "the field is issuer (jwtSettings)",
+	"jwks_uri":                     "the field is jwksUrl (jwtSettings)",
+	"jwksUri":                      "the field is jwksUrl (jwtSettings)",
+	"clientId":                     "jwtSettings has no client: a token's audience is checked against audiences",
 }
 
 // nearMiss suggests the fix for an unknown field at path f in v's type: a

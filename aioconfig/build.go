@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,8 +22,11 @@ import (
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/customauth"
+	"github.com/mqttauth/mqttauth/jwtauth"
+	"github.com/mqttauth/mqttauth/revocation"
 	"github.com/mqttauth/mqttauth/satauth"
 	"github.com/mqttauth/mqttauth/scramauth"
+	"github.com/mqttauth/mqttauth/throttle"
 	"github.com/mqttauth/mqttauth/truststore"
 	"github.com/mqttauth/mqttauth/x509auth"
 )
@@ -39,7 +43,9 @@ type Options struct {
 // Authorizer of one auth.Manager for all ports (see [Broker.AuthConfig]):
 // it hands each request to the chain of the port it came in on
 // (auth.Request.Listener) and each authorization to the policy of the port
-// the principal connected through (auth.Principal.Listener).
+// the principal connected through (auth.Principal.Listener). Unless
+// MqttAuthSettings throttle says disabled, a brute-force defence
+// (package throttle) is outermost, in front of every port's chain.
 type Broker struct {
 	// Ports are the ports in the order the listeners give them.
 	Ports []*Port
@@ -51,6 +57,9 @@ type Broker struct {
 	byName  map[string]*Port
 	watches []auth.Watch
 	closers []func()
+
+	throttle     *throttle.Throttle // nil when disabled
+	throttleDesc string
 }
 
 // Port is one built listener port.
@@ -173,7 +182,65 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 			b.byName[p.Name] = p
 		}
 	}
+	if err := b.buildThrottle(c.Settings.Throttle); err != nil {
+		d := docRef{source: "MqttAuthSettings", kind: KindSettings}
+		return nil, d.err("spec.throttle", "", err, "")
+	}
 	return b, nil
+}
+
+// buildThrottle puts the brute-force defence in front of every port's
+// chain: on with throttle's defaults unless s says disabled.
+func (b *Broker) buildThrottle(s *Throttle) error {
+	if s == nil {
+		s = &Throttle{}
+	}
+	if s.Disabled {
+		b.throttleDesc = "off (disabled)"
+		return nil
+	}
+	cfg := throttle.Config{
+		DisableAddress: s.DisableAddress, DisableIdentity: s.DisableIdentity,
+		IPv4Prefix: s.IPv4Prefix, IPv6Prefix: s.IPv6Prefix, MaxEntries: s.MaxEntries,
+		Logger: b.log,
+	}
+	limit := func(l *ThrottleLimit) throttle.Limit {
+		if l == nil {
+			return throttle.Limit{}
+		}
+		every, _ := time.ParseDuration(l.Every) // checked by Load
+		return throttle.Limit{Every: every, Burst: l.Burst}
+	}
+	cfg.Address, cfg.Identity = limit(s.Address), limit(s.Identity)
+	t, err := throttle.New(auth.AuthenticatorFunc(b.authenticate), cfg)
+	if err != nil {
+		return err
+	}
+	b.throttle = t
+	describe := func(l throttle.Limit, off bool) string {
+		if off {
+			return "off"
+		}
+		return fmt.Sprintf("%d failures in a row, then one per %s", cmpOrInt(l.Burst, throttle.DefaultBurst), cmpOrDur(l.Every, throttle.DefaultEvery))
+	}
+	b.throttleDesc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
+		cmpOrInt(s.IPv4Prefix, throttle.DefaultIPv4Prefix), cmpOrInt(s.IPv6Prefix, throttle.DefaultIPv6Prefix),
+		describe(cfg.Address, s.DisableAddress), describe(cfg.Identity, s.DisableIdentity), cmpOrInt(s.MaxEntries, throttle.DefaultMaxEntries))
+	return nil
+}
+
+func cmpOrInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func cmpOrDur(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // onPorts limits a re-check to the sessions of the given ports: a change
@@ -229,6 +296,8 @@ func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtA
 			x = ba.x509
 		case MethodSCRAM:
 			x, desc, err = b.scram(m.SCRAM, ba.ports)
+		case MethodJWT:
+			x, desc, err = b.jwt(m.JWT)
 		}
 		if err != nil {
 			d := docRef{source: a.Source, kind: KindAuthentication, name: a.Name}
@@ -391,8 +460,16 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 		e := attrs[name]
 		mappings = append(mappings, x509auth.Mapping{Name: name, Subject: e.Subject, Attributes: e.Attributes})
 	}
-	a, err := x509auth.New(x509auth.Config{Trust: store, Mappings: mappings, ClientCertOptional: optional,
-		RequireClientAuthEKU: s.RequireClientAuthEku, Logger: b.log})
+	xcfg := x509auth.Config{Trust: store, Mappings: mappings, ClientCertOptional: optional,
+		RequireClientAuthEKU: s.RequireClientAuthEku, Logger: b.log}
+	var rc *revocation.Checker
+	if s.Revocation != nil {
+		if rc, err = b.revocation(s.Revocation); err != nil {
+			return nil, "", fmt.Errorf("revocation: %w", err)
+		}
+		xcfg.Revocation = rc // only when set: a nil *Checker in the interface would be called
+	}
+	a, err := x509auth.New(xcfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -400,6 +477,11 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 	w.Name = "truststore " + s.TrustedClientCaCert
 	w.Check = onPorts(ports, w.Check)
 	b.watches = append(b.watches, w)
+	if rc != nil {
+		rw := rc.Watch(onPorts(ports, a.Check), 0)
+		rw.Name = "revocation (" + revocationSources(s.Revocation) + ") of certificates trusted by " + s.TrustedClientCaCert
+		b.watches = append(b.watches, rw)
+	}
 	desc := fmt.Sprintf("X509 trusting %s (%d CA), %d attribute mappings", s.TrustedClientCaCert, store.Current().Len(), len(mappings))
 	if len(crls) > 0 {
 		desc += fmt.Sprintf(", %d CRL paths", len(crls))
@@ -409,6 +491,114 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 	}
 	if s.RequireClientAuthEku {
 		desc += ", clientAuth extended key usage required"
+	}
+	if r := s.Revocation; r != nil {
+		desc += fmt.Sprintf(", revocation %s %s", cmpOr(r.Mode, RevocationHardFail), revocationSources(r))
+	}
+	return a, desc, nil
+}
+
+// revocation builds the checker of an X509 method's revocation settings;
+// it is closed with the Broker.
+func (b *Broker) revocation(s *RevocationSettings) (*revocation.Checker, error) {
+	cfg := revocation.Config{
+		OCSP: s.OCSP, Responder: s.Responder, CRLDistributionPoints: s.CRLDistributionPoints,
+		MaxEntries: s.MaxEntries, MaxCRLs: s.MaxCRLs, Logger: b.log,
+	}
+	if s.Mode == RevocationSoftFail {
+		cfg.Mode = revocation.SoftFail
+	}
+	// Durations are checked by Load; an explicit zero wait means none.
+	for _, d := range []struct {
+		v   string
+		dst *time.Duration
+	}{
+		{s.Timeout, &cfg.Timeout}, {s.Wait, &cfg.Wait}, {s.RefreshBefore, &cfg.RefreshBefore},
+		{s.RetryInterval, &cfg.RetryInterval}, {s.RefreshInterval, &cfg.RefreshInterval}, {s.MaxAge, &cfg.MaxAge},
+	} {
+		*d.dst, _ = time.ParseDuration(cmpOr(d.v, "0s"))
+	}
+	if s.Wait != "" && cfg.Wait == 0 {
+		cfg.Wait = -1
+	}
+	rc, err := revocation.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.onClose(func() { _ = rc.Close() })
+	return rc, nil
+}
+
+func revocationSources(s *RevocationSettings) string {
+	var src []string
+	switch {
+	case s.Responder != "":
+		src = append(src, "OCSP "+s.Responder)
+	case s.OCSP:
+		src = append(src, "OCSP")
+	}
+	if s.CRLDistributionPoints {
+		src = append(src, "CRL distribution points")
+	}
+	return strings.Join(src, " + ")
+}
+
+// jwt builds a JWT method. The keys are fetched on first use, so an
+// issuer that is down at start does not stop the broker.
+func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
+	cfg := jwtauth.Config{
+		Issuer: s.Issuer, DiscoveryURL: s.DiscoveryURL, JWKSURL: s.JWKSURL,
+		Audiences: s.Audiences, Algorithms: s.Algorithms, UsernameClaim: s.UsernameClaim,
+		ClaimsToAttributes: s.ClaimsToAttributes, Method: s.Method, PasswordUsername: s.PasswordUsername,
+		InsecureAllowHTTP: s.InsecureAllowHTTP, Logger: b.log,
+	}
+	if s.TokenFrom == TokenFromPassword {
+		cfg.TokenFrom = jwtauth.FromPassword
+	}
+	// Durations are checked by Load; an explicit zero leeway means none.
+	for _, d := range []struct {
+		v   string
+		dst *time.Duration
+	}{
+		{s.Leeway, &cfg.Leeway}, {s.KeyRefreshInterval, &cfg.KeyRefreshInterval},
+		{s.KeyMaxAge, &cfg.KeyMaxAge}, {s.RequestTimeout, &cfg.RequestTimeout},
+	} {
+		*d.dst, _ = time.ParseDuration(cmpOr(d.v, "0s"))
+	}
+	if s.Leeway != "" && cfg.Leeway == 0 {
+		cfg.Leeway = -1
+	}
+	desc := fmt.Sprintf("JWT issuer %s, audiences %v", s.Issuer, s.Audiences)
+	if ca := cmpOr(s.CACert, s.CACertFile); ca != "" {
+		path, err := b.cfg.resolve(ca, false)
+		if err != nil {
+			return nil, "", fmt.Errorf("caCert: %w", err)
+		}
+		pool, err := pemPool(path)
+		if err != nil {
+			return nil, "", fmt.Errorf("caCert: %w", err)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: cmpOrDur(cfg.RequestTimeout, jwtauth.DefaultRequestTimeout)}
+		b.onClose(tr.CloseIdleConnections)
+		desc += ", issuer CA " + ca
+	}
+	a, err := jwtauth.New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	b.onClose(a.Close)
+	if cfg.TokenFrom == jwtauth.FromPassword {
+		desc += ", token in the password"
+		if s.PasswordUsername != "" {
+			desc += " of user name " + s.PasswordUsername
+		}
+	} else {
+		desc += ", token in the Authentication Data of method " + a.Method()
+	}
+	if s.InsecureAllowHTTP {
+		desc += ", http:// allowed (insecure)"
 	}
 	return a, desc, nil
 }
@@ -520,9 +710,18 @@ func (b *Broker) Port(listener string) *Port {
 // configuration has no port for.
 var ErrUnknownListener = errors.New("aioconfig: no port is configured for this listener")
 
-// Authenticate hands the request to the chain of its port; a request from
-// an unknown listener fails (0x87).
+// Authenticate hands the request to the chain of its port, through the
+// brute-force defence unless it is disabled (an address or identity over
+// its limit gets 0x9F); a request from an unknown listener fails (0x87).
 func (b *Broker) Authenticate(ctx context.Context, req *auth.Request) auth.Result {
+	if b.throttle != nil {
+		return b.throttle.Authenticate(ctx, req)
+	}
+	return b.authenticate(ctx, req)
+}
+
+// authenticate is the dispatch to the port's chain, behind the throttle.
+func (b *Broker) authenticate(ctx context.Context, req *auth.Request) auth.Result {
 	p := b.Port(req.Listener)
 	if p == nil {
 		return auth.FailResult(auth.NotAuthorized, fmt.Errorf("%w: %q", ErrUnknownListener, req.Listener))

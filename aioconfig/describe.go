@@ -9,8 +9,8 @@ import (
 )
 
 // Describe writes the effective configuration: each port with its
-// address, TLS, chain and policy, the session settings and the watched
-// sources. It is what the example broker's -check-config prints.
+// address, TLS, chain and policy, the session settings, the brute-force
+// defence and the watched sources. It is what the example broker's -check-config prints.
 func (b *Broker) Describe(w io.Writer) error {
 	var sb strings.Builder
 	for _, p := range b.Ports {
@@ -35,6 +35,7 @@ func (b *Broker) Describe(w io.Writer) error {
 	s := b.Session
 	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t\n",
 		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
+	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
 	for _, wt := range b.watches {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
 	}

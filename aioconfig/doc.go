@@ -30,10 +30,25 @@
 // kubernetes.io/tls Secret are its tls.crt and tls.key keys.
 //
 // The library's own extensions sit beside AIO's fields and never change
-// their meaning: the SCRAM method (scramSettings), SAT apiServer, mode,
-// jwksFile and the rest, customSettings caCertFile, timeout and
-// auth.x509.certFile/keyFile, x509Settings crls, and on a port address,
-// authorizationFile (a watched policy file) and tls.manual.certFile/keyFile.
+// their meaning: the SCRAM method (scramSettings), the JWT method
+// (jwtSettings: any OpenID Connect issuer, package jwtauth), SAT
+// apiServer, mode, jwksFile and the rest, customSettings caCertFile,
+// timeout and auth.x509.certFile/keyFile, x509Settings crls and revocation
+// (OCSP and CRL distribution points, package revocation), on a port
+// address, authorizationFile (a watched policy file) and
+// tls.manual.certFile/keyFile, and MqttAuthSettings throttle.
+//
+// # Brute-force defence
+//
+// [Broker.Authenticate] counts failed authentications per client address
+// and per identity (package throttle) for all ports together, in front of
+// every port's chain, and refuses a CONNECT over the limit with CONNACK
+// 0x9F before any method is asked. It is on by default with throttle's
+// defaults (10 failures in a row, then one per 6 s, per address and per
+// identity); MqttAuthSettings throttle changes the limits, turns one
+// counter off (disableAddress, disableIdentity) or the whole defence
+// (disabled: true). One set of counters for all ports, because a guesser
+// can try every port.
 //
 // # Errors
 //
@@ -58,8 +73,9 @@
 // # Reloads
 //
 // Every reloadable source the build makes (the truststore and CRLs of an
-// X509 method, a SCRAM users file, a port's authorizationFile) is an
-// auth.Watch in [Broker.AuthConfig]: the Manager subscribes to it when it
+// X509 method, its revocation checker, which signals each certificate it
+// finds newly revoked, a SCRAM users file, a port's authorizationFile) is
+// an auth.Watch in [Broker.AuthConfig]: the Manager subscribes to it when it
 // is built and re-checks the live sessions of the ports that use the
 // source, through the one path of auth.Notifier. No change can reach a
 // Manager that does not exist yet.
@@ -83,5 +99,5 @@
 // settings of one method go in its settings struct (x509Settings
 // requireClientAuthEku, customSettings circuitBreaker); settings of the
 // whole process (an admin listener for metrics and health, brute-force
-// protection, OIDC issuers) go in [Settings], the MqttAuthSettings spec.
+// protection) go in [Settings], the MqttAuthSettings spec.
 package aioconfig

@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	f.Add([]byte(credsDoc))
 	f.Add([]byte("---\n---\nkind: BrokerListener\nspec: {ports: [{port: 1, tls: {mode: Manual, manual: {}}}]}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := aioconfig.Parse(data, "fuzz.yaml", t.TempDir())

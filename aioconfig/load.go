@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -272,6 +273,7 @@ var settingsKeys = []struct{ v1, v1beta1, method string }{
 	{"serviceAccountTokenSettings", "serviceAccountToken", MethodSAT},
 	{"x509Settings", "x509Credentials", MethodX509},
 	{"scramSettings", "scramSettings", MethodSCRAM},
+	{"jwtSettings", "jwtSettings", MethodJWT},
 }
 
 func decodeMethod(raw json.RawMessage, api, at string, d docRef) (Method, error) {
@@ -290,6 +292,7 @@ func decodeMethod(raw json.RawMessage, api, at string, d docRef) (Method, error)
 		{"x509Settings", MethodX509, r.X509Settings},
 		{"x509Credentials", MethodX509, r.X509Credentials},
 		{"scramSettings", MethodSCRAM, r.SCRAMSettings},
+		{"jwtSettings", MethodJWT, r.JWTSettings},
 	}
 	var (
 		key, method string
@@ -311,13 +314,13 @@ func decodeMethod(raw json.RawMessage, api, at string, d docRef) (Method, error)
 		name = MethodX509
 	case "":
 		if n == 0 {
-			return Method{}, d.err(at+".method", "", ErrMissing, "want Custom, ServiceAccountToken, X509 (v1beta1: x509Credentials) or SCRAM")
+			return Method{}, d.err(at+".method", "", ErrMissing, methodNames)
 		}
 		name = method // AIO's own example gives only the settings
-	case MethodCustom, MethodSAT, MethodX509, MethodSCRAM:
+	case MethodCustom, MethodSAT, MethodX509, MethodSCRAM, MethodJWT:
 	default:
-		hint := "want Custom, ServiceAccountToken, X509 (v1beta1: x509Credentials) or SCRAM"
-		for _, known := range []string{MethodCustom, MethodSAT, MethodX509, MethodX509Credentials, MethodSCRAM} {
+		hint := methodNames
+		for _, known := range []string{MethodCustom, MethodSAT, MethodX509, MethodX509Credentials, MethodSCRAM, MethodJWT} {
 			if strings.EqualFold(name, known) {
 				hint = "method names are case-sensitive: " + known
 			}
@@ -384,6 +387,19 @@ func decodeMethod(raw json.RawMessage, api, at string, d docRef) (Method, error)
 		if f, err = decodeStrict(body, m.X509); err != nil {
 			return m, d.err(field+"."+f, "", err, nearMiss(f, m.X509))
 		}
+		if r := m.X509.Revocation; r != nil {
+			if f, v, err := checkRevocation(r); err != nil {
+				return m, d.err(field+".revocation."+f, v, err, revocationHints[f])
+			}
+		}
+	case MethodJWT:
+		m.JWT = new(JWTSettings)
+		if f, err = decodeStrict(body, m.JWT); err != nil {
+			return m, d.err(field+"."+f, "", err, nearMiss(f, m.JWT))
+		}
+		if f, v, err := checkJWT(m.JWT); err != nil {
+			return m, d.err(field+"."+f, v, err, jwtHints[f])
+		}
 	case MethodSCRAM:
 		m.SCRAM = new(SCRAMSettings)
 		if f, err = decodeStrict(body, m.SCRAM); err != nil {
@@ -396,6 +412,84 @@ func decodeMethod(raw json.RawMessage, api, at string, d docRef) (Method, error)
 		}
 	}
 	return m, nil
+}
+
+// methodNames is the hint of a missing or unknown method name.
+const methodNames = "want Custom, ServiceAccountToken, X509 (v1beta1: x509Credentials), SCRAM or JWT"
+
+var revocationHints = map[string]string{
+	"mode":       "want hardFail or softFail",
+	"responder":  "an http:// or https:// URL",
+	"maxEntries": "a count, zero for the default",
+	"maxCRLs":    "a count, zero for the default",
+}
+
+// checkRevocation checks the values of x509Settings.revocation that can
+// be checked without building; it returns the field, its value and the
+// error.
+func checkRevocation(r *RevocationSettings) (field, value string, err error) {
+	switch r.Mode {
+	case "", RevocationHardFail, RevocationSoftFail:
+	default:
+		return "mode", r.Mode, ErrInvalidValue
+	}
+	if r.Responder != "" && !isHTTPURL(r.Responder) {
+		return "responder", r.Responder, ErrInvalidValue
+	}
+	for _, d := range []struct{ f, v string }{
+		{"timeout", r.Timeout}, {"wait", r.Wait}, {"refreshBefore", r.RefreshBefore},
+		{"retryInterval", r.RetryInterval}, {"refreshInterval", r.RefreshInterval}, {"maxAge", r.MaxAge},
+	} {
+		if err := checkDuration(d.v); err != nil {
+			return d.f, d.v, err
+		}
+	}
+	if r.MaxEntries < 0 {
+		return "maxEntries", fmt.Sprint(r.MaxEntries), ErrInvalidValue
+	}
+	if r.MaxCRLs < 0 {
+		return "maxCRLs", fmt.Sprint(r.MaxCRLs), ErrInvalidValue
+	}
+	return "", "", nil
+}
+
+var jwtHints = map[string]string{
+	"tokenFrom":    "want method (the CONNECT Authentication Data) or password",
+	"issuer":       "an https:// URL (http:// only with insecureAllowHttp)",
+	"discoveryUrl": "an https:// URL (http:// only with insecureAllowHttp)",
+	"jwksUrl":      "an https:// URL (http:// only with insecureAllowHttp)",
+	"caCert":       "caCert and caCertFile are exclusive",
+}
+
+// checkJWT checks the values of jwtSettings that can be checked without
+// building.
+func checkJWT(j *JWTSettings) (field, value string, err error) {
+	switch j.TokenFrom {
+	case "", TokenFromMethod, TokenFromPassword:
+	default:
+		return "tokenFrom", j.TokenFrom, ErrInvalidValue
+	}
+	for _, u := range []struct{ f, v string }{{"issuer", j.Issuer}, {"discoveryUrl", j.DiscoveryURL}, {"jwksUrl", j.JWKSURL}} {
+		if u.v != "" && !isHTTPURL(u.v) {
+			return u.f, u.v, ErrInvalidValue
+		}
+	}
+	for _, d := range []struct{ f, v string }{
+		{"leeway", j.Leeway}, {"keyRefreshInterval", j.KeyRefreshInterval}, {"keyMaxAge", j.KeyMaxAge}, {"requestTimeout", j.RequestTimeout},
+	} {
+		if err := checkDuration(d.v); err != nil {
+			return d.f, d.v, err
+		}
+	}
+	if j.CACert != "" && j.CACertFile != "" {
+		return "caCert", "", ErrInvalidValue
+	}
+	return "", "", nil
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
 func settingsField(method, api string) string {
@@ -508,8 +602,41 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 	if err := checkDuration(s.Session.ExchangeTimeout); err != nil {
 		return d.err(prefix+"session.exchangeTimeout", s.Session.ExchangeTimeout, err, "a Go duration: 30s, 2m")
 	}
+	if t := s.Throttle; t != nil {
+		if f, v, hint, err := checkThrottle(t); err != nil {
+			return d.err(prefix+"throttle."+f, v, err, hint)
+		}
+	}
 	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
 	return nil
+}
+
+// checkThrottle checks the throttle section of MqttAuthSettings.
+func checkThrottle(t *Throttle) (field, value, hint string, err error) {
+	for _, l := range []struct {
+		f string
+		l *ThrottleLimit
+	}{{"address", t.Address}, {"identity", t.Identity}} {
+		if l.l == nil {
+			continue
+		}
+		if err := checkDuration(l.l.Every); err != nil {
+			return l.f + ".every", l.l.Every, "a Go duration: 6s, 1m", err
+		}
+		if l.l.Burst < 0 {
+			return l.f + ".burst", fmt.Sprint(l.l.Burst), "the failures allowed in a row, zero for the default (10)", ErrInvalidValue
+		}
+	}
+	if t.IPv4Prefix < 0 || t.IPv4Prefix > 32 {
+		return "ipv4Prefix", fmt.Sprint(t.IPv4Prefix), "a prefix length, 1 to 32 (zero for the default, 32)", ErrInvalidValue
+	}
+	if t.IPv6Prefix < 0 || t.IPv6Prefix > 128 {
+		return "ipv6Prefix", fmt.Sprint(t.IPv6Prefix), "a prefix length, 1 to 128 (zero for the default, 64)", ErrInvalidValue
+	}
+	if t.MaxEntries != 0 && t.MaxEntries < 64 {
+		return "maxEntries", fmt.Sprint(t.MaxEntries), "at least 64 (zero for the default, 100000)", ErrInvalidValue
+	}
+	return "", "", "", nil
 }
 
 func checkDuration(s string) error {
@@ -620,6 +747,12 @@ var nearMisses = map[string]string{
 	"authorizationPolicies":        "authorizationPolicies belongs in a BrokerAuthorization",
 	"audience":                     "the field is audiences (a list)",
 	"secretName":                   "a v1 port or custom x509 names its Secret with secretRef",
+	"ocspResponder":                "the field is responder (revocation)",
+	"crls_distribution_points":     "the field is crlDistributionPoints (revocation)",
+	"issuerUrl":                    "the field is issuer (jwtSettings)",
+	"jwks_uri":                     "the field is jwksUrl (jwtSettings)",
+	"jwksUri":                      "the field is jwksUrl (jwtSettings)",
+	"clientId":                     "jwtSettings has no client: a token's audience is checked against audiences",
 }
 
 // nearMiss suggests the fix for an unknown field at path f in v's type: a

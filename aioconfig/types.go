@@ -23,13 +23,14 @@ const (
 )
 
 // The method names of authenticationMethods. x509Credentials is the
-// v1beta1 spelling of X509; SCRAM is this library's.
+// v1beta1 spelling of X509; SCRAM and JWT are this library's.
 const (
 	MethodCustom          = "Custom"
 	MethodSAT             = "ServiceAccountToken"
 	MethodX509            = "X509"
 	MethodX509Credentials = "x509Credentials"
 	MethodSCRAM           = "SCRAM"
+	MethodJWT             = "JWT"
 )
 
 // Metadata is a resource's metadata; only the name is used.
@@ -56,14 +57,15 @@ type Authentication struct {
 // Method is one entry of authenticationMethods, tried in order. Exactly one
 // of the settings is set, the one its Method names.
 type Method struct {
-	// Method is Custom, ServiceAccountToken, X509 or SCRAM (x509Credentials
-	// is read as X509).
+	// Method is Custom, ServiceAccountToken, X509, SCRAM or JWT
+	// (x509Credentials is read as X509).
 	Method string `json:"method"`
 
 	Custom *CustomSettings `json:"customSettings,omitempty"`
 	SAT    *SATSettings    `json:"serviceAccountTokenSettings,omitempty"`
 	X509   *X509Settings   `json:"x509Settings,omitempty"`
 	SCRAM  *SCRAMSettings  `json:"scramSettings,omitempty"`
+	JWT    *JWTSettings    `json:"jwtSettings,omitempty"`
 }
 
 // rawMethod is a method as written, in either API shape.
@@ -79,6 +81,7 @@ type rawMethod struct {
 	X509Credentials     json.RawMessage `json:"x509Credentials,omitempty"`
 	// ours
 	SCRAMSettings json.RawMessage `json:"scramSettings,omitempty"`
+	JWTSettings   json.RawMessage `json:"jwtSettings,omitempty"`
 }
 
 // CustomSettings configures custom authentication: the custom-auth HTTP
@@ -171,6 +174,58 @@ type X509Settings struct {
 	// as RFC 5280, OpenSSL and mosquitto accept them; a certificate whose
 	// extension lacks clientAuth is refused either way.
 	RequireClientAuthEku bool `json:"requireClientAuthEku,omitempty"`
+	// Revocation checks client certificates with OCSP and the CRLs of
+	// their CRL distribution points (ours; package revocation). Without
+	// it only the crls files are consulted.
+	Revocation *RevocationSettings `json:"revocation,omitempty"`
+}
+
+// The revocation modes.
+const (
+	RevocationHardFail = "hardFail"
+	RevocationSoftFail = "softFail"
+)
+
+// RevocationSettings configures package revocation for an X509 method
+// (ours). At least one of OCSP, Responder and CRLDistributionPoints must
+// be set. Durations are Go durations ("5s"); an empty one or a zero count
+// keeps revocation's default.
+type RevocationSettings struct {
+	// Mode is hardFail (the default: without a fresh answer a client is
+	// refused, CONNACK 0x88 or 0x87) or softFail (accepted until an
+	// answer says revoked).
+	Mode string `json:"mode,omitempty"`
+	// OCSP asks the responder each certificate names (its authority
+	// information access).
+	OCSP bool `json:"ocsp,omitempty"`
+	// Responder is an OCSP responder URL asked for every certificate,
+	// whatever it names; it implies ocsp.
+	Responder string `json:"responder,omitempty"`
+	// CRLDistributionPoints downloads the CRLs each certificate names.
+	CRLDistributionPoints bool `json:"crlDistributionPoints,omitempty"`
+	// Timeout bounds one fetch (default 5s).
+	Timeout string `json:"timeout,omitempty"`
+	// Wait bounds how long a CONNECT waits, in hardFail mode, for the
+	// first answer about its certificate (default 2s, at most timeout;
+	// "0s": no wait).
+	Wait string `json:"wait,omitempty"`
+	// RefreshBefore is how long before an answer's nextUpdate it is
+	// fetched again (default a quarter of its validity).
+	RefreshBefore string `json:"refreshBefore,omitempty"`
+	// RetryInterval is the least time between a failed fetch and the
+	// next (default 30s).
+	RetryInterval string `json:"retryInterval,omitempty"`
+	// RefreshInterval is how often cached answers are looked at for a
+	// refresh (default 10s).
+	RefreshInterval string `json:"refreshInterval,omitempty"`
+	// MaxAge is how long an answer without nextUpdate stays fresh
+	// (default 1h).
+	MaxAge string `json:"maxAge,omitempty"`
+	// MaxEntries bounds the cached OCSP answers (default 10000; make it
+	// more than the clients connected at once); MaxCRLs the cached CRLs
+	// (default 64).
+	MaxEntries int `json:"maxEntries,omitempty"`
+	MaxCRLs    int `json:"maxCRLs,omitempty"`
 }
 
 // SecretName names a Secret.
@@ -196,6 +251,63 @@ type SCRAMSettings struct {
 	// UnknownUserKeyFile holds the secret from which unknown users' fake
 	// salts are derived; share it between the nodes of a cluster.
 	UnknownUserKeyFile string `json:"unknownUserKeyFile,omitempty"`
+}
+
+// The places a JWT method reads its token from (JWTSettings.TokenFrom).
+const (
+	TokenFromMethod   = "method"
+	TokenFromPassword = "password"
+)
+
+// JWTSettings configures JSON Web Token authentication against one OpenID
+// Connect issuer (ours; package jwtauth). Durations are Go durations; an
+// empty one keeps jwtauth's default.
+type JWTSettings struct {
+	// Issuer is the issuer URL, equal to the tokens' iss. Required.
+	Issuer string `json:"issuer"`
+	// DiscoveryURL is where the discovery document is read (default
+	// issuer + /.well-known/openid-configuration); JWKSURL, when set, is
+	// the key set itself, and no discovery is done.
+	DiscoveryURL string `json:"discoveryUrl,omitempty"`
+	JWKSURL      string `json:"jwksUrl,omitempty"`
+	// Audiences: a token must carry one. Required.
+	Audiences []string `json:"audiences"`
+	// Algorithms are the allowed signature algorithms (default RS256 and
+	// ES256; asymmetric ones only).
+	Algorithms []string `json:"algorithms,omitempty"`
+	// Leeway is the clock skew allowed on nbf and iat (default 1m; "0s":
+	// none).
+	Leeway string `json:"leeway,omitempty"`
+	// UsernameClaim is the claim that is the user name (default sub).
+	UsernameClaim string `json:"usernameClaim,omitempty"`
+	// ClaimsToAttributes maps claim names to principal attribute names,
+	// for BrokerAuthorization rules.
+	ClaimsToAttributes map[string]string `json:"claimsToAttributes,omitempty"`
+	// TokenFrom is method (the default: the Authentication Data of a
+	// CONNECT naming Method; re-authentication swaps the token) or
+	// password (the CONNECT password, for MQTT 3.1.1 clients).
+	TokenFrom string `json:"tokenFrom,omitempty"`
+	// Method is the MQTT Authentication Method and the principal's method
+	// (default JWT).
+	Method string `json:"method,omitempty"`
+	// PasswordUsername, with tokenFrom password, is the user name that
+	// marks a token in the password; empty means any user name.
+	PasswordUsername string `json:"passwordUsername,omitempty"`
+	// KeyRefreshInterval is the least time between two key set fetches
+	// for an unknown key id (default 10s); KeyMaxAge the age after which
+	// the keys are fetched again (default 1h); RequestTimeout bounds one
+	// fetch (default 10s).
+	KeyRefreshInterval string `json:"keyRefreshInterval,omitempty"`
+	KeyMaxAge          string `json:"keyMaxAge,omitempty"`
+	RequestTimeout     string `json:"requestTimeout,omitempty"`
+	// CACert names the ConfigMap of the issuer's CA (every key a PEM
+	// file), or a PEM file; CACertFile is a PEM file. Empty means the
+	// system roots.
+	CACert     string `json:"caCert,omitempty"`
+	CACertFile string `json:"caCertFile,omitempty"`
+	// InsecureAllowHTTP allows http:// issuer, discovery and key set
+	// URLs: for tests and loopback issuers only.
+	InsecureAllowHTTP bool `json:"insecureAllowHttp,omitempty"`
 }
 
 // Authorization is a BrokerAuthorization resource: its policy, compiled
@@ -285,6 +397,47 @@ type Settings struct {
 	// directory.
 	ConfigMapDir string `json:"configMapDir,omitempty"`
 	SecretDir    string `json:"secretDir,omitempty"`
+	// Throttle is the brute-force defence of every port (ours; package
+	// throttle). It is on without this section, with throttle's
+	// defaults; disabled: true turns it off.
+	Throttle *Throttle `json:"throttle,omitempty"`
+}
+
+// Throttle configures the brute-force defence (ours; package throttle):
+// one set of failure counters for all ports, in front of every port's
+// chain. A CONNECT from an address group or identity over its limit gets
+// CONNACK 0x9F (Connection rate exceeded) without its chain being asked.
+// Zero values keep throttle's defaults.
+type Throttle struct {
+	// Disabled turns the defence off.
+	Disabled bool `json:"disabled,omitempty"`
+	// Address limits failures per client address group (default: 10 in a
+	// row, then one per 6s).
+	Address *ThrottleLimit `json:"address,omitempty"`
+	// Identity limits failures per claimed user name, client identifier
+	// and verified identity (default: 10 in a row, then one per 6s).
+	Identity *ThrottleLimit `json:"identity,omitempty"`
+	// DisableAddress and DisableIdentity turn one counter off. The
+	// identity counter lets anyone lock an account out for a while by
+	// failing in its name.
+	DisableAddress  bool `json:"disableAddress,omitempty"`
+	DisableIdentity bool `json:"disableIdentity,omitempty"`
+	// IPv4Prefix and IPv6Prefix group client addresses (default /32 and
+	// /64).
+	IPv4Prefix int `json:"ipv4Prefix,omitempty"`
+	IPv6Prefix int `json:"ipv6Prefix,omitempty"`
+	// MaxEntries bounds the counters held (default 100000, about 60 bytes
+	// each; at least 64).
+	MaxEntries int `json:"maxEntries,omitempty"`
+}
+
+// ThrottleLimit is a token bucket of failures: Burst in a row, then one
+// more per Every.
+type ThrottleLimit struct {
+	// Every is the time after which one failure is forgiven ("6s").
+	Every string `json:"every,omitempty"`
+	// Burst is how many failures in a row are allowed.
+	Burst int `json:"burst,omitempty"`
 }
 
 // Session configures the sessions (auth.Config).

@@ -38,6 +38,16 @@ func (c *Config) Validate() error {
 				if m.X509 == nil || m.X509.TrustedClientCaCert == "" {
 					errs = append(errs, d.err(at+".trustedClientCaCert", "", ErrMissing, "the ConfigMap (or PEM file) of the trusted client CAs"))
 				}
+				if r := m.X509; r != nil && r.Revocation != nil && !r.Revocation.OCSP && r.Revocation.Responder == "" && !r.Revocation.CRLDistributionPoints {
+					errs = append(errs, d.err(at+".revocation", "", ErrMissing, "say where to ask: ocsp: true, responder: URL or crlDistributionPoints: true"))
+				}
+			case MethodJWT:
+				switch {
+				case m.JWT == nil || m.JWT.Issuer == "":
+					errs = append(errs, d.err(at+".issuer", "", ErrMissing, "the issuer URL, equal to the tokens' iss claim"))
+				case len(m.JWT.Audiences) == 0:
+					errs = append(errs, d.err(at+".audiences", "", ErrMissing, "at least one audience: a token must carry one"))
+				}
 			case MethodSCRAM:
 				if m.SCRAM == nil || m.SCRAM.UsersFile == "" {
 					errs = append(errs, d.err(at+".usersFile", "", ErrMissing, "write one with the scramuser command"))

@@ -12,9 +12,9 @@
 //	rc, _ := revocation.New(revocation.Config{OCSP: true, CRLDistributionPoints: true, Mode: revocation.HardFail})
 //	defer rc.Close()
 //	a, _ := x509auth.New(x509auth.Config{Trust: store, Revocation: rc})
-//	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy})
-//	stop := rc.RecheckOnRevoke(m, a.Check, 0) // disconnect clients revoked while connected
-//	defer stop()
+//	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy,
+//		Watches: []auth.Watch{rc.Watch(a.Check, 0)}}) // disconnect clients revoked while connected
+//	defer m.Close()
 //
 // # Sources
 //
@@ -101,7 +101,10 @@
 // re-checks every live session through auth.Manager.Recheck with the
 // given check (x509auth.Authenticator.Check), which now fails for that
 // certificate: its client gets DISCONNECT 0x87. [Checker.OnRevoke] is the
-// underlying hook.
+// underlying hook. The Checker is also an auth.Notifier (Checker.Notify,
+// the same signal): [Checker.Watch] is that re-check as an auth.Watch for
+// auth.Config.Watches, so a Manager built with it subscribes itself and
+// needs no handle on the Checker (package aioconfig does this).
 //
 // [Checker.Stats] counts fetches, failures, revocations, hard-fail
 // refusals, soft-fail passes and evictions, for metrics. Package

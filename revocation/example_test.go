@@ -34,12 +34,14 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: auth.AllowAuthenticated})
+	// The Manager re-checks its live sessions each time the checker
+	// finds a certificate newly revoked.
+	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: auth.AllowAuthenticated,
+		Watches: []auth.Watch{rc.Watch(a.Check, 0)}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	stop := rc.RecheckOnRevoke(m, a.Check, 0)
-	defer stop()
+	defer m.Close()
 	ln, err := tls.Listen("tcp", ":8883", a.ServerTLSConfig(&tls.Config{ /* server certificate */ }))
 	if err != nil {
 		log.Fatal(err)

@@ -98,38 +98,54 @@ func TestCachedChainJudgedAgain(t *testing.T) {
 
 // TestRevokedWhileConnected: a certificate revoked while its client is
 // connected is found by the background refresh, which re-checks the live
-// sessions: that client gets DISCONNECT 0x87, the others stay.
+// sessions: that client gets DISCONNECT 0x87, the others stay. Both ways
+// of hearing of it work: RecheckOnRevoke with the Manager, and the
+// Checker as an auth.Watch of a Manager built with it (Checker.Watch).
 func TestRevokedWhileConnected(t *testing.T) {
 	for _, src := range []string{"ocsp", "crl"} {
-		t.Run(src, func(t *testing.T) {
-			f := newX509Fixture(t, src, revocation.Config{RefreshBefore: 10 * time.Minute})
-			other := f.newLeaf(t, "other", src == "ocsp", src == "crl")
-			stop := f.checker.RecheckOnRevoke(f.m, f.a.Check, 0)
-			defer stop()
-
-			_, conn, res := connect(t, f.m, f.leaf)
-			require.Equal(t, auth.Success, res.Packet.Code, "%v", res.Err)
-			_, otherConn, res := connect(t, f.m, other)
-			require.Equal(t, auth.Success, res.Packet.Code, "%v", res.Err)
-
-			f.resp.Set(f.leaf.Cert, revocationtest.Revoked)
-			f.clock.Add(55 * time.Minute) // within RefreshBefore of nextUpdate
-			f.checker.Refresh(context.Background())
-
-			select {
-			case <-conn.Done():
-			case <-time.After(5 * time.Second):
-				t.Fatal("the revoked client was not disconnected")
-			}
-			final, _ := conn.Final()
-			require.Equal(t, auth.DISCONNECT, final.Type)
-			require.Equal(t, auth.NotAuthorized, final.Code)
-			_, closed := otherConn.Final()
-			require.False(t, closed, "the other client stays")
-			require.Equal(t, 1, f.m.Len())
-			require.Equal(t, uint64(1), f.checker.Stats().Revocations)
-		})
+		for _, via := range []string{"recheck_on_revoke", "watch"} {
+			t.Run(src+"/"+via, func(t *testing.T) {
+				revokedWhileConnected(t, src, via)
+			})
+		}
 	}
+}
+
+func revokedWhileConnected(t *testing.T, src, via string) {
+	f := newX509Fixture(t, src, revocation.Config{RefreshBefore: 10 * time.Minute})
+	other := f.newLeaf(t, "other", src == "ocsp", src == "crl")
+	if via == "watch" {
+		m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{f.a}, Authorizer: auth.AllowAuthenticated, Logger: quiet,
+			Watches: []auth.Watch{f.checker.Watch(f.a.Check, 0)}})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = m.Close() })
+		f.m = m
+	} else {
+		stop := f.checker.RecheckOnRevoke(f.m, f.a.Check, 0)
+		defer stop()
+	}
+
+	_, conn, res := connect(t, f.m, f.leaf)
+	require.Equal(t, auth.Success, res.Packet.Code, "%v", res.Err)
+	_, otherConn, res := connect(t, f.m, other)
+	require.Equal(t, auth.Success, res.Packet.Code, "%v", res.Err)
+
+	f.resp.Set(f.leaf.Cert, revocationtest.Revoked)
+	f.clock.Add(55 * time.Minute) // within RefreshBefore of nextUpdate
+	f.checker.Refresh(context.Background())
+
+	select {
+	case <-conn.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the revoked client was not disconnected")
+	}
+	final, _ := conn.Final()
+	require.Equal(t, auth.DISCONNECT, final.Type)
+	require.Equal(t, auth.NotAuthorized, final.Code)
+	_, closed := otherConn.Final()
+	require.False(t, closed, "the other client stays")
+	require.Equal(t, 1, f.m.Len())
+	require.Equal(t, uint64(1), f.checker.Stats().Revocations)
 }
 
 // TestConnectedClient: what a re-check does to a connected client when

@@ -208,6 +208,7 @@ func TestCheckConfig(t *testing.T) {
 	for _, want := range []string{
 		"is valid", "port public:18883 on 127.0.0.1:18883", "client certificates required", "1. X509 trusting fabrikam-ca",
 		"port public:11883 on 127.0.0.1:11883", "plain TCP", "1. SCRAM scram-users.json", "BrokerAuthorization sandbox (1 rules)",
+		"throttle: per address (/32 IPv4, /64 IPv6) 10 failures in a row, then one per 6s", // on by default
 	} {
 		require.Contains(t, out.String(), want)
 	}

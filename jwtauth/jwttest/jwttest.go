@@ -11,6 +11,7 @@ package jwttest
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -92,6 +93,10 @@ func (i *Issuer) URL() string { return i.srv.URL }
 
 // Client returns an HTTP client that trusts the issuer's TLS certificate.
 func (i *Issuer) Client() *http.Client { return i.srv.Client() }
+
+// Certificate returns the issuer's self-signed TLS certificate, the CA to
+// trust for its HTTPS URLs (write it as PEM for a configuration file).
+func (i *Issuer) Certificate() *x509.Certificate { return i.srv.Certificate() }
 
 // Config returns a jwtauth.Config for this issuer (discovery, its HTTP
 // client) accepting audiences.

@@ -1,0 +1,188 @@
+// Package adminserve serves the admin listener of the example programs
+// (broker and gateway): /metrics from the Prometheus exporter, /healthz,
+// /readyz with the readiness checks of the configuration's sources, and
+// /debug/pprof when enabled.
+package adminserve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mqttauth/mqttauth/admin"
+	"github.com/mqttauth/mqttauth/aioconfig"
+	"github.com/mqttauth/mqttauth/metrics/prometheus"
+	"github.com/mqttauth/mqttauth/revocation"
+)
+
+// Off is the -admin-addr value (and MqttAuthSettings admin.address) that
+// turns the admin listener off.
+const Off = "off"
+
+// Config is what Start needs.
+type Config struct {
+	// Flag is the -admin-addr flag ("" when not given): it overrides the
+	// configuration; "off" turns the listener off.
+	Flag string
+	// Pprof is the -pprof flag; the configuration's admin.pprof turns
+	// pprof on too.
+	Pprof bool
+	// Config and Broker are the loaded and built configuration.
+	Config *aioconfig.Config
+	Broker *aioconfig.Broker
+	// Exporter serves /metrics.
+	Exporter *prometheus.Exporter
+	// Checks are readiness checks besides the Broker's (a gate opened
+	// once the program listens).
+	Checks []admin.Check
+	// Logger receives the start record ("admin listening", key address).
+	Logger *slog.Logger
+}
+
+// Start serves the admin handler. The address is the -admin-addr flag,
+// else MqttAuthSettings admin.address, else the loopback default; an
+// address given by the flag or the configuration that cannot be bound is
+// an error, while the default one that cannot (another program holds it)
+// is logged as a warning and the program runs without. It returns nil
+// when the listener is off or not started.
+func Start(cfg Config) (*admin.Server, error) {
+	addr, explicit := cfg.Broker.Admin.Address, false
+	if s := cfg.Config.Settings.Admin; s != nil && s.Address != nil {
+		explicit = true
+	}
+	if cfg.Flag != "" {
+		addr, explicit = cfg.Flag, true
+		if addr == Off {
+			addr = ""
+		}
+	}
+	if addr == "" {
+		cfg.Logger.Info("admin listener off")
+		return nil, nil
+	}
+	checks := make([]admin.Check, 0, len(cfg.Checks))
+	for _, c := range cfg.Broker.ReadyChecks() {
+		checks = append(checks, admin.Check{Name: c.Name, Check: c.Check})
+	}
+	checks = append(checks, cfg.Checks...)
+	h, err := admin.New(admin.Config{
+		Metrics:     cfg.Exporter.Handler(),
+		Checks:      checks,
+		EnablePprof: cfg.Pprof || cfg.Broker.Admin.Pprof,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := admin.Listen(addr, h)
+	if err != nil {
+		if !explicit {
+			cfg.Logger.Warn("admin listener not started: the default address is taken; set -admin-addr or MqttAuthSettings admin.address",
+				slog.String("address", addr), slog.Any("err", err))
+			return nil, nil
+		}
+		return nil, err
+	}
+	cfg.Logger.Info("admin listening", slog.String("address", srv.Addr().String()),
+		slog.Bool("pprof", cfg.Pprof || cfg.Broker.Admin.Pprof))
+	return srv, nil
+}
+
+// Stop shuts srv down (nil: nothing), waiting at most 5 s.
+func Stop(srv *admin.Server) {
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+}
+
+// RegisterBroker exports the counts the configuration's components keep
+// themselves: the brute-force defence's counters, the chains x509auth has
+// cached and the revocation checkers' fetches and refusals, summed over
+// the X509 methods (no per-method label: one series each).
+func RegisterBroker(exp *prometheus.Exporter, b *aioconfig.Broker) error {
+	var errs []error
+	if t := b.Throttle(); t != nil {
+		errs = append(errs, exp.GaugeFunc("throttle_entries", "Failure counters the brute-force defence holds (throttle.Len).", nil,
+			func() float64 { return float64(t.Len()) }))
+	}
+	if xs := b.X509(); len(xs) > 0 {
+		errs = append(errs, exp.GaugeFunc("x509_cached_chains", "Verified client certificate chains cached by the X509 methods (x509auth CachedChains).", nil,
+			func() float64 {
+				n := 0
+				for _, x := range xs {
+					n += x.CachedChains()
+				}
+				return float64(n)
+			}))
+	}
+	if rcs := b.Revocation(); len(rcs) > 0 {
+		for _, m := range []struct {
+			kind, name, help string
+			v                func(s revocationStats) float64
+		}{
+			{"counter", "revocation_fetches_total", "OCSP requests and CRL downloads of the revocation checkers, by source.", nil},
+			{"counter", "revocation_fetch_failures_total", "OCSP requests and CRL downloads that brought no valid answer, by source.", nil},
+			{"counter", "revocation_revoked_total", "Certificates found newly revoked by a fetch.", func(s revocationStats) float64 { return float64(s.Revocations) }},
+			{"counter", "revocation_unavailable_total", "hardFail checks refused for want of a fresh answer.", func(s revocationStats) float64 { return float64(s.Unavailable) }},
+			{"counter", "revocation_soft_passes_total", "softFail checks passed without a fresh answer.", func(s revocationStats) float64 { return float64(s.SoftPasses) }},
+			{"gauge", "revocation_cached", "OCSP answers and CRLs cached now, by source.", nil},
+		} {
+			sum := func(v func(s revocationStats) float64) func() float64 {
+				return func() float64 {
+					var n float64
+					for _, rc := range rcs {
+						n += v(rc.Stats())
+					}
+					return n
+				}
+			}
+			switch {
+			case m.v != nil:
+				errs = append(errs, exp.CounterFunc(m.name, m.help, nil, sum(m.v)))
+			default:
+				// One series per source (ocsp, crl): a fixed pair.
+				for _, src := range []string{"ocsp", "crl"} {
+					v := sourceValue(m.name, src)
+					labels := map[string]string{"source": src}
+					if m.kind == "gauge" {
+						errs = append(errs, exp.GaugeFunc(m.name, m.help, labels, sum(v)))
+					} else {
+						errs = append(errs, exp.CounterFunc(m.name, m.help, labels, sum(v)))
+					}
+				}
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("adminserve: %w", err)
+	}
+	return nil
+}
+
+type revocationStats = revocation.Stats
+
+// sourceValue returns the field of revocation.Stats a per-source metric
+// reads.
+func sourceValue(name, src string) func(s revocationStats) float64 {
+	ocsp := src == "ocsp"
+	switch name {
+	case "revocation_fetches_total":
+		if ocsp {
+			return func(s revocationStats) float64 { return float64(s.OCSPFetches) }
+		}
+		return func(s revocationStats) float64 { return float64(s.CRLFetches) }
+	case "revocation_fetch_failures_total":
+		if ocsp {
+			return func(s revocationStats) float64 { return float64(s.OCSPFailures) }
+		}
+		return func(s revocationStats) float64 { return float64(s.CRLFailures) }
+	}
+	if ocsp {
+		return func(s revocationStats) float64 { return float64(s.Entries) }
+	}
+	return func(s revocationStats) float64 { return float64(s.CRLs) }
+}

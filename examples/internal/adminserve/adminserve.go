@@ -120,69 +120,38 @@ func RegisterBroker(exp *prometheus.Exporter, b *aioconfig.Broker) error {
 			}))
 	}
 	if rcs := b.Revocation(); len(rcs) > 0 {
-		for _, m := range []struct {
-			kind, name, help string
-			v                func(s revocationStats) float64
-		}{
-			{"counter", "revocation_fetches_total", "OCSP requests and CRL downloads of the revocation checkers, by source.", nil},
-			{"counter", "revocation_fetch_failures_total", "OCSP requests and CRL downloads that brought no valid answer, by source.", nil},
-			{"counter", "revocation_revoked_total", "Certificates found newly revoked by a fetch.", func(s revocationStats) float64 { return float64(s.Revocations) }},
-			{"counter", "revocation_unavailable_total", "hardFail checks refused for want of a fresh answer.", func(s revocationStats) float64 { return float64(s.Unavailable) }},
-			{"counter", "revocation_soft_passes_total", "softFail checks passed without a fresh answer.", func(s revocationStats) float64 { return float64(s.SoftPasses) }},
-			{"gauge", "revocation_cached", "OCSP answers and CRLs cached now, by source.", nil},
-		} {
-			sum := func(v func(s revocationStats) float64) func() float64 {
-				return func() float64 {
-					var n float64
-					for _, rc := range rcs {
-						n += v(rc.Stats())
-					}
-					return n
+		sum := func(v func(revocation.Stats) int) func() float64 {
+			return func() float64 {
+				n := 0
+				for _, rc := range rcs {
+					n += v(rc.Stats())
 				}
-			}
-			switch {
-			case m.v != nil:
-				errs = append(errs, exp.CounterFunc(m.name, m.help, nil, sum(m.v)))
-			default:
-				// One series per source (ocsp, crl): a fixed pair.
-				for _, src := range []string{"ocsp", "crl"} {
-					v := sourceValue(m.name, src)
-					labels := map[string]string{"source": src}
-					if m.kind == "gauge" {
-						errs = append(errs, exp.GaugeFunc(m.name, m.help, labels, sum(v)))
-					} else {
-						errs = append(errs, exp.CounterFunc(m.name, m.help, labels, sum(v)))
-					}
-				}
+				return float64(n)
 			}
 		}
+		ocsp, crl := map[string]string{"source": "ocsp"}, map[string]string{"source": "crl"}
+		const (
+			fetches  = "OCSP requests and CRL downloads of the revocation checkers, by source."
+			failures = "OCSP requests and CRL downloads that brought no valid answer, by source."
+			cached   = "OCSP answers and CRLs cached now, by source."
+		)
+		errs = append(errs,
+			exp.CounterFunc("revocation_fetches_total", fetches, ocsp, sum(func(s revocation.Stats) int { return int(s.OCSPFetches) })),
+			exp.CounterFunc("revocation_fetches_total", fetches, crl, sum(func(s revocation.Stats) int { return int(s.CRLFetches) })),
+			exp.CounterFunc("revocation_fetch_failures_total", failures, ocsp, sum(func(s revocation.Stats) int { return int(s.OCSPFailures) })),
+			exp.CounterFunc("revocation_fetch_failures_total", failures, crl, sum(func(s revocation.Stats) int { return int(s.CRLFailures) })),
+			exp.CounterFunc("revocation_revoked_total", "Certificates found newly revoked by a fetch.",
+				nil, sum(func(s revocation.Stats) int { return int(s.Revocations) })),
+			exp.CounterFunc("revocation_unavailable_total", "hardFail checks refused for want of a fresh answer.",
+				nil, sum(func(s revocation.Stats) int { return int(s.Unavailable) })),
+			exp.CounterFunc("revocation_soft_passes_total", "softFail checks passed without a fresh answer.",
+				nil, sum(func(s revocation.Stats) int { return int(s.SoftPasses) })),
+			exp.GaugeFunc("revocation_cached", cached, ocsp, sum(func(s revocation.Stats) int { return s.Entries })),
+			exp.GaugeFunc("revocation_cached", cached, crl, sum(func(s revocation.Stats) int { return s.CRLs })),
+		)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("adminserve: %w", err)
 	}
 	return nil
-}
-
-type revocationStats = revocation.Stats
-
-// sourceValue returns the field of revocation.Stats a per-source metric
-// reads.
-func sourceValue(name, src string) func(s revocationStats) float64 {
-	ocsp := src == "ocsp"
-	switch name {
-	case "revocation_fetches_total":
-		if ocsp {
-			return func(s revocationStats) float64 { return float64(s.OCSPFetches) }
-		}
-		return func(s revocationStats) float64 { return float64(s.CRLFetches) }
-	case "revocation_fetch_failures_total":
-		if ocsp {
-			return func(s revocationStats) float64 { return float64(s.OCSPFailures) }
-		}
-		return func(s revocationStats) float64 { return float64(s.CRLFailures) }
-	}
-	if ocsp {
-		return func(s revocationStats) float64 { return float64(s.Entries) }
-	}
-	return func(s revocationStats) float64 { return float64(s.CRLs) }
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -165,4 +166,31 @@ func TestPrometheusScrapesExampleBroker(t *testing.T) {
 	promtest.Eventually(t, base, `sum(mqttauth_disconnects_total{cause="revocation"})`, 2, wait)
 	promtest.Eventually(t, base, `mqttauth_sessions`, 0, wait)
 	promtest.Eventually(t, base, `clamp_max(sum(mqttauth_reloads_total{component="truststore",result="ok"}) >= 2, 1) > 0`, 1, wait)
+}
+
+// The example gateway serves the same admin listener: /readyz once its
+// sources are loaded and its ports listen, /metrics with its connections.
+func TestGatewayAdminListener(t *testing.T) {
+	dev := filepath.Join(t.TempDir(), "dev")
+	adminAddr := proc.FreeAddr(t)
+	startReady(t, "gateway listening", binary(t, "gateway"), "-dev-dir", dev, "-addr", proc.FreeAddr(t),
+		"-upstream", proc.FreeAddr(t), "-admin-addr", adminAddr)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + adminAddr + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get("/readyz?verbose")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "listeners")
+	code, body = get("/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "mqttauth_gateway_connections 0")
+	require.Contains(t, body, `mqttauth_reloads_total{component="truststore",result="ok"} 1`)
+	code, _ = get("/debug/pprof/")
+	require.Equal(t, http.StatusNotFound, code, "pprof is off unless asked")
 }

@@ -41,11 +41,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
@@ -99,28 +97,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	isTutorial := len(cfgPaths) == 0
 	if isTutorial {
-		dir, err := filepath.Abs(*devDir)
+		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
 			return err
-		}
-		created, err := devpki.Ensure(dir, time.Now())
-		if err != nil {
-			return err
-		}
-		if created {
-			log.Info("development PKI created", slog.String("dir", dir))
-		}
-		if _, err := tutorial.EnsureSampleSCRAMUser(dir); err != nil {
-			return err
-		}
-		if err := tutorial.EnsureMounts(dir); err != nil {
-			return err
-		}
-		path := filepath.Join(dir, tutorial.FileName)
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if err := os.WriteFile(path, []byte(tutorial.Config), 0o644); err != nil {
-				return err
-			}
 		}
 		cfgPaths = []string{path}
 	}
@@ -129,21 +108,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *addr != "" {
-		ports := 0
-		for _, l := range cfg.Listeners {
-			ports += len(l.Ports)
-		}
-		if ports != 1 {
-			return fmt.Errorf("-addr needs a configuration with one port, not %d", ports)
-		}
-		host, port, err := net.SplitHostPort(*addr)
-		if err != nil {
-			return fmt.Errorf("-addr: %w", err)
-		}
-		p := &cfg.Listeners[0].Ports[0]
-		p.Address = host
-		if p.Port, err = strconv.Atoi(port); err != nil {
-			return fmt.Errorf("-addr: %w", err)
+		if err := tutorial.OverrideAddr(cfg, *addr); err != nil {
+			return err
 		}
 	}
 	if *check {

@@ -36,17 +36,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/mqttauth/mqttauth/admin"
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
-	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
@@ -88,38 +84,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(h)
 
-	isTutorial := *cfgPath == ""
-	if isTutorial {
-		dir, err := filepath.Abs(*devDir)
+	if *cfgPath == "" {
+		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
 			return err
 		}
-		created, err := devpki.Ensure(dir, time.Now())
-		if err != nil {
-			return err
-		}
-		if created {
-			log.Info("development PKI created", slog.String("dir", dir))
-		}
-		if _, err := tutorial.EnsureSampleSCRAMUser(dir); err != nil {
-			return err
-		}
-		if err := tutorial.EnsureMounts(dir); err != nil {
-			return err
-		}
-		*cfgPath = filepath.Join(dir, tutorial.FileName)
-		if _, err := os.Stat(*cfgPath); errors.Is(err, os.ErrNotExist) {
-			if err := os.WriteFile(*cfgPath, []byte(tutorial.Config), 0o644); err != nil {
-				return err
-			}
-		}
+		*cfgPath = path
 	}
 	cfg, err := aioconfig.Load(*cfgPath)
 	if err != nil {
 		return err
 	}
 	if *addr != "" {
-		if err := overrideAddr(cfg, *addr); err != nil {
+		if err := tutorial.OverrideAddr(cfg, *addr); err != nil {
 			return err
 		}
 	}
@@ -219,27 +196,6 @@ func startAdmin(cfg adminserve.Config) (*admin.Server, *admin.Gate, error) {
 	cfg.Checks = append(cfg.Checks, gate.Check())
 	srv, err := adminserve.Start(cfg)
 	return srv, gate, err
-}
-
-// overrideAddr sets the address of the configuration's only port.
-func overrideAddr(cfg *aioconfig.Config, addr string) error {
-	ports := 0
-	for _, l := range cfg.Listeners {
-		ports += len(l.Ports)
-	}
-	if ports != 1 {
-		return fmt.Errorf("-addr needs a configuration with one port, not %d", ports)
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("-addr: %w", err)
-	}
-	p := &cfg.Listeners[0].Ports[0]
-	p.Address = host
-	if p.Port, err = strconv.Atoi(port); err != nil {
-		return fmt.Errorf("-addr: %w", err)
-	}
-	return nil
 }
 
 // upstreamTLS builds the broker leg's TLS configuration, or nil for plain

@@ -15,6 +15,23 @@
 //     Operations BrokerListener, BrokerAuthentication and
 //     BrokerAuthorization resources built into a chain, a policy and TLS
 //     per port.
+//   - Credentials: [github.com/mqttauth/mqttauth/x509auth] (client
+//     certificates), [github.com/mqttauth/mqttauth/truststore] (their CAs
+//     and CRLs, reloaded), [github.com/mqttauth/mqttauth/revocation] (OCSP
+//     and CRL distribution points), [github.com/mqttauth/mqttauth/satauth]
+//     (Kubernetes service account tokens),
+//     [github.com/mqttauth/mqttauth/jwtauth] (OpenID Connect / JWT),
+//     [github.com/mqttauth/mqttauth/scramauth] (SCRAM),
+//     [github.com/mqttauth/mqttauth/customauth] (a custom authentication
+//     server), and [github.com/mqttauth/mqttauth/throttle] in front of them
+//     (brute-force defence).
+//   - [github.com/mqttauth/mqttauth/abac]: attribute-based authorization.
+//   - [github.com/mqttauth/mqttauth/gateway]: all of it in front of any MQTT
+//     broker; the mochi-mqtt hook is the module
+//     github.com/mqttauth/mqttauth/adapters/mochi.
+//   - [github.com/mqttauth/mqttauth/admin]: health, readiness, metrics and
+//     profiling over HTTP for operators; the Prometheus exporter is the
+//     module github.com/mqttauth/mqttauth/metrics/prometheus.
 //
 // A broker adapter creates an [auth.Manager] once and an [auth.Session] per
 // connection, hands it the CONNECT and AUTH packets, and sends what it
@@ -30,5 +47,5 @@
 //	s := m.NewSession(conn)
 //	resp := s.Connect(ctx, &auth.Request{ClientID: id, AuthMethod: method, AuthData: data})
 //
-// See the README for the design and the rest of the packages as they land.
+// See the README for the design, the configuration and the gateway.
 package mqttauth

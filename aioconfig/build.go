@@ -51,6 +51,9 @@ type Broker struct {
 	Ports []*Port
 	// Session are the session settings of MqttAuthSettings.
 	Session Session
+	// Limits are the pre-authentication limits of MqttAuthSettings, nil
+	// when it has none (the adapter's or gateway's defaults apply).
+	Limits *Limits
 
 	cfg     *Config
 	log     *slog.Logger
@@ -104,7 +107,7 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: c, log: opts.Logger, byName: map[string]*Port{}, Session: c.Settings.Session}
+	b := &Broker{cfg: c, log: opts.Logger, byName: map[string]*Port{}, Session: c.Settings.Session, Limits: c.Settings.Limits}
 	if b.log == nil {
 		b.log = slog.Default()
 	}

@@ -36,6 +36,12 @@ func (b *Broker) Describe(w io.Writer) error {
 	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t\n",
 		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
 	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
+	if l := b.Limits; l != nil {
+		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s\n",
+			orDefault(l.MaxPacketSize), cmpOr(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections))
+	} else {
+		fmt.Fprintf(&sb, "limits: the adapter's defaults\n")
+	}
 	for _, wt := range b.watches {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
 	}
@@ -51,4 +57,12 @@ func clientAuthName(c tls.ClientAuthType) string {
 		return "requested (optional)"
 	}
 	return "not asked for"
+}
+
+// orDefault prints n, or "default" for zero.
+func orDefault(n int) string {
+	if n == 0 {
+		return "default"
+	}
+	return fmt.Sprint(n)
 }

@@ -630,6 +630,22 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 			return d.err(prefix+"throttle."+f, v, err, hint)
 		}
 	}
+	if l := s.Limits; l != nil {
+		if err := checkDuration(l.ConnectTimeout); err != nil || l.ConnectTimeout == "0s" {
+			if err == nil {
+				err = ErrInvalidValue
+			}
+			return d.err(prefix+"limits.connectTimeout", l.ConnectTimeout, err, "a positive Go duration: 10s, 1m")
+		}
+		if l.MaxPacketSize != 0 && (l.MaxPacketSize < 64 || l.MaxPacketSize > 268435455) {
+			return d.err(prefix+"limits.maxPacketSize", fmt.Sprint(l.MaxPacketSize), ErrInvalidValue,
+				"bytes, from 64 to 268435455 (the largest MQTT packet); zero for the default, 1 MiB")
+		}
+		if l.MaxUnauthenticatedConnections < 0 {
+			return d.err(prefix+"limits.maxUnauthenticatedConnections", fmt.Sprint(l.MaxUnauthenticatedConnections), ErrInvalidValue,
+				"a number of connections; zero for the default")
+		}
+	}
 	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
 	return nil
 }

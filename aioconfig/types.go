@@ -1,6 +1,9 @@
 package aioconfig
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // The API groups and kinds this package reads.
 const (
@@ -418,6 +421,39 @@ type Settings struct {
 	// throttle). It is on without this section, with throttle's
 	// defaults; disabled: true turns it off.
 	Throttle *Throttle `json:"throttle,omitempty"`
+	// Limits bound what a peer may hold before it has authenticated
+	// (ours). Without this section the broker adapter's and the gateway's
+	// own defaults apply.
+	Limits *Limits `json:"limits,omitempty"`
+}
+
+// Limits bound what a peer may hold before it has authenticated (ours):
+// the example broker hands them to the mochi adapter, the example gateway
+// to the gateway. Zero values keep their defaults, which are safe: 1 MiB
+// packets, 10 s for the TLS handshake and CONNECT, 256 (broker) or 1024
+// (gateway) connections not yet authenticated. A peer over a limit is
+// closed and counted; a client within them is never refused.
+type Limits struct {
+	// MaxPacketSize is the largest packet accepted, in bytes; a packet
+	// that declares more is refused from its fixed header, before its body
+	// is read [MQTT-3.1.2-24].
+	MaxPacketSize int `json:"maxPacketSize,omitempty"`
+	// ConnectTimeout bounds the time from accepting a connection to its
+	// CONNECT packet, the TLS handshake included ("10s").
+	ConnectTimeout string `json:"connectTimeout,omitempty"`
+	// MaxUnauthenticatedConnections bounds the connections that have not
+	// yet authenticated; connections beyond it are closed at once.
+	MaxUnauthenticatedConnections int `json:"maxUnauthenticatedConnections,omitempty"`
+}
+
+// ConnectTimeoutDuration returns ConnectTimeout, zero when unset (the
+// configuration was validated when loaded) or when l is nil.
+func (l *Limits) ConnectTimeoutDuration() time.Duration {
+	if l == nil || l.ConnectTimeout == "" {
+		return 0
+	}
+	d, _ := time.ParseDuration(l.ConnectTimeout)
+	return d
 }
 
 // Throttle configures the brute-force defence (ours; package throttle):

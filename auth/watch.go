@@ -91,22 +91,39 @@ type watcher struct {
 func validateWatches(ws []Watch) error {
 	for i, w := range ws {
 		if w.Source == nil || w.Check == nil {
-			return fmt.Errorf("auth: Config.Watches[%d] (%s): Source and Check are required", i, w.Name)
+			return fmt.Errorf("auth: watch %d (%s): Source and Check are required", i, w.Name)
 		}
 		if w.Timeout < 0 {
-			return fmt.Errorf("auth: Config.Watches[%d] (%s): negative Timeout", i, w.Name)
+			return fmt.Errorf("auth: watch %d (%s): negative Timeout", i, w.Name)
 		}
 	}
 	return nil
 }
 
-// startWatches subscribes m to each watch's source. Each source gets one
+// startWatches subscribes m to Config.Watches.
+func (m *Manager) startWatches(ws []Watch) {
+	if len(ws) > 0 {
+		m.watch = m.runWatches(ws)
+	}
+}
+
+// Watch subscribes m to more sources once it is built, as Config.Watches
+// does when it is: each change of a source re-checks the live sessions
+// with the watch's Check. It is for a source that exists only after the
+// Manager; prefer Config.Watches, which Close stops. The returned function
+// unsubscribes, cancels a re-check in progress and waits for it to end;
+// it is safe to call more than once.
+func (m *Manager) Watch(ws ...Watch) (stop func(), err error) {
+	if err := validateWatches(ws); err != nil {
+		return nil, err
+	}
+	return m.runWatches(ws).stop, nil
+}
+
+// runWatches subscribes m to each watch's source. Each source gets one
 // goroutine; changes that arrive during a re-check are coalesced into one
 // more re-check.
-func (m *Manager) startWatches(ws []Watch) {
-	if len(ws) == 0 {
-		return
-	}
+func (m *Manager) runWatches(ws []Watch) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{cancel: cancel}
 	for _, wt := range ws {
@@ -140,22 +157,27 @@ func (m *Manager) startWatches(ws []Watch) {
 			}
 		})
 	}
-	m.watch = w
+	return w
+}
+
+// stop unsubscribes from every source, cancels a re-check in progress and
+// waits for it to end, once.
+func (w *watcher) stop() {
+	w.once.Do(func() {
+		for _, stop := range w.stops {
+			stop()
+		}
+		w.cancel()
+		w.wg.Wait()
+	})
 }
 
 // Close stops the Manager's watches (Config.Watches): it unsubscribes from
 // every source, cancels a re-check in progress and waits for it to end.
 // Live sessions are not touched. Close is safe to call more than once.
 func (m *Manager) Close() error {
-	if m.watch == nil {
-		return nil
+	if m.watch != nil {
+		m.watch.stop()
 	}
-	m.watch.once.Do(func() {
-		for _, stop := range m.watch.stops {
-			stop()
-		}
-		m.watch.cancel()
-		m.watch.wg.Wait()
-	})
 	return nil
 }

@@ -96,3 +96,33 @@ func TestPrincipalListener(t *testing.T) {
 	require.Equal(t, "public", s.Principal().Listener())
 	require.Equal(t, "public", s.Principal().Info().Listener)
 }
+
+// TestManagerWatchAfterBuild: Manager.Watch subscribes a built Manager to a
+// source the same way Config.Watches does; its stop function ends it alone.
+func TestManagerWatchAfterBuild(t *testing.T) {
+	m, err := auth.NewManager(auth.Config{Authenticator: byUser, Authorizer: auth.AllowAuthenticated, Logger: discard})
+	require.NoError(t, err)
+	_, err = m.Watch(auth.Watch{Name: "nothing"})
+	require.Error(t, err, "a watch without source and check is refused")
+
+	var src auth.Signal
+	var checks atomic.Int32
+	stop, err := m.Watch(auth.Watch{Name: "later", Source: &src, Check: func(context.Context, *auth.Session) error {
+		checks.Add(1)
+		return errors.New("gone")
+	}})
+	require.NoError(t, err)
+	c := authtest.NewConn()
+	s := m.NewSession(c)
+	t.Cleanup(s.Close)
+	require.Equal(t, auth.Success, s.Connect(context.Background(), &auth.Request{ClientID: "a", AuthMethod: "U", AuthData: []byte("alice")}).Packet.Code)
+
+	src.Fire()
+	require.Eventually(t, func() bool { return m.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, int32(1), checks.Load())
+	stop()
+	stop()
+	src.Fire()
+	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, int32(1), checks.Load(), "a stopped watch hears no change")
+}

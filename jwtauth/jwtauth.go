@@ -484,28 +484,15 @@ func scalar(v json.RawMessage) (string, bool) {
 // mapErr wraps an internal/jwks error in this package's sentinel for its
 // kind; other errors (the fetch's, already wrapping ErrUnavailable) are
 // returned as they are.
-func mapErr(err error) error {
-	var e *jwks.Error
-	if err == nil || !errors.As(err, &e) {
-		return err
-	}
-	switch e.Kind {
-	case jwks.Algorithm:
-		return fmt.Errorf("%w: %w", ErrAlgorithm, err)
-	case jwks.Signature:
-		return fmt.Errorf("%w: %w", ErrSignature, err)
-	case jwks.Expired:
-		return fmt.Errorf("%w: %w", ErrExpired, err)
-	case jwks.NotYetValid:
-		return fmt.Errorf("%w: %w", ErrNotYetValid, err)
-	case jwks.Audience:
-		return fmt.Errorf("%w: %w", ErrAudience, err)
-	case jwks.NoExpiry:
-		return fmt.Errorf("%w: %w", ErrMissingClaim, err)
-	default:
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-}
+var mapErr = jwks.Sentinels{
+	jwks.Malformed:   ErrMalformed,
+	jwks.Algorithm:   ErrAlgorithm,
+	jwks.Signature:   ErrSignature,
+	jwks.Expired:     ErrExpired,
+	jwks.NotYetValid: ErrNotYetValid,
+	jwks.Audience:    ErrAudience,
+	jwks.NoExpiry:    ErrMissingClaim,
+}.Wrap
 
 // discoveryDoc is the part of the OpenID Connect discovery document read.
 type discoveryDoc struct {

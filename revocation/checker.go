@@ -562,40 +562,12 @@ func (c *Checker) RecheckOnRevoke(m *auth.Manager, check auth.CheckFunc, timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	kick := make(chan struct{}, 1)
-	unsubscribe := c.OnRevoke(func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-kick:
-				start := time.Now()
-				rctx, rcancel := context.WithTimeout(ctx, timeout)
-				rep := m.Recheck(rctx, check)
-				rcancel()
-				c.log.LogAttrs(ctx, slog.LevelInfo, "revocation: re-checked sessions after a revocation",
-					slog.Int("checked", rep.Checked),
-					slog.Int("disconnected", rep.Disconnected),
-					slog.Duration("took", time.Since(start)))
-			}
-		}
-	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			unsubscribe()
-			cancel()
-			wg.Wait()
-		})
+	stop, err := m.Watch(c.Watch(check, timeout))
+	if err != nil { // a nil check
+		c.log.Error("revocation: no re-check on revocations", slog.String("err", err.Error()))
+		return func() {}
 	}
+	return stop
 }
 
 // Stats counts what a Checker did, for metrics.

@@ -3,7 +3,6 @@ package satauth
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -109,25 +108,15 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, string, error) {
 
 // mapErr wraps an internal/jwks error in the satauth sentinel for its kind;
 // other errors (the fetch's, already satauth's) are returned as they are.
-func mapErr(err error) error {
-	var e *jwks.Error
-	if !errors.As(err, &e) {
-		return err
-	}
-	switch e.Kind {
-	case jwks.Algorithm:
-		return fmt.Errorf("%w: %w", ErrAlgorithm, err)
-	case jwks.Signature:
-		return fmt.Errorf("%w: %w", ErrSignature, err)
-	case jwks.Expired:
-		return fmt.Errorf("%w: %w", ErrExpired, err)
-	case jwks.NotYetValid:
-		return fmt.Errorf("%w: %w", ErrNotYetValid, err)
-	case jwks.Audience:
-		return fmt.Errorf("%w: %w", ErrAudience, err)
-	case jwks.NoExpiry:
-		return fmt.Errorf("%w: %w (legacy non-expiring tokens are refused)", ErrMalformed, err)
-	default:
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-}
+var mapErr = jwks.Sentinels{
+	jwks.Malformed:   ErrMalformed,
+	jwks.Algorithm:   ErrAlgorithm,
+	jwks.Signature:   ErrSignature,
+	jwks.Expired:     ErrExpired,
+	jwks.NotYetValid: ErrNotYetValid,
+	jwks.Audience:    ErrAudience,
+	jwks.NoExpiry:    errNoExpiry,
+}.Wrap
+
+// errNoExpiry refuses a token without exp.
+var errNoExpiry = fmt.Errorf("%w: legacy non-expiring tokens are refused", ErrMalformed)

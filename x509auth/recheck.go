@@ -1,10 +1,7 @@
 package x509auth
 
 import (
-	"context"
 	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/truststore"
@@ -30,43 +27,10 @@ func (a *Authenticator) Watch(store *truststore.Store) auth.Watch {
 // progress and waits for it to end. [Authenticator.Watch] is the same
 // re-check through the Manager's one change path; prefer it.
 func (a *Authenticator) RecheckOnChange(m *auth.Manager, store *truststore.Store) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	kick := make(chan uint64, 1)
-	unsubscribe := store.Subscribe(func(ev truststore.Event) {
-		if ev.Err != nil {
-			return
-		}
-		select {
-		case kick <- ev.Generation:
-		default:
-		}
-	})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case gen := <-kick:
-				start := time.Now()
-				rctx, rcancel := context.WithTimeout(ctx, a.timeout)
-				rep := m.Recheck(rctx, a.Check)
-				rcancel()
-				a.log.LogAttrs(ctx, slog.LevelInfo, "x509auth: re-checked sessions after a truststore change",
-					slog.String("method", a.method),
-					slog.Uint64("generation", gen),
-					slog.Int("checked", rep.Checked),
-					slog.Int("disconnected", rep.Disconnected),
-					slog.Duration("took", time.Since(start)))
-			}
-		}
-	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			unsubscribe()
-			cancel()
-			wg.Wait()
-		})
+	stop, err := m.Watch(a.Watch(store))
+	if err != nil { // a nil store
+		a.log.Error("x509auth: no re-check on truststore changes", slog.String("err", err.Error()))
+		return func() {}
 	}
+	return stop
 }

@@ -165,8 +165,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: mochiLog})
 	// The adapter's defaults bound what a peer holds before it
 	// authenticates: 1 MiB packets, 10 s for the TLS handshake and CONNECT,
-	// 256 connections not yet authenticated.
-	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: log})
+	// 256 connections not yet authenticated; MqttAuthSettings limits change
+	// them.
+	h, err := mochi.Attach(srv, hookConfig(m, b.Limits, log))
 	if err != nil {
 		return err
 	}
@@ -248,4 +249,16 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// hookConfig is the adapter's configuration: the Manager, and the limits
+// of MqttAuthSettings where it sets them.
+func hookConfig(m *auth.Manager, l *aioconfig.Limits, log *slog.Logger) mochi.Config {
+	cfg := mochi.Config{Manager: m, Logger: log}
+	if l != nil {
+		cfg.MaxPacketSize = uint32(l.MaxPacketSize) // at most 268435455, checked by aioconfig
+		cfg.ConnectTimeout = l.ConnectTimeoutDuration()
+		cfg.MaxPending = l.MaxUnauthenticatedConnections
+	}
+	return cfg
 }

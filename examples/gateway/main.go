@@ -143,15 +143,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}()
 	for _, p := range b.Ports {
 		g, err := gateway.New(gateway.Config{
-			Manager:       m,
-			Upstream:      *upstream,
-			UpstreamTLS:   upTLS,
-			ProxyProtocol: *proxy,
-			TLS:           p.TLS,
-			Listener:      p.Name,
-			MaxPacketSize: *maxPacket,
-			MaxPending:    *maxPending,
-			Logger:        log,
+			Manager:          m,
+			Upstream:         *upstream,
+			UpstreamTLS:      upTLS,
+			ProxyProtocol:    *proxy,
+			TLS:              p.TLS,
+			Listener:         p.Name,
+			MaxPacketSize:    limit(*maxPacket, b.Limits, func(l *aioconfig.Limits) int { return l.MaxPacketSize }),
+			MaxPending:       limit(*maxPending, b.Limits, func(l *aioconfig.Limits) int { return l.MaxUnauthenticatedConnections }),
+			HandshakeTimeout: b.Limits.ConnectTimeoutDuration(),
+			ConnectTimeout:   b.Limits.ConnectTimeoutDuration(),
+			Logger:           log,
 		})
 		if err != nil {
 			return err
@@ -228,4 +230,13 @@ func upstreamTLS(upstream, caFile, certFile, keyFile, serverName string) (*tls.C
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// limit is a flag's value when set, else the configuration's (zero: the
+// gateway's default).
+func limit(flagValue int, l *aioconfig.Limits, field func(*aioconfig.Limits) int) int {
+	if flagValue != 0 || l == nil {
+		return flagValue
+	}
+	return field(l)
 }

@@ -53,6 +53,24 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
+// Sentinels are a package's own errors, one per Kind, for [Sentinels.Wrap].
+type Sentinels map[Kind]error
+
+// Wrap wraps err, when it is an [*Error], in the sentinel s has for its
+// Kind (s[Malformed] for a Kind s lacks); other errors, a fetch's say, are
+// returned as they are.
+func (s Sentinels) Wrap(err error) error {
+	var e *Error
+	if err == nil || !errors.As(err, &e) {
+		return err
+	}
+	sentinel, ok := s[e.Kind]
+	if !ok {
+		sentinel = s[Malformed]
+	}
+	return fmt.Errorf("%w: %w", sentinel, err)
+}
+
 func errorf(k Kind, format string, args ...any) error {
 	return &Error{Kind: k, Err: fmt.Errorf(format, args...)}
 }

@@ -96,3 +96,14 @@ func TestLookupRateLimited(t *testing.T) {
 	require.Len(t, keys, 1)
 	require.EqualValues(t, 3, fetches.Load())
 }
+
+func TestSentinelsWrap(t *testing.T) {
+	errExpired := errors.New("expired")
+	errBad := errors.New("bad")
+	s := Sentinels{Malformed: errBad, Expired: errExpired}
+	require.ErrorIs(t, s.Wrap(&Error{Kind: Expired, Err: errors.New("exp passed")}), errExpired)
+	require.ErrorIs(t, s.Wrap(&Error{Kind: Audience, Err: errors.New("aud")}), errBad, "a kind without a sentinel is malformed")
+	other := errors.New("fetch failed")
+	require.Same(t, other, s.Wrap(other))
+	require.NoError(t, s.Wrap(nil))
+}

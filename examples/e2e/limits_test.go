@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttauth/mqttauth/examples/e2e/proc"
+	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
+)
+
+// limitsSettings lowers the example broker's pre-authentication limits.
+const limitsSettings = `---
+apiVersion: mqttauth.dev/v1alpha1
+kind: MqttAuthSettings
+spec:
+  limits: {maxPacketSize: 2048, connectTimeout: 2s, maxUnauthenticatedConnections: 6}
+`
+
+// The example broker closes peers that never authenticate: a TCP peer that
+// never starts TLS and a TLS peer that never sends CONNECT are closed at
+// the configured connectTimeout, a CONNECT declaring more than
+// maxPacketSize at once, and connections past maxUnauthenticatedConnections
+// at once; meanwhile a client sending its CONNECT connects (mosquitto_pub).
+func TestExampleBrokerLimits(t *testing.T) {
+	pub := proc.RequireTool(t, "mosquitto_pub", "mosquitto-clients")
+	dev := t.TempDir()
+	_, err := devpki.Ensure(dev, time.Now())
+	require.NoError(t, err)
+	_, err = tutorial.EnsureSampleSCRAMUser(dev)
+	require.NoError(t, err)
+	require.NoError(t, tutorial.EnsureMounts(dev))
+	cfg := filepath.Join(dev, tutorial.FileName)
+	require.NoError(t, os.WriteFile(cfg, []byte(tutorial.Config+limitsSettings), 0o644))
+
+	out, err := proc.Run(t, 30*time.Second, binary(t, "broker"), "-config", cfg, "-check-config")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "limits: maxPacketSize 2048, connectTimeout 2s, maxUnauthenticatedConnections 6")
+
+	addr := proc.FreeAddr(t)
+	startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr)
+	_, port, _ := net.SplitHostPort(addr)
+	clientTLS := thermostatTLS(t, dev)
+
+	// A CONNECT declaring 1 MB: closed as soon as its fixed header is read.
+	big, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientTLS)
+	require.NoError(t, err)
+	defer big.Close()
+	_, err = big.Write([]byte{0x10, 0xc0, 0x84, 0x3d}) // remaining length 1,000,000
+	require.NoError(t, err)
+	start := time.Now()
+	require.True(t, closedBy(big, 5*time.Second), "the oversize CONNECT's connection stays open")
+	require.Less(t, time.Since(start), 1500*time.Millisecond, "closed from the fixed header, not at the deadline")
+
+	// Silent peers, plain TCP (no TLS handshake) and TLS (no CONNECT).
+	var silent []net.Conn
+	for range 2 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		require.NoError(t, err)
+		defer c.Close()
+		silent = append(silent, c)
+		tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientTLS)
+		require.NoError(t, err)
+		defer tc.Close()
+		silent = append(silent, tc)
+	}
+	// A client that sends its CONNECT connects meanwhile.
+	m := mosq{dir: dev, port: port}
+	out, err = proc.Run(t, 20*time.Second, pub, m.args("thermostat", "-t", "telemetry/temperature", "-m", "21.5")...)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "received CONNACK (0)")
+
+	start = time.Now()
+	for _, c := range silent {
+		require.True(t, closedBy(c, 6*time.Second), "a silent peer is open 6 s after it connected (connectTimeout 2s)")
+	}
+	t.Logf("silent peers closed %v after the last connected", time.Since(start).Round(10*time.Millisecond))
+
+	// Six unauthenticated connections are held; the seventh is closed at once.
+	for range 6 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		require.NoError(t, err)
+		defer c.Close()
+	}
+	time.Sleep(200 * time.Millisecond) // the broker has accepted them
+	over, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	defer over.Close()
+	start = time.Now()
+	require.True(t, closedBy(over, 5*time.Second))
+	require.Less(t, time.Since(start), 1500*time.Millisecond, "a connection past maxUnauthenticatedConnections is closed at once")
+}
+
+// closedBy reports whether the peer closed c within d.
+func closedBy(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// thermostatTLS is the TLS configuration of the tutorial's thermostat.
+func thermostatTLS(t *testing.T, dev string) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dev, devpki.CertFile("thermostat")), filepath.Join(dev, devpki.KeyFile("thermostat")))
+	require.NoError(t, err)
+	ca, err := os.ReadFile(filepath.Join(dev, devpki.ServerRootCA))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(ca))
+	return &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}

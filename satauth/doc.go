@@ -71,7 +71,7 @@
 // with the API's list+watch (plain HTTP, metadata only, no client-go), the
 // ServiceAccounts and Pods of each namespace that a connected client's
 // service account is in. The watch of a namespace starts when the first
-// session from it authenticates and stops within three sweeps (every 30 s) after
+// session from it authenticates and stops within four sweeps (every 30 s) after
 // its last session has ended; the tokens and accounts cached for a
 // namespace are dropped when its watch stops, so nothing is cached that
 // no watch keeps current. On a change:

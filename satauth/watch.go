@@ -82,18 +82,29 @@ type follower struct {
 	a   *Authenticator
 	sig auth.Signal
 
-	mu       sync.Mutex
-	run      *followRun // nil while nobody subscribes
-	subs     int
-	closed   bool          // Authenticator.Close
-	done     chan struct{} // closed by Authenticator.Close
-	seq      uint64
-	gen      uint64    // sweep passes fired
-	marks    [2]uint64 // seq when the last two sweep passes were fired
-	bindings map[*auth.Principal]binding
-	accounts map[string]int    // "ns/name" -> bindings naming it
-	pods     map[string]int    // "ns/pod" -> bindings naming it
-	spaces   map[string]func() // watched namespace -> stop
+	mu     sync.Mutex
+	run    *followRun // nil while nobody subscribes
+	subs   int
+	closed bool // Authenticator.Close
+	seq    uint64
+	// The sweep: gen counts the sweep passes fired. A sweep pass is the
+	// first re-check pass that calls check after the fire and was not
+	// already running then (stale): Manager.Recheck hands every check of
+	// one pass the same ctx and cancels it when the pass has ended, so
+	// that ctx (sweepCtx) tells when the pass is over and whether it was
+	// cut short (DeadlineExceeded).
+	gen          uint64
+	pending      bool // fired, no pass adopted yet
+	pendingTicks int
+	lastCtx      context.Context // of the last check call
+	staleCtx     context.Context // lastCtx when the pass was fired
+	sweepCtx     context.Context // the adopted pass
+	fireSeq      uint64          // seq when the pass was fired
+	prevFireSeq  uint64          // seq when the pass before was fired
+	bindings     map[*auth.Principal]binding
+	accounts     map[string]int    // "ns/name" -> bindings naming it
+	pods         map[string]int    // "ns/pod" -> bindings naming it
+	spaces       map[string]func() // watched namespace -> stop
 	// Changes the re-checks apply.
 	changedSA  map[string]saChange  // "ns/name"
 	changedPod map[string]podChange // "ns/pod"
@@ -104,7 +115,6 @@ type follower struct {
 func newFollower(a *Authenticator) *follower {
 	return &follower{
 		a:          a,
-		done:       make(chan struct{}),
 		bindings:   make(map[*auth.Principal]binding),
 		accounts:   make(map[string]int),
 		pods:       make(map[string]int),
@@ -148,7 +158,7 @@ func (a *Authenticator) Following() bool { return a.follow != nil }
 
 // RecheckOnChange follows Kubernetes for the live sessions of m whose
 // principals this Authenticator verified, until the returned function is
-// called (or Close). It is [Authenticator.Watch] run for one Manager;
+// called. It is [Authenticator.Watch] given to m's [auth.Manager.Watch];
 // prefer Watch in auth.Config.Watches, which needs no Manager beforehand.
 // Call it once, right after auth.NewManager and before clients connect:
 // sessions authenticated before it are not followed.
@@ -156,7 +166,7 @@ func (a *Authenticator) Following() bool { return a.follow != nil }
 // For every namespace that a connected client's service account is in, it
 // lists and watches that namespace's ServiceAccounts and Pods (metadata
 // only) with the Kubernetes list+watch API; the watch of a namespace starts
-// when the first session from it authenticates and stops within three sweeps
+// when the first session from it authenticates and stops within four sweeps
 // (every 30 s) after the last one has ended. On a change it updates the
 // token and account caches at once and re-checks, through
 // [auth.Manager.Recheck], the sessions the change concerns:
@@ -182,50 +192,15 @@ func (a *Authenticator) Following() bool { return a.follow != nil }
 // Authenticator needs no API (ModeLocal with a JWKS file and no
 // attributes), it does nothing.
 func (a *Authenticator) RecheckOnChange(m *auth.Manager) (stop func()) {
-	f := a.follow
-	if f == nil || m == nil {
+	if a.follow == nil || m == nil {
 		return func() {}
 	}
-	w := a.Watch(time.Minute)
-	ctx, cancel := context.WithCancel(context.Background())
-	kick := make(chan struct{}, 1)
-	unsubscribe := w.Source.Notify(func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-f.done:
-				return
-			case <-kick:
-			}
-			start := time.Now()
-			rctx, rcancel := context.WithTimeout(ctx, w.Timeout)
-			rep := m.Recheck(rctx, w.Check)
-			rcancel()
-			level := slog.LevelDebug // the sweeps' passes
-			if rep.Disconnected > 0 {
-				level = slog.LevelInfo
-			}
-			a.log.LogAttrs(ctx, level, "satauth: re-checked sessions after a Kubernetes change",
-				slog.String("method", Method), slog.Int("checked", rep.Checked),
-				slog.Int("disconnected", rep.Disconnected), slog.Duration("took", time.Since(start)))
-		}
-	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			unsubscribe()
-			cancel()
-			wg.Wait()
-		})
+	stop, err := m.Watch(a.Watch(time.Minute))
+	if err != nil { // cannot happen: the watch is complete
+		a.log.LogAttrs(context.Background(), slog.LevelError, "satauth: not following Kubernetes", slog.String("method", Method), slog.Any("err", err))
+		return func() {}
 	}
+	return stop
 }
 
 // Notify implements auth.Notifier: the first subscriber starts the
@@ -269,7 +244,6 @@ func (f *follower) close() {
 		return
 	}
 	f.closed = true
-	close(f.done)
 	r := f.detachLocked()
 	f.mu.Unlock()
 	r.end()
@@ -286,6 +260,7 @@ func (f *follower) detachLocked() *followRun {
 	clear(f.spaces)
 	clear(f.changedSA)
 	clear(f.changedPod)
+	f.pending, f.lastCtx, f.staleCtx, f.sweepCtx = false, nil, nil, nil
 	return r
 }
 
@@ -605,8 +580,14 @@ func (f *follower) check(ctx context.Context, s *auth.Session) error {
 		return nil
 	}
 	f.mu.Lock()
+	if ctx != f.lastCtx {
+		f.lastCtx = ctx
+		if f.pending && ctx != f.staleCtx {
+			f.pending, f.sweepCtx = false, ctx // this pass is the sweep's
+		}
+	}
 	b, ok := f.bindings[p]
-	if ok {
+	if ok && ctx == f.sweepCtx {
 		b.seen = f.gen
 		f.bindings[p] = b
 	}
@@ -675,22 +656,55 @@ func (f *follower) sweepLoop(ctx context.Context) {
 	}
 }
 
-// sweep drops what the live sessions no longer need and starts the next
-// sweep pass: it reports whether a pass is wanted (sessions are bound),
-// which the subscribers then run through check, marking each live
-// session's binding seen. A binding is dropped when neither of the last
-// two passes saw its session and it was recorded before the earlier of
-// them (a session registers with the Manager a moment after its principal
-// passed); changes are dropped once those two passes have applied them.
+// sweep drops what the live sessions no longer need once a sweep pass
+// has walked them all, and reports whether to fire the next one (sessions
+// are bound), which the subscribers then run through check, marking each
+// live session's binding seen. A binding is dropped when the completed
+// pass did not see its session and it was recorded before the pass before
+// it was fired (a session registers with the Manager a moment after its
+// principal passed); changes are dropped once that old too. A pass still
+// running is waited for; one cut short by its timeout is fired again; one
+// that never called check (no live SAT session on the watch's ports) is
+// taken for a pass that saw nothing after three ticks.
 func (f *follower) sweep() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.run == nil {
 		return false
 	}
-	mark := f.marks[0]
+	completed := false
+	switch {
+	case f.pending:
+		f.pendingTicks++
+		if f.pendingTicks < 3 {
+			return false
+		}
+		f.pending, completed = false, true
+	case f.sweepCtx != nil && f.sweepCtx.Err() == nil:
+		return false // still running
+	case f.sweepCtx != nil && errors.Is(f.sweepCtx.Err(), context.Canceled):
+		completed = true
+	}
+	f.sweepCtx = nil
+	if completed {
+		f.dropUnseenLocked()
+	}
+	if len(f.bindings) == 0 {
+		return false
+	}
+	f.gen++
+	f.pending, f.pendingTicks, f.staleCtx = true, 0, f.lastCtx
+	f.prevFireSeq, f.fireSeq = f.fireSeq, f.seq
+	return true
+}
+
+// dropUnseenLocked ends the sweep pass f.gen: it drops the bindings it did
+// not see, the changes nobody needs and the watches of namespaces no
+// binding is in.
+func (f *follower) dropUnseenLocked() {
+	mark := f.prevFireSeq
 	for p, b := range f.bindings {
-		if b.seen+2 <= f.gen && b.seq <= mark {
+		if b.seen < f.gen && b.seq <= mark {
 			f.removeLocked(p, b)
 		}
 	}
@@ -719,9 +733,6 @@ func (f *follower) sweep() bool {
 		f.a.accounts.removeIf(func(k string, _ account) bool { return strings.HasPrefix(k, ns+"/") })
 		f.a.log.LogAttrs(f.run.ctx, slog.LevelDebug, "satauth: stopped watching a namespace", slog.String("method", Method), slog.String("namespace", ns))
 	}
-	f.gen++
-	f.marks[0], f.marks[1] = f.marks[1], f.seq
-	return len(f.bindings) > 0
 }
 
 // watched returns the namespaces being watched and the bindings kept, for

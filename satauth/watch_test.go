@@ -361,3 +361,38 @@ func stacks() string {
 	buf := make([]byte, 1<<20)
 	return string(buf[:runtime.Stack(buf, true)])
 }
+
+// A sweep waits for its re-check pass to walk every session: passes
+// slower than the sweep interval do not make the follower forget live
+// sessions, which stay followed.
+func TestWatchSlowPassesKeepLiveSessions(t *testing.T) {
+	t.Cleanup(satauth.SetWatchTimings(100*time.Millisecond, 200*time.Millisecond))
+	srv := sattest.NewServer(t, sattest.Options{})
+	a, logs := newAuth(t, srv, nil)
+	w := a.Watch(0)
+	check := w.Check
+	w.Check = func(ctx context.Context, s *auth.Session) error {
+		err := check(ctx, s)
+		time.Sleep(350 * time.Millisecond) // a slow pass: several sweep intervals
+		return err
+	}
+	m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs), Watches: []auth.Watch{w}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	r := &fakeRig{srv: srv, a: a, m: m, logs: logs}
+	srv.AddServiceAccount("ns1", "dev", nil)
+	srv.AddServiceAccount("ns1", "other", nil)
+	_, conn := r.session(t, "ns1", "dev")
+	_, otherConn := r.session(t, "ns1", "other")
+
+	time.Sleep(2 * time.Second) // twenty sweep intervals, a few passes
+	spaces, bound := a.Watched()
+	require.Equal(t, []string{"ns1"}, spaces)
+	require.Equal(t, 2, bound, "live sessions stay bound")
+
+	srv.DeleteServiceAccount("ns1", "dev")
+	final, took := waitClosed(t, conn, time.Now(), 5*time.Second)
+	t.Logf("deleted -> DISCONNECT %v", took)
+	require.Equal(t, auth.NotAuthorized, final.Code)
+	requireOpen(t, otherConn)
+}

@@ -286,6 +286,12 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureWith(t, aioconfig.Options{Logger: quiet})
+}
+
+// newFixtureWith builds the twoPorts fixture with opts.
+func newFixtureWith(t testing.TB, opts aioconfig.Options) *fixture {
+	t.Helper()
 	f := &fixture{dir: t.TempDir(), pki: authtest.NewTutorialPKI(t, time.Now())}
 	var users scramauth.File
 	u := scramauth.User{Name: "sample", Credentials: map[scramauth.Mechanism]scramauth.Credential{}}
@@ -310,7 +316,7 @@ func newFixture(t testing.TB) *fixture {
 	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(twoPorts, f.public, f.local)), 0o600))
 	cfg, err := aioconfig.Load(path)
 	require.NoError(t, err)
-	f.broker, err = aioconfig.Build(context.Background(), cfg, aioconfig.Options{Logger: quiet})
+	f.broker, err = aioconfig.Build(context.Background(), cfg, opts)
 	require.NoError(t, err)
 	t.Cleanup(f.broker.Close)
 	f.m, err = auth.NewManager(f.broker.AuthConfig())

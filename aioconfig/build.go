@@ -35,6 +35,12 @@ import (
 type Options struct {
 	// Logger receives the components' records; nil means slog.Default().
 	Logger *slog.Logger
+	// Observer receives the events of every source Build makes
+	// (truststores, policy watchers, SCRAM users files, custom servers,
+	// service account tokens, JWT key sets) and of the auth.Manager of
+	// [Broker.AuthConfig]: the Prometheus exporter, usually. Nil means
+	// none.
+	Observer auth.Observer
 }
 
 // Broker is a built configuration: one [Port] per BrokerListener port,
@@ -54,17 +60,46 @@ type Broker struct {
 	// Limits are the pre-authentication limits of MqttAuthSettings, nil
 	// when it has none (the adapter's or gateway's defaults apply).
 	Limits *Limits
+	// Admin is the admin listener of MqttAuthSettings admin, defaults
+	// applied: an empty Address means off.
+	Admin AdminListener
 
 	cfg     *Config
 	log     *slog.Logger
+	obs     auth.Observer // nil when none
+	audit   auth.AuditConfig
 	byName  map[string]*Port
-	watches []auth.Watch
 	ready   []ReadyCheck
+	x509s   []*x509auth.Authenticator
+	revocs  []*revocation.Checker
+	watches []auth.Watch
+	startup []startupCheck // CheckReady
 	closers []func()
 
 	throttle     *throttle.Throttle // nil when disabled
 	throttleDesc string
 }
+
+// AdminListener is the admin listener's resolved settings.
+type AdminListener struct {
+	// Address is HOST:PORT; empty means the listener is off.
+	Address string
+	// Pprof serves /debug/pprof.
+	Pprof bool
+}
+
+// ReadyCheck is one named readiness check of a source the Broker built, in
+// the shape of admin.Check (admin.Check{Name: c.Name, Check: c.Check}):
+// nil once the source has loaded. A source that loaded once keeps its last
+// good version on a failed reload and stays ready.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// ErrNotLoaded is the error of a readiness check whose source has never
+// loaded.
+var ErrNotLoaded = errors.New("aioconfig: not loaded")
 
 // Port is one built listener port.
 type Port struct {
@@ -107,10 +142,11 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: c, log: opts.Logger, byName: map[string]*Port{}, Session: c.Settings.Session, Limits: c.Settings.Limits}
+	b := &Broker{cfg: c, log: opts.Logger, obs: opts.Observer, byName: map[string]*Port{}, Session: c.Settings.Session, Limits: c.Settings.Limits}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
+	b.Admin, b.audit = adminSettings(c.Settings.Admin)
 	defer func() {
 		if err != nil {
 			b.Close()
@@ -160,10 +196,11 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 			if authzs[key] == nil {
 				switch {
 				case ps.AuthorizationFile != "":
-					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log})
+					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log, Observer: b.obs})
 					if err != nil {
 						return nil, d.err(at+".authorizationFile", ps.AuthorizationFile, err, "")
 					}
+					b.ready = append(b.ready, ReadyCheck{Name: "policy " + ps.AuthorizationFile, Check: loaded(func() bool { return w.Current() != nil })})
 					b.onClose(func() { _ = w.Close() })
 					authzs[key] = w
 					authzPorts[key] = map[string]bool{}
@@ -310,11 +347,14 @@ func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtA
 		ba.chain = append(ba.chain, x)
 		ba.methods = append(ba.methods, desc)
 	}
+	if b.obs != nil {
+		ba.chain = auth.ObserveMethods(ba.chain, b.obs).(auth.Chain)
+	}
 	return ba, nil
 }
 
 func (b *Broker) custom(s *CustomSettings) (auth.Authenticator, string, error) {
-	cfg := customauth.Config{Endpoint: s.Endpoint, Logger: b.log}
+	cfg := customauth.Config{Endpoint: s.Endpoint, Logger: b.log, Observer: b.obs}
 	desc := "Custom " + s.Endpoint
 	if ca := cmpOr(cmpOr(s.CACert, s.CACertConfigMap), s.CACertFile); ca != "" {
 		path, err := b.cfg.resolve(ca, false)
@@ -416,6 +456,7 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 		AllowUsernameFallback: s.AllowUsernameFallback,
 		DisableWatch:          !s.Following(),
 		Logger:                b.log,
+		Observer:              b.obs,
 	}
 	cfg.CacheTTL, _ = time.ParseDuration(cmpOr(s.CacheTTL, "0s"))         // checked by Load
 	cfg.AttributeTTL, _ = time.ParseDuration(cmpOr(s.AttributeTTL, "0s")) // checked by Load
@@ -437,7 +478,9 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 		w.Check = onPorts(ports, w.Check)
 		b.watches = append(b.watches, w)
 	}
-	b.ready = append(b.ready, satReady(name, a))
+	startup, ready := satReady(name, a)
+	b.startup = append(b.startup, startup)
+	b.ready = append(b.ready, ready)
 	desc := fmt.Sprintf("ServiceAccountToken audiences %v, %s, cacheTTL %s, attributeTTL %s, watch %s",
 		s.Audiences, cmpOr(s.Mode, "tokenReview"), cmpOr(s.CacheTTL, "5m"), cmpOr(s.AttributeTTL, "1m"), onOff(a.Following()))
 	return a, desc, nil
@@ -461,10 +504,11 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 			return nil, "", fmt.Errorf("crls[%d]: %w", i, err)
 		}
 	}
-	store, err := truststore.New(truststore.Config{CAPaths: []string{ca}, CRLPaths: crls, Logger: b.log})
+	store, err := truststore.New(truststore.Config{CAPaths: []string{ca}, CRLPaths: crls, Logger: b.log, Observer: b.obs})
 	if err != nil {
 		return nil, "", err
 	}
+	b.ready = append(b.ready, ReadyCheck{Name: "truststore " + s.TrustedClientCaCert, Check: loaded(func() bool { return store.Current() != nil })})
 	b.onClose(func() { _ = store.Close() })
 	attrs := map[string]AttributeEntry{}
 	if s.Attributes != nil && s.Attributes.SecretName != "" {
@@ -497,6 +541,10 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 	a, err := x509auth.New(xcfg)
 	if err != nil {
 		return nil, "", err
+	}
+	b.x509s = append(b.x509s, a)
+	if rc != nil {
+		b.revocs = append(b.revocs, rc)
 	}
 	w := a.Watch(store)
 	w.Name = "truststore " + s.TrustedClientCaCert
@@ -575,7 +623,7 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 		Issuer: s.Issuer, DiscoveryURL: s.DiscoveryURL, JWKSURL: s.JWKSURL,
 		Audiences: s.Audiences, Algorithms: s.Algorithms, UsernameClaim: s.UsernameClaim,
 		ClaimsToAttributes: s.ClaimsToAttributes, Method: s.Method, PasswordUsername: s.PasswordUsername,
-		InsecureAllowHTTP: s.InsecureAllowHTTP, Logger: b.log,
+		InsecureAllowHTTP: s.InsecureAllowHTTP, Logger: b.log, Observer: b.obs,
 	}
 	if s.TokenFrom == TokenFromPassword {
 		cfg.TokenFrom = jwtauth.FromPassword
@@ -672,10 +720,11 @@ func (b *Broker) scram(s *SCRAMSettings, ports map[string]bool) (auth.Authentica
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, "users.json") // the Secret's key
 	}
-	store, err := scramauth.NewFileStore(scramauth.FileStoreConfig{Path: path, Logger: b.log})
+	store, err := scramauth.NewFileStore(scramauth.FileStoreConfig{Path: path, Logger: b.log, Observer: b.obs})
 	if err != nil {
 		return nil, "", err
 	}
+	b.ready = append(b.ready, ReadyCheck{Name: "users " + s.UsersFile, Check: loaded(func() bool { return store.Current() != nil })})
 	b.onClose(func() { _ = store.Close() })
 	b.watches = append(b.watches, auth.Watch{Name: "scram users " + s.UsersFile, Source: store, Check: onPorts(ports, scramauth.CheckStore(store))})
 	cfg := scramauth.Config{Store: store}
@@ -705,6 +754,10 @@ func (b *Broker) AuthConfig() auth.Config {
 		Logger:              b.log,
 		AllowIdentityChange: b.Session.AllowIdentityChange,
 		Watches:             slices.Clone(b.watches),
+		Audit:               b.audit,
+	}
+	if b.obs != nil {
+		cfg.Observer = b.obs
 	}
 	if b.Session.OnExpiry == "close" {
 		cfg.OnExpiry = auth.CloseOnExpiry
@@ -714,6 +767,71 @@ func (b *Broker) AuthConfig() auth.Config {
 	}
 	return cfg
 }
+
+// ReadyChecks returns a readiness check per source the Broker loaded (each
+// truststore, policy file and SCRAM users file) and per ServiceAccountToken
+// method (its broker identity's RBAC, see [Broker.CheckReady]), for the
+// admin handler's
+// /readyz:
+//
+//	for _, c := range b.ReadyChecks() {
+//		checks = append(checks, admin.Check{Name: c.Name, Check: c.Check})
+//	}
+func (b *Broker) ReadyChecks() []ReadyCheck { return slices.Clone(b.ready) }
+
+// loaded makes a readiness check of a source's "has a current version".
+func loaded(has func() bool) func(context.Context) error {
+	return func(context.Context) error {
+		if !has() {
+			return ErrNotLoaded
+		}
+		return nil
+	}
+}
+
+// adminSettings applies the defaults of MqttAuthSettings admin (checked by
+// Load).
+func adminSettings(a *Admin) (AdminListener, auth.AuditConfig) {
+	l := AdminListener{Address: DefaultAdminAddress}
+	var audit auth.AuditConfig
+	if a == nil {
+		return l, audit
+	}
+	if a.Address != nil {
+		l.Address = *a.Address
+		if l.Address == "off" {
+			l.Address = ""
+		}
+	}
+	l.Pprof = a.Pprof
+	if au := a.Audit; au != nil {
+		audit.Level, _ = parseLevel(au.Level)
+		audit.DenyLevel, _ = parseLevel(au.DenyLevel)
+		audit.SampleAllows = au.SampleAllows
+	}
+	return l, audit
+}
+
+// Throttle returns the brute-force defence, nil when it is disabled: its
+// Len is the number of failure counters held.
+func (b *Broker) Throttle() *throttle.Throttle { return b.throttle }
+
+// X509 returns the X509 authenticators built, one per BrokerAuthentication
+// with an X509 method (their CachedChains, for metrics).
+func (b *Broker) X509() []*x509auth.Authenticator { return slices.Clone(b.x509s) }
+
+// Revocation returns the revocation checkers built, one per X509 method
+// with revocation settings (their Stats, for metrics).
+func (b *Broker) Revocation() []*revocation.Checker { return slices.Clone(b.revocs) }
+
+// ObserveMethods implements [auth.MethodsObserver]: a Manager does not
+// label the Broker as one method. The methods of every port already report
+// to Options.Observer, each under its own name (Build wraps them), so it
+// returns the Broker itself, whatever o: pass Options.Observer to the
+// Manager ([Broker.AuthConfig] does). A CONNECT the brute-force defence
+// refuses reaches no method: it is counted by the Manager's connection
+// events (CONNACK 0x9F).
+func (b *Broker) ObserveMethods(auth.Observer) auth.Authenticator { return b }
 
 // Watches returns the watches of the reloadable sources the Broker built.
 func (b *Broker) Watches() []auth.Watch { return slices.Clone(b.watches) }

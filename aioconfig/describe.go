@@ -42,6 +42,22 @@ func (b *Broker) Describe(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&sb, "limits: the adapter's defaults\n")
 	}
+	switch {
+	case b.Admin.Address == "":
+		sb.WriteString("admin: off\n")
+	default:
+		fmt.Fprintf(&sb, "admin: http://%s (/metrics, /healthz, /readyz", b.Admin.Address)
+		if b.Admin.Pprof {
+			sb.WriteString(", /debug/pprof")
+		}
+		sb.WriteString(")\n")
+	}
+	fmt.Fprintf(&sb, "audit: level %s, denyLevel %s, ", b.audit.Level, b.audit.DenyLevel)
+	if b.audit.SampleAllows == 0 {
+		sb.WriteString("authorization allows not logged\n")
+	} else {
+		fmt.Fprintf(&sb, "one authorization allow in %d logged\n", b.audit.SampleAllows)
+	}
 	for _, wt := range b.watches {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
 	}

@@ -36,7 +36,22 @@
 // timeout and auth.x509.certFile/keyFile, x509Settings crls and revocation
 // (OCSP and CRL distribution points, package revocation), on a port
 // address, authorizationFile (a watched policy file) and
-// tls.manual.certFile/keyFile, and MqttAuthSettings throttle.
+// tls.manual.certFile/keyFile, and MqttAuthSettings throttle and admin.
+//
+// # Observability
+//
+// MqttAuthSettings admin configures the admin listener ([Broker.Admin]:
+// address, 127.0.0.1:9090 by default, "" or "off" for none; pprof) and the
+// audit log (level, denyLevel, sampleAllows: [Broker.AuthConfig] fills
+// auth.Config.Audit). [Options].Observer is given to every source Build
+// makes (truststores, policy watchers, SCRAM users files, custom servers,
+// service account tokens, JWT key sets) and to the Manager
+// ([Broker.AuthConfig] fills auth.Config.Observer); each port's methods
+// report under their own names (the Broker is an auth.MethodsObserver).
+// [Broker.ReadyChecks] are the readiness checks of the loaded sources for
+// the admin handler's /readyz; [Broker.Throttle], [Broker.X509] and
+// [Broker.Revocation] give the components whose own counts a program
+// exports (throttle Len, x509auth CachedChains, revocation Stats).
 //
 // # Brute-force defence
 //

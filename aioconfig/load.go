@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -646,8 +648,44 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 				"a number of connections; zero for the default")
 		}
 	}
+	if a := s.Admin; a != nil {
+		if f, v, hint, err := checkAdmin(a); err != nil {
+			return d.err(prefix+"admin."+f, v, err, hint)
+		}
+	}
 	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
 	return nil
+}
+
+// checkAdmin checks the admin section of MqttAuthSettings.
+func checkAdmin(a *Admin) (field, value, hint string, err error) {
+	if a.Address != nil {
+		switch addr := *a.Address; addr {
+		case "", "off":
+		default:
+			if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+				return "address", addr, `HOST:PORT ("127.0.0.1:9090", ":9090" for every interface), or "off"`, ErrInvalidValue
+			}
+		}
+	}
+	if au := a.Audit; au != nil {
+		for _, l := range []struct{ f, v string }{{"level", au.Level}, {"denyLevel", au.DenyLevel}} {
+			if _, err := parseLevel(l.v); err != nil {
+				return "audit." + l.f, l.v, "debug, info, warn or error", ErrInvalidValue
+			}
+		}
+	}
+	return "", "", "", nil
+}
+
+// parseLevel reads a slog level name; empty is info.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return l, nil
+	}
+	err := l.UnmarshalText([]byte(s))
+	return l, err
 }
 
 // checkThrottle checks the throttle section of MqttAuthSettings.

@@ -172,20 +172,20 @@ func TestSATReadyChecks(t *testing.T) {
 	require.ErrorContains(t, err, "serviceAccountToken (BrokerAuthentication sat method 1)")
 	require.ErrorContains(t, err, `may not get serviceaccounts, list serviceaccounts, watch serviceaccounts; `+
 		`add to a ClusterRole bound to it: {apiGroups: [""], resources: ["serviceaccounts"], verbs: ["get", "list", "watch"]}`)
-	require.ErrorIs(t, checks[0].Ready(ctx), satauth.ErrNotReady)
+	require.ErrorIs(t, checks[0].Check(ctx), satauth.ErrNotReady)
 
 	srv.Forbid(sattest.ServiceAccountGet, false)
 	reviews := srv.Calls(sattest.AccessReview)
-	require.ErrorIs(t, checks[0].Ready(ctx), satauth.ErrNotReady, "the probe does not ask the API at its own pace")
+	require.ErrorIs(t, checks[0].Check(ctx), satauth.ErrNotReady, "the probe does not ask the API at its own pace")
 	require.Equal(t, reviews, srv.Calls(sattest.AccessReview))
 	require.NoError(t, b.CheckReady(ctx))
-	require.NoError(t, checks[0].Ready(ctx))
+	require.NoError(t, checks[0].Check(ctx))
 }
 
 // TestSATReadyFirstProbe: a probe before the start-up check runs it.
 func TestSATReadyFirstProbe(t *testing.T) {
 	srv := sattest.NewServer(t, sattest.Options{})
 	b, _ := satBroker(t, srv, "")
-	require.NoError(t, b.ReadyChecks()[0].Ready(context.Background()))
+	require.NoError(t, b.ReadyChecks()[0].Check(context.Background()))
 	require.NotZero(t, srv.Calls(sattest.AccessReview))
 }

@@ -425,6 +425,10 @@ type Settings struct {
 	// (ours). Without this section the broker adapter's and the gateway's
 	// own defaults apply.
 	Limits *Limits `json:"limits,omitempty"`
+	// Admin is the admin HTTP listener (/metrics, /healthz, /readyz,
+	// /debug/pprof) and the audit log (ours; package admin). Without this
+	// section the listener is on DefaultAdminAddress.
+	Admin *Admin `json:"admin,omitempty"`
 }
 
 // Limits bound what a peer may hold before it has authenticated (ours):
@@ -454,6 +458,37 @@ func (l *Limits) ConnectTimeoutDuration() time.Duration {
 	}
 	d, _ := time.ParseDuration(l.ConnectTimeout)
 	return d
+}
+
+// DefaultAdminAddress is the admin listener's address when the
+// configuration names none: loopback only.
+const DefaultAdminAddress = "127.0.0.1:9090"
+
+// Admin configures the admin listener and the audit log (ours).
+type Admin struct {
+	// Address is HOST:PORT; absent means DefaultAdminAddress, "" or "off"
+	// turns the listener off. A non-loopback address exposes the metrics
+	// (and pprof, when on) to the network.
+	Address *string `json:"address,omitempty"`
+	// Pprof serves /debug/pprof (off by default: it shows the program's
+	// memory and lets a caller profile it).
+	Pprof bool `json:"pprof,omitempty"`
+	// Audit sets the levels and sampling of the decision records
+	// (auth.AuditConfig).
+	Audit *Audit `json:"audit,omitempty"`
+}
+
+// Audit configures the audit log (auth.AuditConfig). Levels are slog
+// level names: debug, info, warn, error (info when empty).
+type Audit struct {
+	// Level is the level of passes and sampled authorization allows.
+	Level string `json:"level,omitempty"`
+	// DenyLevel is the level of refusals, disconnects and authorization
+	// denies.
+	DenyLevel string `json:"denyLevel,omitempty"`
+	// SampleAllows logs one authorization allow in SampleAllows (1: every
+	// allow); zero logs none. Denies are always logged.
+	SampleAllows uint64 `json:"sampleAllows,omitempty"`
 }
 
 // Throttle configures the brute-force defence (ours; package throttle):

@@ -252,6 +252,14 @@ type namedMethod struct {
 
 func (n namedMethod) MethodName() string { return n.name }
 
+// MethodsObserver is implemented by an authenticator that dispatches to
+// methods of its own, as a router of one chain per listener does:
+// [ObserveMethods] asks it for a version whose methods report to o, rather
+// than labelling it as one method.
+type MethodsObserver interface {
+	ObserveMethods(o Observer) Authenticator
+}
+
 // ObserveMethods returns a, with each method reporting its outcome and
 // latency to o: a Chain becomes a Chain of observed methods (nested chains
 // too), anything else one observed method. With a nil or [NopObserver] o
@@ -275,6 +283,8 @@ func ObserveMethods(a Authenticator, o Observer) Authenticator {
 		return c
 	case *observedMethod:
 		return a
+	case MethodsObserver:
+		return a.ObserveMethods(o)
 	}
 	return &observedMethod{a: a, o: o, name: methodLabel(a)}
 }

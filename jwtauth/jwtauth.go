@@ -129,6 +129,10 @@ type Config struct {
 	// a SHA-256 prefix, key "token_sha256") and Warn records of failed
 	// fetches; nil means slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told of each key set fetch (discovery and
+	// JWKS, one call): a ComponentJWKS Call event with its latency and
+	// whether it failed.
+	Observer auth.Observer
 }
 
 // Authenticator verifies JSON Web Tokens of one OpenID Connect issuer. It
@@ -227,8 +231,17 @@ func New(cfg Config) (*Authenticator, error) {
 			a.attrs[claim] = attr
 		}
 	}
+	fetch := a.fetch
+	if obs := cfg.Observer; obs != nil {
+		fetch = func(ctx context.Context) ([]jose.JSONWebKey, string, error) {
+			start := time.Now()
+			keys, iss, err := a.fetch(ctx)
+			obs.Component(auth.ComponentEvent{Component: auth.ComponentJWKS, Kind: auth.Call, Failed: err != nil, Latency: time.Since(start)})
+			return keys, iss, err
+		}
+	}
 	a.keys = jwks.New(jwks.Config{
-		Fetch:    a.fetch,
+		Fetch:    fetch,
 		Interval: cmpOr(cfg.KeyRefreshInterval, DefaultKeyRefreshInterval),
 		MaxAge:   cmpOr(cfg.KeyMaxAge, DefaultKeyMaxAge),
 		Now:      a.nowFn,

@@ -366,3 +366,42 @@ func TestNewRefuses(t *testing.T) {
 	_, err := jwtauth.New(jwtauth.Config{Issuer: "http://127.0.0.1:8080", Audiences: []string{aud}, InsecureAllowHTTP: true})
 	require.NoError(t, err)
 }
+
+// fetches is an auth.Observer that keeps the component events.
+type fetches struct {
+	auth.NopObserver
+	mu     sync.Mutex
+	events []auth.ComponentEvent
+}
+
+func (f *fetches) Component(ev auth.ComponentEvent) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, ev)
+}
+
+// TestObserverFetches: each key set fetch is one ComponentJWKS Call event,
+// failed while the issuer is down.
+func TestObserverFetches(t *testing.T) {
+	iss := jwttest.NewIssuer(t)
+	obs := &fetches{}
+	a, clock := newAuth(t, iss, func(c *jwtauth.Config) { c.Observer = obs })
+	c := jwttest.Claims{Audience: []string{aud}, IssuedAt: clock.Now()}
+	require.Equal(t, auth.Pass, connect(a, iss.Mint(t, c)).Outcome)
+	require.Equal(t, auth.Pass, connect(a, iss.Mint(t, c)).Outcome, "the keys are cached: no second fetch")
+	iss.SetDown(true)
+	defer iss.SetDown(false)
+	clock.Advance(jwtauth.DefaultKeyMaxAge)
+	c.IssuedAt = clock.Now()
+	connect(a, iss.Mint(t, c))
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	require.Len(t, obs.events, 2)
+	for i, failed := range []bool{false, true} {
+		ev := obs.events[i]
+		require.Equal(t, auth.ComponentJWKS, ev.Component)
+		require.Equal(t, auth.Call, ev.Kind)
+		require.Equal(t, failed, ev.Failed, "event %d", i)
+		require.Positive(t, ev.Latency)
+	}
+}

@@ -20,6 +20,14 @@
 //
 // Every authentication and authorization decision is logged in structured
 // form; passwords, tokens and Authentication Data never are.
+//
+// An admin listener, on 127.0.0.1:9090 unless MqttAuthSettings
+// admin.address or -admin-addr says otherwise ("off" turns it off), serves
+// /metrics (package metrics/prometheus), /healthz, /readyz (every
+// truststore, policy file and users file loaded, and the ports listening)
+// and, with -pprof or admin.pprof, /debug/pprof.
+//
+//	broker -config broker.yaml -admin-addr 127.0.0.1:9191 -pprof
 package main
 
 import (
@@ -33,19 +41,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
+	"github.com/mqttauth/mqttauth/admin"
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
+	"github.com/mqttauth/mqttauth/metrics/prometheus"
 )
 
 func main() {
@@ -69,6 +78,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	devDir := fs.String("dev-dir", "mqttauth-dev", "directory of the development PKI and configuration (without -config)")
 	addr := fs.String("addr", "", "listen address, overriding the address of the configuration's only port")
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
+	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
+	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,28 +97,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	isTutorial := len(cfgPaths) == 0
 	if isTutorial {
-		dir, err := filepath.Abs(*devDir)
+		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
 			return err
-		}
-		created, err := devpki.Ensure(dir, time.Now())
-		if err != nil {
-			return err
-		}
-		if created {
-			log.Info("development PKI created", slog.String("dir", dir))
-		}
-		if _, err := tutorial.EnsureSampleSCRAMUser(dir); err != nil {
-			return err
-		}
-		if err := tutorial.EnsureMounts(dir); err != nil {
-			return err
-		}
-		path := filepath.Join(dir, tutorial.FileName)
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if err := os.WriteFile(path, []byte(tutorial.Config), 0o644); err != nil {
-				return err
-			}
 		}
 		cfgPaths = []string{path}
 	}
@@ -116,27 +108,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *addr != "" {
-		ports := 0
-		for _, l := range cfg.Listeners {
-			ports += len(l.Ports)
-		}
-		if ports != 1 {
-			return fmt.Errorf("-addr needs a configuration with one port, not %d", ports)
-		}
-		host, port, err := net.SplitHostPort(*addr)
-		if err != nil {
-			return fmt.Errorf("-addr: %w", err)
-		}
-		p := &cfg.Listeners[0].Ports[0]
-		p.Address = host
-		if p.Port, err = strconv.Atoi(port); err != nil {
-			return fmt.Errorf("-addr: %w", err)
+		if err := tutorial.OverrideAddr(cfg, *addr); err != nil {
+			return err
 		}
 	}
 	if *check {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log})
+	opts := aioconfig.Options{Logger: log}
+	var exp *prometheus.Exporter
+	if !*check {
+		if exp, err = prometheus.New(prometheus.Config{}); err != nil {
+			return err
+		}
+		opts.Observer = exp
+	}
+	b, err := aioconfig.Build(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -150,9 +137,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// (b.ReadyChecks), rather than exiting: its other methods still work.
 	_ = b.CheckReady(ctx)
 	authCfg := b.AuthConfig()
-	// The example logs every decision (a production broker logs denies and
-	// samples allows, or none): one audit record each, with the rule.
-	authCfg.Audit.SampleAllows = 1
+	// Unless MqttAuthSettings admin.audit says otherwise, the example logs
+	// every decision (a production broker logs denies and samples allows,
+	// or none): one audit record each, with the rule.
+	if a := cfg.Settings.Admin; a == nil || a.Audit == nil {
+		authCfg.Audit.SampleAllows = 1
+	}
 	m, err := auth.NewManager(authCfg)
 	if err != nil {
 		return err
@@ -171,6 +161,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log}, h)
+	if err != nil {
+		return err
+	}
+	defer adminserve.Stop(adminSrv)
 	for _, p := range b.Ports {
 		// The listener ID is the port's name: the hook passes it as
 		// auth.Request.Listener, which selects the port's chain and policy.
@@ -182,6 +177,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer srv.Close()
+	listening.Open()
 	for _, p := range b.Ports {
 		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
 	}
@@ -191,6 +187,47 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	<-ctx.Done()
 	log.Info("broker stopping")
 	return nil
+}
+
+// startAdmin exports the counts the adapter and the configuration's
+// components keep themselves and serves the admin listener, with the
+// readiness checks of the configuration's sources and a gate, "listeners",
+// that the caller opens once the broker listens.
+func startAdmin(cfg adminserve.Config, h *mochi.Hook) (*admin.Server, *admin.Gate, error) {
+	exp := cfg.Exporter
+	if err := adminserve.RegisterBroker(exp, cfg.Broker); err != nil {
+		return nil, nil, err
+	}
+	// The adapter's refusals of peers that never authenticated, by fixed
+	// reason, and the offline sessions it keeps a principal for.
+	pre := func(v func(mochi.Stats) uint64) func() float64 {
+		return func() float64 { return float64(v(h.Stats())) }
+	}
+	const help = "Connections the adapter closed before authentication, by reason: over_pending (too many pending), timed_out (no TLS handshake and CONNECT in time), too_large, invalid."
+	var errs []error
+	for _, r := range []struct {
+		reason string
+		v      func(mochi.Stats) uint64
+	}{
+		{"over_pending", func(s mochi.Stats) uint64 { return s.OverPending }},
+		{"timed_out", func(s mochi.Stats) uint64 { return s.TimedOut }},
+		{"too_large", func(s mochi.Stats) uint64 { return s.TooLarge }},
+		{"invalid", func(s mochi.Stats) uint64 { return s.Invalid }},
+	} {
+		errs = append(errs, exp.CounterFunc("preauth_refused_total", help, map[string]string{"reason": r.reason}, pre(r.v)))
+	}
+	errs = append(errs,
+		exp.GaugeFunc("preauth_pending", "Connections accepted and not yet authenticated.", nil,
+			func() float64 { return float64(h.Stats().Pending) }),
+		exp.GaugeFunc("offline_sessions", "Offline persistent sessions whose principal the adapter keeps.", nil,
+			func() float64 { return float64(h.Offline()) }))
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	gate := admin.NewGate("listeners")
+	cfg.Checks = append(cfg.Checks, gate.Check())
+	srv, err := adminserve.Start(cfg)
+	return srv, gate, err
 }
 
 func printTutorial(w io.Writer, dir, addr string) {

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,6 +211,7 @@ func TestCheckConfig(t *testing.T) {
 		"is valid", "port public:18883 on 127.0.0.1:18883", "client certificates required", "1. X509 trusting fabrikam-ca",
 		"port public:11883 on 127.0.0.1:11883", "plain TCP", "1. SCRAM scram-users.json", "BrokerAuthorization sandbox (1 rules)",
 		"throttle: per address (/32 IPv4, /64 IPv6) 10 failures in a row, then one per 6s", // on by default
+		"admin: http://127.0.0.1:9090 (/metrics, /healthz, /readyz)",                       // on loopback by default
 	} {
 		require.Contains(t, out.String(), want)
 	}
@@ -218,4 +221,59 @@ func TestCheckConfig(t *testing.T) {
 	err := run(context.Background(), []string{"-config", bad, "-check-config"}, &out)
 	require.ErrorContains(t, err, `BrokerAuthentication "x509-only"`)
 	require.ErrorContains(t, err, `ConfigMap "fabrikam-cas"`)
+}
+
+// TestAdminListener: -admin-addr serves /healthz, /readyz (the sources'
+// checks and the listeners gate), /metrics with the adapter's and the
+// components' own counts, and /debug/pprof with -pprof; an address given
+// explicitly that cannot be bound is an error.
+func TestAdminListener(t *testing.T) {
+	dir, _ := devDir(t)
+	cfg := filepath.Join(dir, "two-ports.yaml")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, twoPorts, portOf(t, proc.FreeAddr(t)), portOf(t, proc.FreeAddr(t))), 0o644))
+	adminAddr := proc.FreeAddr(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out proc.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-config", cfg, "-admin-addr", adminAddr, "-pprof"}, &out) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return out.Count("broker listening") == 2 }, 20*time.Second, 20*time.Millisecond, out.String())
+	require.Contains(t, out.String(), `msg="admin listening" address=`+adminAddr+" pprof=true")
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + adminAddr + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	code, _ := get("/healthz")
+	require.Equal(t, http.StatusOK, code)
+	code, body := get("/readyz?verbose")
+	require.Equal(t, http.StatusOK, code, body)
+	for _, want := range []string{"truststore fabrikam-ca", "users scram-users.json", "listeners"} {
+		require.Contains(t, body, want)
+	}
+	code, body = get("/metrics")
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range []string{
+		"mqttauth_sessions 0", "mqttauth_preauth_pending 0", `mqttauth_preauth_refused_total{reason="timed_out"} 0`,
+		"mqttauth_offline_sessions 0", "mqttauth_throttle_entries 0", "mqttauth_x509_cached_chains 0",
+		`mqttauth_reloads_total{component="truststore",result="ok"} 1`, `mqttauth_reloads_total{component="users",result="ok"} 1`,
+	} {
+		require.Contains(t, body, want)
+	}
+	code, _ = get("/debug/pprof/")
+	require.Equal(t, http.StatusOK, code, "-pprof")
+
+	// The same address again, explicitly: an error, not a silent broker
+	// without metrics.
+	err := run(context.Background(), []string{"-config", cfg, "-admin-addr", adminAddr}, io.Discard)
+	require.ErrorContains(t, err, "address already in use")
 }

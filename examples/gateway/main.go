@@ -18,7 +18,10 @@
 //	gateway -config gateway.yaml -upstream broker.internal:8883 -upstream-cafile ca.pem -upstream-cert gw.pem -upstream-key gw.key
 //
 // Every decision is logged in structured form; passwords, tokens and
-// Authentication Data never are.
+// Authentication Data never are. An admin listener, on 127.0.0.1:9090
+// unless MqttAuthSettings admin.address or -admin-addr says otherwise
+// ("off" turns it off), serves /metrics, /healthz, /readyz and, with
+// -pprof or admin.pprof, /debug/pprof, as the example broker's.
 package main
 
 import (
@@ -33,16 +36,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strconv"
+	"slices"
 	"syscall"
-	"time"
 
+	"github.com/mqttauth/mqttauth/admin"
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
-	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
+	"github.com/mqttauth/mqttauth/metrics/prometheus"
 )
 
 func main() {
@@ -69,6 +72,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	maxPacket := fs.Int("max-packet-size", 0, "maximum packet size on both legs (0: 1 MiB)")
 	maxPending := fs.Int("max-pending", 0, "maximum connections not yet authenticated (0: 1024)")
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
+	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
+	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,48 +84,35 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(h)
 
-	isTutorial := *cfgPath == ""
-	if isTutorial {
-		dir, err := filepath.Abs(*devDir)
+	if *cfgPath == "" {
+		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
 			return err
 		}
-		created, err := devpki.Ensure(dir, time.Now())
-		if err != nil {
-			return err
-		}
-		if created {
-			log.Info("development PKI created", slog.String("dir", dir))
-		}
-		if _, err := tutorial.EnsureSampleSCRAMUser(dir); err != nil {
-			return err
-		}
-		if err := tutorial.EnsureMounts(dir); err != nil {
-			return err
-		}
-		*cfgPath = filepath.Join(dir, tutorial.FileName)
-		if _, err := os.Stat(*cfgPath); errors.Is(err, os.ErrNotExist) {
-			if err := os.WriteFile(*cfgPath, []byte(tutorial.Config), 0o644); err != nil {
-				return err
-			}
-		}
+		*cfgPath = path
 	}
 	cfg, err := aioconfig.Load(*cfgPath)
 	if err != nil {
 		return err
 	}
 	if *addr != "" {
-		if err := overrideAddr(cfg, *addr); err != nil {
+		if err := tutorial.OverrideAddr(cfg, *addr); err != nil {
 			return err
 		}
 	}
-	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log})
+	exp, err := prometheus.New(prometheus.Config{})
+	if err != nil {
+		return err
+	}
+	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log, Observer: exp})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 	authCfg := b.AuthConfig()
-	authCfg.Audit.SampleAllows = 1 // the example logs every decision
+	if a := cfg.Settings.Admin; a == nil || a.Audit == nil {
+		authCfg.Audit.SampleAllows = 1 // the example logs every decision
+	}
 	m, err := auth.NewManager(authCfg)
 	if err != nil {
 		return err
@@ -131,6 +123,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer adminserve.Stop(adminSrv)
 	// One gateway per port of the configuration, all on one Manager: the
 	// port's name is auth.Request.Listener, which selects its chain and
 	// policy.
@@ -167,6 +164,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("gateway listening", slog.String("address", ln.Addr().String()), slog.String("listener", p.Name),
 			slog.Bool("tls", p.TLS != nil), slog.String("upstream", *upstream), slog.Bool("upstream_tls", upTLS != nil))
 	}
+	all := slices.Clone(gws)
+	if err := exp.GaugeFunc("gateway_connections", "Client connections the gateways hold (pending and authenticated).", nil, func() float64 {
+		n := 0
+		for _, g := range all {
+			n += g.Len()
+		}
+		return float64(n)
+	}); err != nil {
+		return err
+	}
+	listening.Open()
 	select {
 	case <-ctx.Done():
 		log.Info("gateway stopping")
@@ -176,25 +184,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 }
 
-// overrideAddr sets the address of the configuration's only port.
-func overrideAddr(cfg *aioconfig.Config, addr string) error {
-	ports := 0
-	for _, l := range cfg.Listeners {
-		ports += len(l.Ports)
+// startAdmin exports the counts of the configuration's components and
+// serves the admin listener, with the readiness checks of the
+// configuration's sources and a gate, "listeners", that the caller opens
+// once every port listens.
+func startAdmin(cfg adminserve.Config) (*admin.Server, *admin.Gate, error) {
+	if err := adminserve.RegisterBroker(cfg.Exporter, cfg.Broker); err != nil {
+		return nil, nil, err
 	}
-	if ports != 1 {
-		return fmt.Errorf("-addr needs a configuration with one port, not %d", ports)
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("-addr: %w", err)
-	}
-	p := &cfg.Listeners[0].Ports[0]
-	p.Address = host
-	if p.Port, err = strconv.Atoi(port); err != nil {
-		return fmt.Errorf("-addr: %w", err)
-	}
-	return nil
+	gate := admin.NewGate("listeners")
+	cfg.Checks = append(cfg.Checks, gate.Check())
+	srv, err := adminserve.Start(cfg)
+	return srv, gate, err
 }
 
 // upstreamTLS builds the broker leg's TLS configuration, or nil for plain

@@ -33,6 +33,12 @@
 //	| `mqttauth_backend_call_duration_seconds` | histogram | `component` | none | none |
 //	| `mqttauth_breaker_state` | gauge | `component`; value 0 closed, 1 half-open, 2 open | none | none |
 //
+// jwks counts the key set fetches of satauth and jwtauth. A CONNECT that
+// the brute-force defence (package throttle) refuses reaches no method: it
+// is mqttauth_connections_total{result="refused",reason_code="0x9F"}.
+// [Exporter.GaugeFunc] and [Exporter.CounterFunc] add metrics read from
+// functions, for counts components keep themselves.
+//
 // An authentication by a chain reports one event per method asked: a
 // CONNECT that the first method finds not relevant and the second passes
 // counts not_relevant for the first and pass for the second.

@@ -2,20 +2,16 @@ package prometheus_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +26,7 @@ import (
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/internal/freeport"
+	"github.com/mqttauth/mqttauth/internal/promtest"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
 	"github.com/mqttauth/mqttauth/truststore"
 )
@@ -54,105 +51,6 @@ func loopbackAddr(t *testing.T) string {
 	port, err := freeport.Loopback()
 	require.NoError(t, err)
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// startPrometheus runs a real Prometheus server on loopback that scrapes
-// target every second, and returns its base URL.
-func startPrometheus(t *testing.T, bin, target string) string {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: mqttauth
-    scrape_interval: 1s
-    scrape_timeout: 900ms
-    static_configs:
-      - targets: [%q]
-`, target)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	addr := loopbackAddr(t)
-	out := &lockedBuffer{}
-	cmd := exec.Command(bin,
-		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--log.level=warn")
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", out.String())
-		}
-	})
-	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond, "prometheus did not become ready")
-	return base
-}
-
-// query asks Prometheus for the value of an instant vector expression
-// that yields one sample; -1 when it yields none.
-func query(t *testing.T, base, expr string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(expr))
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	var r struct {
-		Status string `json:"status"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	require.NoError(t, json.Unmarshal(body, &r), "%s", body)
-	require.Equal(t, "success", r.Status, "%s", body)
-	if len(r.Data.Result) == 0 {
-		return -1
-	}
-	require.Len(t, r.Data.Result, 1, "%s: %s", expr, body)
-	v, err := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
-	require.NoError(t, err)
-	return v
 }
 
 // tokenMethod is relevant only to clients naming the method "TOKEN": here
@@ -211,7 +109,7 @@ func pahoConnect(t *testing.T, addr, id, user string) *paho.Client {
 // and get revoked, and the counts are read back through Prometheus's query
 // API.
 func TestPrometheusScrapesBroker(t *testing.T) {
-	promBin := requireTool(t, "prometheus", "prometheus")
+	promBin := promtest.Binary(t)
 	pub := requireTool(t, "mosquitto_pub", "mosquitto-clients")
 
 	exp, err := prometheus.New(prometheus.Config{})
@@ -263,8 +161,8 @@ func TestPrometheusScrapesBroker(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, adminSrv.Shutdown(context.Background())) })
 
-	base := startPrometheus(t, promBin, adminSrv.Addr().String())
-	require.Eventually(t, func() bool { return query(t, base, `up{job="mqttauth"}`) == 1 },
+	base := promtest.Start(t, promBin, adminSrv.Addr().String())
+	require.Eventually(t, func() bool { return promtest.Query(t, base, `up{job="mqttauth"}`) == 1 },
 		30*time.Second, 250*time.Millisecond, "prometheus never scraped the admin handler")
 
 	// Clients: paho alice and bob pass; mosquitto_pub as alice passes and
@@ -315,8 +213,8 @@ func TestPrometheusScrapesBroker(t *testing.T) {
 		`mqttauth_authentication_duration_seconds_count{method="TOKEN"}`:         5,
 	}
 	for expr, v := range want {
-		require.Eventually(t, func() bool { return query(t, base, expr) == v }, 15*time.Second, 250*time.Millisecond,
-			"%s: want %v, Prometheus has %v", expr, v, query(t, base, expr))
+		require.Eventually(t, func() bool { return promtest.Query(t, base, expr) == v }, 15*time.Second, 250*time.Millisecond,
+			"%s: want %v, Prometheus has %v", expr, v, promtest.Query(t, base, expr))
 	}
 	// No series carries a client id, a user name or a topic.
 	resp, err := http.Get("http://" + adminSrv.Addr().String() + "/metrics")

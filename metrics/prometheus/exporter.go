@@ -35,6 +35,7 @@ var DefaultBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // the Observer of auth.Config and of the components, and serve Handler.
 type Exporter struct {
 	reg *prom.Registry
+	ns  string
 
 	authn      *prom.CounterVec
 	authnTime  *prom.HistogramVec
@@ -111,7 +112,7 @@ func New(cfg Config) (*Exporter, error) {
 		reg = prom.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	e := &Exporter{reg: reg}
+	e := &Exporter{reg: reg, ns: ns}
 	e.authn = prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "authentication_total",
 		Help: "Authentication outcomes per method of the chain, per packet (CONNECT, AUTH continuation, re-authentication)."},
 		[]string{"method", "result"})
@@ -164,6 +165,30 @@ func New(cfg Config) (*Exporter, error) {
 		e.disconnect[i] = codeCounters{vec: disconnects, first: c.String()}
 	}
 	return e, nil
+}
+
+// GaugeFunc registers a gauge named namespace_name (mqttauth_name by
+// default) whose value f returns at each scrape: for a count a component
+// keeps itself, such as the connections pending authentication of the
+// mochi adapter or the chains x509auth has cached. labels are constant
+// labels, a fixed set chosen by the caller: never a client id, a topic or
+// a user name. f must be safe to call concurrently and fast.
+func (e *Exporter) GaugeFunc(name, help string, labels map[string]string, f func() float64) error {
+	return e.register(prom.NewGaugeFunc(prom.GaugeOpts{Namespace: e.ns, Name: name, Help: help, ConstLabels: labels}, f))
+}
+
+// CounterFunc registers a counter whose value f returns at each scrape,
+// as [Exporter.GaugeFunc] a gauge: for a counter a component keeps itself
+// (revocation.Checker.Stats, adapters' refusals). f must never decrease.
+func (e *Exporter) CounterFunc(name, help string, labels map[string]string, f func() float64) error {
+	return e.register(prom.NewCounterFunc(prom.CounterOpts{Namespace: e.ns, Name: name, Help: help, ConstLabels: labels}, f))
+}
+
+func (e *Exporter) register(c prom.Collector) error {
+	if err := e.reg.Register(c); err != nil {
+		return fmt.Errorf("prometheus: %w", err)
+	}
+	return nil
 }
 
 // Registry returns the registry that holds the metrics.

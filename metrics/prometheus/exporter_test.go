@@ -69,3 +69,25 @@ func TestExporterAuthorizedAllocatesNothing(t *testing.T) {
 	ev := auth.AuthzEvent{Kind: auth.Publish, Result: auth.AuthzAllow}
 	require.Zero(t, testing.AllocsPerRun(1000, func() { exp.Authorized(ev) }))
 }
+
+// TestExporterFuncs: a gauge and a counter read from functions at each
+// scrape, with constant labels; a second registration of the same series
+// is refused.
+func TestExporterFuncs(t *testing.T) {
+	reg := prom.NewRegistry()
+	exp, err := prometheus.New(prometheus.Config{Registry: reg})
+	require.NoError(t, err)
+	pending, refused := 3.0, 7.0
+	require.NoError(t, exp.GaugeFunc("pending", "Connections pending.", nil, func() float64 { return pending }))
+	require.NoError(t, exp.CounterFunc("refused_total", "Connections refused.", map[string]string{"reason": "timeout"}, func() float64 { return refused }))
+	require.Error(t, exp.GaugeFunc("pending", "Connections pending.", nil, func() float64 { return 0 }))
+	pending, refused = 4, 9
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP mqttauth_pending Connections pending.
+# TYPE mqttauth_pending gauge
+mqttauth_pending 4
+# HELP mqttauth_refused_total Connections refused.
+# TYPE mqttauth_refused_total counter
+mqttauth_refused_total{reason="timeout"} 9
+`), "mqttauth_pending", "mqttauth_refused_total"))
+}

@@ -8,6 +8,8 @@ package sat_test
 // before its listeners open, and keeps running.
 
 import (
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,9 +23,10 @@ import (
 )
 
 // watchedSATConfig is proc.SATConfig in tokenReview mode with the new
-// serviceAccountTokenSettings written out (watch on) and Subscribe allowed
-// where Publish is, so that mosquitto_sub stays connected.
-func watchedSATConfig(t *testing.T, pki, apiServer, caFile, tokenFile string) string {
+// serviceAccountTokenSettings written out (watch on), Subscribe allowed
+// where Publish is, so that mosquitto_sub stays connected, and the admin
+// listener (/readyz) on adminAddr.
+func watchedSATConfig(t *testing.T, pki, apiServer, caFile, tokenFile, adminAddr string) string {
 	t.Helper()
 	cfg := proc.SATConfig(pki, apiServer, caFile, tokenFile, "tokenReview", kubetest.Issuer)
 	for _, r := range []struct{ old, new string }{
@@ -35,7 +38,18 @@ func watchedSATConfig(t *testing.T, pki, apiServer, caFile, tokenFile string) st
 		require.Equal(t, 1, strings.Count(cfg, r.old), "proc.SATConfig changed: %q", r.old)
 		cfg = strings.Replace(cfg, r.old, r.new, 1)
 	}
-	return cfg
+	return cfg + "---\napiVersion: mqttauth.dev/v1alpha1\nkind: MqttAuthSettings\nspec:\n  admin: {address: \"" + adminAddr + "\"}\n"
+}
+
+// readyz returns the status and body of the broker's /readyz?verbose.
+func readyz(t *testing.T, adminAddr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/readyz?verbose")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
 }
 
 func TestSATWatchBrokerProcess(t *testing.T) {
@@ -52,12 +66,17 @@ func TestSATWatchBrokerProcess(t *testing.T) {
 		require.NoError(t, env.CreateServiceAccount("proc-sensor", map[string]string{
 			"aio-broker-auth/group": "sensors", "aio-broker-auth/building": "17",
 		}))
-		cfg := watchedSATConfig(t, pki, env.URL, env.CAFile, env.TokenFile(t, "proc-broker", nil, 3600))
+		adminAddr := proc.FreeAddr(t)
+		cfg := watchedSATConfig(t, pki, env.URL, env.CAFile, env.TokenFile(t, "proc-broker", nil, 3600), adminAddr)
 		broker, port := proc.StartBroker(t, t.TempDir(), cfg)
 		out := broker.Out.String()
 		require.Contains(t, out, `msg="satauth: ready"`)
 		require.Less(t, strings.Index(out, `msg="satauth: ready"`), strings.Index(out, `msg="broker listening"`),
 			"the readiness check runs before the listeners open")
+		broker.WaitFor(t, 5*time.Second, `msg="admin listening"`)
+		code, body := readyz(t, adminAddr)
+		require.Equal(t, http.StatusOK, code, body)
+		require.Contains(t, body, "[+] serviceAccountToken (BrokerAuthentication sat method 1) ok")
 
 		p := proc.Start(t, sub, "-V", "mqttv5", "-h", "localhost", "-p", port, "--cafile", ca,
 			"-d", "-i", "proc-sensor", "-t", "buildings/17/#",
@@ -87,7 +106,8 @@ func TestSATWatchBrokerProcess(t *testing.T) {
 		// An identity with no role binding: SelfSubjectAccessReview is
 		// allowed to everyone, TokenReview and the reads are not.
 		require.NoError(t, env.CreateServiceAccount("proc-norbac", nil))
-		cfg := watchedSATConfig(t, pki, env.URL, env.CAFile, env.TokenFile(t, "proc-norbac", nil, 3600))
+		adminAddr := proc.FreeAddr(t)
+		cfg := watchedSATConfig(t, pki, env.URL, env.CAFile, env.TokenFile(t, "proc-norbac", nil, 3600), adminAddr)
 		broker, _ := proc.StartBroker(t, t.TempDir(), cfg) // running: not ready is not fatal
 		out := broker.Out.String()
 		t.Logf("broker start-up:\n%s", out)
@@ -107,6 +127,12 @@ func TestSATWatchBrokerProcess(t *testing.T) {
 		require.Less(t, strings.Index(out, `msg="satauth: not ready"`), strings.Index(out, `msg="broker listening"`),
 			"said before the listeners open")
 		require.Zero(t, broker.Out.Count(`msg="mqttauth decision"`), "no client has arrived")
+		broker.WaitFor(t, 5*time.Second, `msg="admin listening"`)
+		code, body := readyz(t, adminAddr)
+		t.Logf("/readyz %d:\n%s", code, body)
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.Contains(t, body, "[-] serviceAccountToken (BrokerAuthentication sat method 1): satauth: not ready: the broker's identity may not create tokenreviews")
+		require.Equal(t, 1, broker.Out.Count(`msg="satauth: not ready"`), "the probe does not repeat the check at its own pace")
 		exited, _ := broker.Wait(time.Second)
 		require.False(t, exited, "a broker that is not ready keeps running")
 		require.NoError(t, broker.Stop())

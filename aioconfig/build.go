@@ -73,6 +73,7 @@ type Broker struct {
 	x509s   []*x509auth.Authenticator
 	revocs  []*revocation.Checker
 	watches []auth.Watch
+	startup []startupCheck // CheckReady
 	closers []func()
 
 	throttle     *throttle.Throttle // nil when disabled
@@ -326,7 +327,7 @@ func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtA
 		case MethodCustom:
 			x, desc, err = b.custom(m.Custom)
 		case MethodSAT:
-			x, desc, err = b.sat(ctx, m.SAT)
+			x, desc, err = b.sat(ctx, m.SAT, ba.ports, fmt.Sprintf("%s method %d", a.Name, i+1))
 		case MethodX509:
 			if ba.x509 != nil {
 				err = errors.New("one X509 method per BrokerAuthentication")
@@ -443,7 +444,7 @@ func pemPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func (b *Broker) sat(ctx context.Context, s *SATSettings) (auth.Authenticator, string, error) {
+func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool, where string) (auth.Authenticator, string, error) {
 	cfg := satauth.Config{
 		Audiences:             s.Audiences,
 		APIServer:             s.APIServer,
@@ -453,9 +454,12 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings) (auth.Authenticator, s
 		JWKSFile:              b.cfg.Path(s.JWKSFile),
 		AnnotationPrefix:      s.AnnotationPrefix,
 		AllowUsernameFallback: s.AllowUsernameFallback,
+		DisableWatch:          !s.Following(),
 		Logger:                b.log,
 		Observer:              b.obs,
 	}
+	cfg.CacheTTL, _ = time.ParseDuration(cmpOr(s.CacheTTL, "0s"))         // checked by Load
+	cfg.AttributeTTL, _ = time.ParseDuration(cmpOr(s.AttributeTTL, "0s")) // checked by Load
 	if s.Mode == "local" {
 		cfg.Mode = satauth.ModeLocal
 	}
@@ -466,7 +470,27 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings) (auth.Authenticator, s
 		return nil, "", err
 	}
 	b.onClose(a.Close)
-	return a, fmt.Sprintf("ServiceAccountToken audiences %v, %s", s.Audiences, cmpOr(s.Mode, "tokenReview")), nil
+	name := "serviceAccountToken (BrokerAuthentication " + where + ")"
+	if a.Following() {
+		// The Manager subscribes to the follower; its Close stops it.
+		w := a.Watch(0)
+		w.Name = "kubernetes serviceaccounts and pods of " + name
+		w.Check = onPorts(ports, w.Check)
+		b.watches = append(b.watches, w)
+	}
+	startup, ready := satReady(name, a)
+	b.startup = append(b.startup, startup)
+	b.ready = append(b.ready, ready)
+	desc := fmt.Sprintf("ServiceAccountToken audiences %v, %s, cacheTTL %s, attributeTTL %s, watch %s",
+		s.Audiences, cmpOr(s.Mode, "tokenReview"), cmpOr(s.CacheTTL, "5m"), cmpOr(s.AttributeTTL, "1m"), onOff(a.Following()))
+	return a, desc, nil
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x509auth.Authenticator, string, error) {
@@ -745,7 +769,9 @@ func (b *Broker) AuthConfig() auth.Config {
 }
 
 // ReadyChecks returns a readiness check per source the Broker loaded (each
-// truststore, policy file and SCRAM users file), for the admin handler's
+// truststore, policy file and SCRAM users file) and per ServiceAccountToken
+// method (its broker identity's RBAC, see [Broker.CheckReady]), for the
+// admin handler's
 // /readyz:
 //
 //	for _, c := range b.ReadyChecks() {

@@ -89,17 +89,32 @@
 //
 // Every reloadable source the build makes (the truststore and CRLs of an
 // X509 method, its revocation checker, which signals each certificate it
-// finds newly revoked, a SCRAM users file, a port's authorizationFile) is
+// finds newly revoked, a SCRAM users file, a port's authorizationFile, a
+// ServiceAccountToken method's list+watch of the ServiceAccounts and Pods
+// its clients come from unless its settings say watch: false) is
 // an auth.Watch in [Broker.AuthConfig]: the Manager subscribes to it when it
 // is built and re-checks the live sessions of the ports that use the
 // source, through the one path of auth.Notifier. No change can reach a
 // Manager that does not exist yet.
+//
+// # Readiness
+//
+// Some sources depend on the world outside the configuration: a
+// ServiceAccountToken method needs RBAC permissions for the broker's
+// identity. [Broker.CheckReady], called before the listeners open, runs
+// each one's start-up check, which logs one line saying what is missing
+// and the ClusterRole rules to add; [Broker.ReadyChecks] gives each as a
+// named check for a readiness probe. A source that is not ready does not
+// stop the broker: its method answers Unavailable (the chain goes on to
+// the next method) until the permission is granted, and the probe keeps
+// the broker out of service meanwhile.
 //
 // # Use
 //
 //	cfg, err := aioconfig.Load("broker.yaml")
 //	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log})
 //	defer b.Close()
+//	_ = b.CheckReady(ctx) // logged with what to fix; see ReadyChecks
 //	m, err := auth.NewManager(b.AuthConfig())
 //	defer m.Close()
 //	for _, p := range b.Ports {

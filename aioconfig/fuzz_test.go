@@ -18,6 +18,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte(credsDoc))
+	f.Add([]byte(satDoc(", cacheTTL: 2m, attributeTTL: 30s, watch: false")))
 	f.Add([]byte(settingsDoc + "{admin: {address: '127.0.0.1:9191', pprof: true, audit: {level: debug, denyLevel: warn, sampleAllows: 10}}}"))
 	f.Add([]byte("---\n---\nkind: BrokerListener\nspec: {ports: [{port: 1, tls: {mode: Manual, manual: {}}}]}"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -381,8 +381,8 @@ func decodeMethod(raw json.RawMessage, api, at string, d docRef) (Method, error)
 		if f, err = decodeStrict(body, m.SAT); err != nil {
 			return m, d.err(field+"."+f, "", err, nearMiss(f, m.SAT))
 		}
-		if md := m.SAT.Mode; md != "" && md != "tokenReview" && md != "local" {
-			return m, d.err(field+".mode", md, ErrInvalidValue, "want tokenReview or local")
+		if f, v, err := checkSAT(m.SAT); err != nil {
+			return m, d.err(field+"."+f, v, err, satHints[f])
 		}
 	case MethodX509:
 		m.X509 = new(X509Settings)
@@ -451,6 +451,29 @@ func checkRevocation(r *RevocationSettings) (field, value string, err error) {
 	}
 	if r.MaxCRLs < 0 {
 		return "maxCRLs", fmt.Sprint(r.MaxCRLs), ErrInvalidValue
+	}
+	return "", "", nil
+}
+
+var satHints = map[string]string{
+	"mode":         "want tokenReview or local",
+	"cacheTTL":     "a positive duration such as 5m (omit it for 5m)",
+	"attributeTTL": "a positive duration such as 1m (omit it for 1m)",
+}
+
+// checkSAT checks the values of serviceAccountTokenSettings that can be
+// checked without building.
+func checkSAT(s *SATSettings) (field, value string, err error) {
+	if md := s.Mode; md != "" && md != "tokenReview" && md != "local" {
+		return "mode", md, ErrInvalidValue
+	}
+	for _, d := range []struct{ f, v string }{{"cacheTTL", s.CacheTTL}, {"attributeTTL", s.AttributeTTL}} {
+		if d.v == "" {
+			continue
+		}
+		if t, err := time.ParseDuration(d.v); err != nil || t <= 0 {
+			return d.f, d.v, fmt.Errorf("%w: %q is not a positive duration", ErrInvalidValue, d.v)
+		}
 	}
 	return "", "", nil
 }

@@ -156,7 +156,24 @@ type SATSettings struct {
 	// AllowUsernameFallback accepts MQTT 3.1.1 clients that put K8S-SAT
 	// in the user name and the token in the password.
 	AllowUsernameFallback bool `json:"allowUsernameFallback,omitempty"`
+	// CacheTTL is the longest a verified token stays cached (never past
+	// its exp), a duration such as "5m"; empty means 5m.
+	CacheTTL string `json:"cacheTTL,omitempty"`
+	// AttributeTTL is how long a ServiceAccount read (its attributes, and
+	// that it exists) is cached, a duration; empty means 1m. While the
+	// watch follows the account's namespace it keeps the read current.
+	AttributeTTL string `json:"attributeTTL,omitempty"`
+	// Watch follows Kubernetes while clients are connected (list+watch of
+	// the ServiceAccounts and Pods of their namespaces): a deleted account
+	// or pod disconnects its sessions with 0x87 within seconds, changed
+	// annotations change their attributes. Absent means true; false turns
+	// it off (changes then reach new connections only, after cacheTTL and
+	// attributeTTL). It needs list and watch on serviceaccounts and pods.
+	Watch *bool `json:"watch,omitempty"`
 }
+
+// Following reports whether the watch is on: Watch absent or true.
+func (s *SATSettings) Following() bool { return s.Watch == nil || *s.Watch }
 
 // X509Settings configures X.509 client certificate authentication.
 type X509Settings struct {

@@ -64,11 +64,14 @@
 //
 // # Following Kubernetes while clients are connected
 //
-// [Authenticator.RecheckOnChange] (on unless Config.DisableWatch) watches,
+// [Authenticator.Watch] (on unless Config.DisableWatch) is the follower as
+// an auth.Watch for auth.Config.Watches: the Manager subscribes to it
+// itself and its Close stops it; [Authenticator.RecheckOnChange] runs the
+// same for a Manager built without it. The follower watches,
 // with the API's list+watch (plain HTTP, metadata only, no client-go), the
 // ServiceAccounts and Pods of each namespace that a connected client's
 // service account is in. The watch of a namespace starts when the first
-// session from it authenticates and stops within two sweeps (every 30 s) after
+// session from it authenticates and stops within four sweeps (every 30 s) after
 // its last session has ended; the tokens and accounts cached for a
 // namespace are dropped when its watch stops, so nothing is cached that
 // no watch keeps current. On a change:
@@ -95,8 +98,8 @@
 // 30 s, and the list catches what changed meanwhile; 410 Gone lists again
 // at once. Memory is bounded by the live sessions (one small binding
 // each, dropped at the sweep after the session ends) and the caches'
-// sizes; Close (or the function RecheckOnChange returns) ends every
-// goroutine. Tokens bound to Secrets (legacy) are not followed.
+// sizes; the Manager's Close (or the Authenticator's, or the function
+// RecheckOnChange returns) ends every goroutine. Tokens bound to Secrets (legacy) are not followed.
 //
 // # What the broker's identity needs
 //
@@ -127,9 +130,9 @@
 //	if err != nil { ... }
 //	defer a.Close()
 //	if err := a.CheckReady(ctx); err != nil { ... } // logged with what to fix
-//	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, ...})
-//	stop := a.RecheckOnChange(m) // before the listeners open
-//	defer stop()
+//	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{a},
+//		Watches: []auth.Watch{a.Watch(0)}, ...}) // follows Kubernetes
+//	defer m.Close()
 //
 // In a pod the zero Config but for Audiences uses the in-cluster API server,
 // CA and the broker's own token (re-read when the kubelet rotates it).

@@ -122,6 +122,50 @@ func ExampleAuthenticator_RecheckOnChange() {
 	// DISCONNECT Not authorized (0x87)
 }
 
+// Follow Kubernetes through the Manager's watches: the Manager subscribes
+// to the follower itself, and its Close stops it. Deleting the account
+// disconnects its client.
+func ExampleAuthenticator_Watch() {
+	tb := &exampleTB{}
+	defer tb.cleanup()
+	srv := sattest.NewServer(tb, sattest.Options{})
+	srv.AddServiceAccount("factory", "robot", nil)
+
+	ctx := context.Background()
+	cfg := srv.Config("aio-mq")
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	sat, err := satauth.New(ctx, cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sat.Close()
+	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{sat}, Authorizer: auth.AllowAuthenticated,
+		Watches: []auth.Watch{sat.Watch(0)}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+
+	conn := authtest.NewConn()
+	s := m.NewSession(conn)
+	token := srv.Token("factory", "robot", sattest.TokenOptions{Audiences: []string{"aio-mq"}})
+	resp := s.Connect(ctx, &auth.Request{AuthMethod: "K8S-SAT", AuthData: []byte(token), ProtocolVersion: 5})
+	fmt.Println("CONNACK", resp.Packet.Code)
+
+	for srv.Calls(sattest.Watch) < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.DeleteServiceAccount("factory", "robot")
+	<-conn.Done()
+	final, _ := conn.Final()
+	fmt.Println(final.Type, final.Code)
+	// Output:
+	// CONNACK Success (0x00)
+	// DISCONNECT Not authorized (0x87)
+}
+
 // exampleTB is the little of testing.TB that sattest uses, for Examples.
 type exampleTB struct {
 	testing.TB

@@ -320,7 +320,7 @@ func cmpOr[T comparable](v, def T) T {
 // the API server.
 func (a *Authenticator) Close() {
 	if a.follow != nil {
-		a.follow.stop()
+		a.follow.close()
 	}
 	if a.kube != nil {
 		a.kube.close()

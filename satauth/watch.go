@@ -41,7 +41,8 @@ const (
 type binding struct {
 	ns, name, uid string
 	pod, podUID   string
-	seq           uint64 // when it was recorded, for the sweep
+	seq           uint64 // when it was recorded: changes after it apply
+	seen          uint64 // the last sweep pass that saw its session
 }
 
 // saState is a service account as the watch last saw it.
@@ -51,31 +52,64 @@ type saState struct {
 	attrs   map[string]string
 }
 
+// saChange and podChange are changes the watch saw, kept until every
+// session they concern has been re-checked (two sweeps): a re-check
+// applies a change to the bindings recorded before it (seq).
+type saChange struct {
+	st  saState
+	seq uint64
+}
+
+type podChange struct {
+	uid string // the deleted pod's UID; "" any; "!UID" any but UID
+	seq uint64
+}
+
+// followRun is one period of following, from the first subscriber to
+// the last one's cancel.
+type followRun struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
 // follower follows Kubernetes for the sessions an Authenticator verified:
 // it watches the service accounts and pods of the namespaces those
-// sessions come from and re-checks them when their account or pod changes.
+// sessions come from and signals (auth.Notifier) when their account or
+// pod changed; its check (the Check of [Authenticator.Watch]) re-checks a
+// session against what changed. It runs while it has subscribers.
 type follower struct {
-	a *Authenticator
+	a   *Authenticator
+	sig auth.Signal
 
-	mu       sync.Mutex
-	m        *auth.Manager // nil until RecheckOnChange
-	ctx      context.Context
-	cancel   context.CancelFunc
-	seq      uint64
-	lastMark uint64 // seq at the previous sweep
-	bindings map[*auth.Principal]binding
-	accounts map[string]int    // "ns/name" -> bindings naming it
-	pods     map[string]int    // "ns/pod" -> bindings naming it
-	spaces   map[string]func() // watched namespace -> stop
-	// Changes waiting for the re-check goroutine.
-	pendingSA  map[string]saState // "ns/name"
-	pendingPod map[string]string  // "ns/pod" -> the deleted pod's UID
-	kick       chan struct{}
-	wg         sync.WaitGroup
+	mu     sync.Mutex
+	run    *followRun // nil while nobody subscribes
+	subs   int
+	closed bool // Authenticator.Close
+	seq    uint64
+	// The sweep: gen counts the sweep passes fired. A sweep pass is the
+	// first re-check pass that calls check after the fire and was not
+	// already running then (stale): Manager.Recheck hands every check of
+	// one pass the same ctx and cancels it when the pass has ended, so
+	// that ctx (sweepCtx) tells when the pass is over and whether it was
+	// cut short (DeadlineExceeded).
+	gen          uint64
+	pending      bool // fired, no pass adopted yet
+	pendingTicks int
+	lastCtx      context.Context // of the last check call
+	staleCtx     context.Context // lastCtx when the pass was fired
+	sweepCtx     context.Context // the adopted pass
+	fireSeq      uint64          // seq when the pass was fired
+	prevFireSeq  uint64          // seq when the pass before was fired
+	bindings     map[*auth.Principal]binding
+	accounts     map[string]int    // "ns/name" -> bindings naming it
+	pods         map[string]int    // "ns/pod" -> bindings naming it
+	spaces       map[string]func() // watched namespace -> stop
+	// Changes the re-checks apply.
+	changedSA  map[string]saChange  // "ns/name"
+	changedPod map[string]podChange // "ns/pod"
 	// deadPods are the UIDs of pods the watch saw deleted.
 	deadPods *lru[string, struct{}]
-	// afterRecheck, when set (tests), is called after each re-check.
-	afterRecheck func(auth.RecheckReport)
 }
 
 func newFollower(a *Authenticator) *follower {
@@ -85,22 +119,54 @@ func newFollower(a *Authenticator) *follower {
 		accounts:   make(map[string]int),
 		pods:       make(map[string]int),
 		spaces:     make(map[string]func()),
-		pendingSA:  make(map[string]saState),
-		pendingPod: make(map[string]string),
-		kick:       make(chan struct{}, 1),
+		changedSA:  make(map[string]saChange),
+		changedPod: make(map[string]podChange),
 		deadPods:   newLRU[string, struct{}](DefaultCacheSize),
 	}
 }
 
+// WatchName names the satauth watch in logs ([auth.Watch].Name).
+const WatchName = "satauth"
+
+// Watch returns the Kubernetes follower of this Authenticator as an
+// [auth.Watch], for auth.Config.Watches: the Manager subscribes to its
+// Source itself, and the follower runs from that subscription until the
+// Manager's Close (or the Authenticator's). Source signals each change of
+// a service account or pod that a live session was verified from (see
+// [Authenticator.RecheckOnChange] for what is followed and what a change
+// does); Check re-checks one session against the changes: it returns
+// ErrServiceAccountNotFound or ErrPodDeleted (DISCONNECT 0x87) or gives
+// the session a principal with the new attributes. Every sweep (30 s) the
+// Source signals once more while SAT sessions are live, so that the
+// bindings of ended sessions are forgotten: the Manager's re-check log
+// line then appears with nothing disconnected. timeout bounds one
+// re-check (zero: auth.DefaultRecheckTimeout).
+//
+// With Config.DisableWatch, or when the Authenticator needs no API, the
+// Source never signals and Check passes every session.
+func (a *Authenticator) Watch(timeout time.Duration) auth.Watch {
+	if a.follow == nil {
+		return auth.Watch{Name: WatchName, Source: new(auth.Signal), Timeout: timeout,
+			Check: func(context.Context, *auth.Session) error { return nil }}
+	}
+	return auth.Watch{Name: WatchName, Source: a.follow, Check: a.follow.check, Timeout: timeout}
+}
+
+// Following reports whether the Authenticator follows Kubernetes: false
+// with Config.DisableWatch or when it needs no API.
+func (a *Authenticator) Following() bool { return a.follow != nil }
+
 // RecheckOnChange follows Kubernetes for the live sessions of m whose
 // principals this Authenticator verified, until the returned function is
-// called (or Close). Call it once, right after auth.NewManager and before
-// clients connect: sessions authenticated before it are not followed.
+// called. It is [Authenticator.Watch] given to m's [auth.Manager.Watch];
+// prefer Watch in auth.Config.Watches, which needs no Manager beforehand.
+// Call it once, right after auth.NewManager and before clients connect:
+// sessions authenticated before it are not followed.
 //
 // For every namespace that a connected client's service account is in, it
 // lists and watches that namespace's ServiceAccounts and Pods (metadata
 // only) with the Kubernetes list+watch API; the watch of a namespace starts
-// when the first session from it authenticates and stops within two sweeps
+// when the first session from it authenticates and stops within four sweeps
 // (every 30 s) after the last one has ended. On a change it updates the
 // token and account caches at once and re-checks, through
 // [auth.Manager.Recheck], the sessions the change concerns:
@@ -126,40 +192,85 @@ func newFollower(a *Authenticator) *follower {
 // Authenticator needs no API (ModeLocal with a JWKS file and no
 // attributes), it does nothing.
 func (a *Authenticator) RecheckOnChange(m *auth.Manager) (stop func()) {
-	f := a.follow
-	if f == nil || m == nil {
+	if a.follow == nil || m == nil {
 		return func() {}
 	}
-	f.mu.Lock()
-	if f.m != nil {
-		f.mu.Unlock()
-		panic("satauth: RecheckOnChange called twice")
+	stop, err := m.Watch(a.Watch(time.Minute))
+	if err != nil { // cannot happen: the watch is complete
+		a.log.LogAttrs(context.Background(), slog.LevelError, "satauth: not following Kubernetes", slog.String("method", Method), slog.Any("err", err))
+		return func() {}
 	}
-	f.m = m
-	f.ctx, f.cancel = context.WithCancel(context.Background())
-	f.wg.Go(f.recheckLoop)
-	f.wg.Go(f.sweepLoop)
-	f.mu.Unlock()
-	var once sync.Once
-	return func() { once.Do(f.stop) }
+	return stop
 }
 
-// stop ends every goroutine of the follower and waits for them.
-func (f *follower) stop() {
+// Notify implements auth.Notifier: the first subscriber starts the
+// follower, the last one's cancel stops it and waits for its goroutines.
+func (f *follower) Notify(fn func()) (cancel func()) {
 	f.mu.Lock()
-	if f.cancel != nil {
-		f.cancel()
+	if f.closed {
+		f.mu.Unlock()
+		return func() {}
 	}
+	if f.subs == 0 {
+		r := &followRun{}
+		r.ctx, r.cancel = context.WithCancel(context.Background())
+		f.run = r
+		r.wg.Go(func() { f.sweepLoop(r.ctx) })
+	}
+	f.subs++
+	unsubscribe := f.sig.Notify(fn)
 	f.mu.Unlock()
-	f.wg.Wait()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			unsubscribe()
+			f.mu.Lock()
+			f.subs--
+			var r *followRun
+			if f.subs == 0 {
+				r = f.detachLocked()
+			}
+			f.mu.Unlock()
+			r.end()
+		})
+	}
+}
+
+// close stops the follower for good (Authenticator.Close).
+func (f *follower) close() {
 	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	r := f.detachLocked()
+	f.mu.Unlock()
+	r.end()
+}
+
+// detachLocked ends the current run's bookkeeping and returns the run for
+// end, to be called without f.mu.
+func (f *follower) detachLocked() *followRun {
+	r := f.run
+	f.run = nil
 	clear(f.bindings)
 	clear(f.accounts)
 	clear(f.pods)
 	clear(f.spaces)
-	clear(f.pendingSA)
-	clear(f.pendingPod)
-	f.mu.Unlock()
+	clear(f.changedSA)
+	clear(f.changedPod)
+	f.pending, f.lastCtx, f.staleCtx, f.sweepCtx = false, nil, nil, nil
+	return r
+}
+
+// end cancels the run and waits for its goroutines.
+func (r *followRun) end() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	r.wg.Wait()
 }
 
 // track records the binding of a principal that just passed, and starts
@@ -167,7 +278,7 @@ func (f *follower) stop() {
 func (f *follower) track(p *auth.Principal, id identity) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.m == nil || f.ctx.Err() != nil {
+	if f.run == nil {
 		return
 	}
 	f.addLocked(p, binding{ns: id.namespace, name: id.name, uid: id.uid, pod: id.pod, podUID: id.podUID})
@@ -177,8 +288,11 @@ func (f *follower) addLocked(p *auth.Principal, b binding) {
 	if _, ok := f.bindings[p]; ok {
 		return
 	}
-	f.seq++
-	b.seq = f.seq
+	if b.seq == 0 {
+		f.seq++
+		b.seq = f.seq
+	}
+	b.seen = f.gen
 	f.bindings[p] = b
 	f.accounts[b.ns+"/"+b.name]++
 	if b.pod != "" {
@@ -207,15 +321,16 @@ func decr(m map[string]int, k string) {
 
 // startLocked starts the watches of namespace ns.
 func (f *follower) startLocked(ns string) {
-	ctx, cancel := context.WithCancel(f.ctx)
+	r := f.run
+	ctx, cancel := context.WithCancel(r.ctx)
 	f.spaces[ns] = cancel
 	f.a.log.LogAttrs(ctx, slog.LevelDebug, "satauth: watching a namespace", slog.String("method", Method), slog.String("namespace", ns))
-	f.wg.Go(func() { f.run(ctx, ns, resServiceAccounts) })
-	f.wg.Go(func() { f.run(ctx, ns, resPods) })
+	r.wg.Go(func() { f.follow(ctx, ns, resServiceAccounts) })
+	r.wg.Go(func() { f.follow(ctx, ns, resPods) })
 }
 
-// run lists and watches resource in ns until ctx ends.
-func (f *follower) run(ctx context.Context, ns, resource string) {
+// follow lists and watches resource in ns until ctx ends.
+func (f *follower) follow(ctx context.Context, ns, resource string) {
 	backoff := watchBackoffMin
 	var lastLog time.Time
 	fail := func(err error) bool {
@@ -407,12 +522,14 @@ func (f *follower) serviceAccount(ns, name string, st saState) {
 		})
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.accounts[key] == 0 {
+		f.mu.Unlock()
 		return
 	}
-	f.pendingSA[key] = st
-	f.kickLocked()
+	f.seq++
+	f.changedSA[key] = saChange{st: st, seq: f.seq}
+	f.mu.Unlock()
+	f.sig.Fire()
 }
 
 // podDeleted drops the cached tokens bound to the pod and queues the
@@ -426,22 +543,26 @@ func (f *follower) podDeleted(ns, pod, uid string) {
 	f.a.tokens.removeIf(func(_ [32]byte, id identity) bool {
 		return id.namespace == ns && id.pod == pod && (uid == "" || id.podUID == "" || id.podUID == uid)
 	})
+	f.podChanged(ns, pod, uid)
+}
+
+// podChanged records a change of a bound pod and signals it.
+func (f *follower) podChanged(ns, pod, uid string) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.pods[ns+"/"+pod] == 0 {
+		f.mu.Unlock()
 		return
 	}
-	f.pendingPod[ns+"/"+pod] = uid
-	f.kickLocked()
+	f.seq++
+	f.changedPod[ns+"/"+pod] = podChange{uid: uid, seq: f.seq}
+	f.mu.Unlock()
+	f.sig.Fire()
 }
 
 // podReplaced handles a relisted pod whose name is bound: sessions bound
 // to another UID of that name lost their pod.
 func (f *follower) podReplaced(ns, pod, uid string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pendingPod[ns+"/"+pod] = "!" + uid // any UID but this one
-	f.kickLocked()
+	f.podChanged(ns, pod, "!"+uid) // any UID but this one
 }
 
 // podGone reports whether the watch saw the pod of this UID deleted.
@@ -450,67 +571,43 @@ func (f *follower) podGone(uid string) bool {
 	return ok
 }
 
-func (f *follower) kickLocked() {
-	select {
-	case f.kick <- struct{}{}:
-	default:
-	}
-}
-
-// recheckLoop re-checks the sessions of the queued changes, all queued
-// changes in one pass.
-func (f *follower) recheckLoop() {
-	for {
-		select {
-		case <-f.ctx.Done():
-			return
-		case <-f.kick:
-		}
-		f.mu.Lock()
-		sas, pods := f.pendingSA, f.pendingPod
-		f.pendingSA, f.pendingPod = make(map[string]saState), make(map[string]string)
-		m := f.m
-		f.mu.Unlock()
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
-		rep := m.Recheck(ctx, func(ctx context.Context, s *auth.Session) error {
-			return f.check(ctx, s, sas, pods)
-		})
-		cancel()
-		f.a.log.LogAttrs(f.ctx, slog.LevelInfo, "satauth: re-checked sessions after a Kubernetes change",
-			slog.String("method", Method), slog.Int("accounts", len(sas)), slog.Int("pods", len(pods)),
-			slog.Int("checked", rep.Checked), slog.Int("disconnected", rep.Disconnected),
-			slog.Duration("took", time.Since(start)))
-		if f.afterRecheck != nil {
-			f.afterRecheck(rep)
-		}
-	}
-}
-
-// check re-checks one session against the changed accounts and pods.
-func (f *follower) check(ctx context.Context, s *auth.Session, sas map[string]saState, pods map[string]string) error {
+// check re-checks one session against the changes of its account and pod
+// seen since its binding was recorded, and marks it seen for the sweep.
+// Applying a change twice is harmless, so every pass may apply all.
+func (f *follower) check(ctx context.Context, s *auth.Session) error {
 	p := s.Principal()
 	if p == nil || p.Method() != Method {
 		return nil
 	}
 	f.mu.Lock()
+	if ctx != f.lastCtx {
+		f.lastCtx = ctx
+		if f.pending && ctx != f.staleCtx {
+			f.pending, f.sweepCtx = false, ctx // this pass is the sweep's
+		}
+	}
 	b, ok := f.bindings[p]
+	if ok && ctx == f.sweepCtx {
+		b.seen = f.gen
+		f.bindings[p] = b
+	}
+	sa, saChanged := f.changedSA[b.ns+"/"+b.name]
+	pc, podChanged := f.changedPod[b.ns+"/"+b.pod]
 	f.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	if b.pod != "" {
-		if uid, ok := pods[b.ns+"/"+b.pod]; ok {
-			other, isOther := strings.CutPrefix(uid, "!")
-			if (isOther && b.podUID != "" && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID)) {
-				return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
-			}
+	if b.pod != "" && podChanged && pc.seq > b.seq {
+		uid := pc.uid
+		other, isOther := strings.CutPrefix(uid, "!")
+		if (isOther && b.podUID != "" && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID)) {
+			return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
 		}
 	}
-	st, ok := sas[b.ns+"/"+b.name]
-	if !ok {
+	if !saChanged || sa.seq <= b.seq {
 		return nil
 	}
+	st := sa.st
 	switch {
 	case st.deleted:
 		return fmt.Errorf("%w: %s/%s was deleted", ErrServiceAccountNotFound, b.ns, b.name)
@@ -523,7 +620,9 @@ func (f *follower) check(ctx context.Context, s *auth.Session, sas map[string]sa
 	info.Attributes = st.attrs
 	q := auth.NewPrincipal(info)
 	f.mu.Lock()
-	f.addLocked(q, b)
+	if f.run != nil {
+		f.addLocked(q, b) // keeps b.seq: changes since still apply to q
+	}
 	f.mu.Unlock()
 	return s.Update(ctx, p, q)
 }
@@ -542,49 +641,81 @@ func sameAttrs(p *auth.Principal, attrs map[string]string) bool {
 
 // sweepLoop forgets the bindings of ended sessions and stops the watches
 // of namespaces no live session comes from, every sweepInterval.
-func (f *follower) sweepLoop() {
+func (f *follower) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-f.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			f.sweep()
+			if f.sweep() {
+				f.sig.Fire()
+			}
 		}
 	}
 }
 
-// sweep counts the live sessions and drops what they no longer need.
-func (f *follower) sweep() {
-	// Only bindings recorded before the previous sweep may go: a session
-	// registers with the Manager a moment after its principal passed, so a
-	// binding younger than that may belong to a session not yet listed.
-	f.mu.Lock()
-	m, mark := f.m, f.lastMark
-	f.lastMark = f.seq
-	f.mu.Unlock()
-	var mu sync.Mutex
-	seen := make(map[*auth.Principal]struct{})
-	ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
-	m.Recheck(ctx, func(_ context.Context, s *auth.Session) error {
-		if p := s.Principal(); p != nil && p.Method() == Method {
-			mu.Lock()
-			seen[p] = struct{}{}
-			mu.Unlock()
-		}
-		return nil
-	})
-	interrupted := ctx.Err() != nil
-	cancel()
-	if interrupted {
-		return
-	}
+// sweep drops what the live sessions no longer need once a sweep pass
+// has walked them all, and reports whether to fire the next one (sessions
+// are bound), which the subscribers then run through check, marking each
+// live session's binding seen. A binding is dropped when the completed
+// pass did not see its session and it was recorded before the pass before
+// it was fired (a session registers with the Manager a moment after its
+// principal passed); changes are dropped once that old too. A pass still
+// running is waited for; one cut short by its timeout is fired again; one
+// that never called check (no live SAT session on the watch's ports) is
+// taken for a pass that saw nothing after three ticks.
+func (f *follower) sweep() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.run == nil {
+		return false
+	}
+	completed := false
+	switch {
+	case f.pending:
+		f.pendingTicks++
+		if f.pendingTicks < 3 {
+			return false
+		}
+		f.pending, completed = false, true
+	case f.sweepCtx != nil && f.sweepCtx.Err() == nil:
+		return false // still running
+	case f.sweepCtx != nil && errors.Is(f.sweepCtx.Err(), context.Canceled):
+		completed = true
+	}
+	f.sweepCtx = nil
+	if completed {
+		f.dropUnseenLocked()
+	}
+	if len(f.bindings) == 0 {
+		return false
+	}
+	f.gen++
+	f.pending, f.pendingTicks, f.staleCtx = true, 0, f.lastCtx
+	f.prevFireSeq, f.fireSeq = f.fireSeq, f.seq
+	return true
+}
+
+// dropUnseenLocked ends the sweep pass f.gen: it drops the bindings it did
+// not see, the changes nobody needs and the watches of namespaces no
+// binding is in.
+func (f *follower) dropUnseenLocked() {
+	mark := f.prevFireSeq
 	for p, b := range f.bindings {
-		if _, ok := seen[p]; !ok && b.seq <= mark {
+		if b.seen < f.gen && b.seq <= mark {
 			f.removeLocked(p, b)
+		}
+	}
+	for k, c := range f.changedSA {
+		if c.seq <= mark || f.accounts[k] == 0 {
+			delete(f.changedSA, k)
+		}
+	}
+	for k, c := range f.changedPod {
+		if c.seq <= mark || f.pods[k] == 0 {
+			delete(f.changedPod, k)
 		}
 	}
 	used := make(map[string]bool)
@@ -600,7 +731,7 @@ func (f *follower) sweep() {
 		// Nothing watches ns now: what is cached of it could go stale.
 		f.a.tokens.removeIf(func(_ [32]byte, id identity) bool { return id.namespace == ns })
 		f.a.accounts.removeIf(func(k string, _ account) bool { return strings.HasPrefix(k, ns+"/") })
-		f.a.log.LogAttrs(f.ctx, slog.LevelDebug, "satauth: stopped watching a namespace", slog.String("method", Method), slog.String("namespace", ns))
+		f.a.log.LogAttrs(f.run.ctx, slog.LevelDebug, "satauth: stopped watching a namespace", slog.String("method", Method), slog.String("namespace", ns))
 	}
 }
 

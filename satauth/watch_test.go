@@ -27,13 +27,31 @@ type fakeRig struct {
 }
 
 func newFakeRig(t *testing.T, mode satauth.Mode) *fakeRig {
+	return newFakeRigVia(t, mode, viaRecheckOnChange)
+}
+
+// How a rig's Manager hears of the follower's changes.
+const (
+	viaRecheckOnChange = "RecheckOnChange"
+	viaManagerWatches  = "Manager_Watches" // auth.Config.Watches with Authenticator.Watch
+)
+
+func newFakeRigVia(t *testing.T, mode satauth.Mode, via string) *fakeRig {
 	t.Helper()
 	t.Cleanup(satauth.SetWatchTimings(200*time.Millisecond, 200*time.Millisecond))
 	srv := sattest.NewServer(t, sattest.Options{})
 	a, logs := newAuth(t, srv, func(c *satauth.Config) { c.Mode = mode })
-	m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs)})
+	cfg := auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs)}
+	if via == viaManagerWatches {
+		cfg.Watches = []auth.Watch{a.Watch(0)}
+	}
+	m, err := auth.NewManager(cfg)
 	require.NoError(t, err)
-	t.Cleanup(a.RecheckOnChange(m))
+	if via == viaManagerWatches {
+		t.Cleanup(func() { require.NoError(t, m.Close()) })
+	} else {
+		t.Cleanup(a.RecheckOnChange(m))
+	}
 	return &fakeRig{srv: srv, a: a, m: m, logs: logs}
 }
 
@@ -96,42 +114,93 @@ func TestWatch(t *testing.T) {
 					r.srv.Fail(0)
 				}},
 		} {
-			t.Run(tc.name, func(t *testing.T) {
-				r := newFakeRig(t, mode)
-				r.srv.AddServiceAccount("ns1", "dev", map[string]string{"aio-broker-auth/group": "a"})
-				r.srv.AddServiceAccount("ns1", "other", map[string]string{"aio-broker-auth/group": "a"})
-				s, conn := r.session(t, "ns1", "dev")
-				_, otherConn := r.session(t, "ns1", "other")
-				require.Equal(t, map[string]string{"group": "a"}, attrs(s.Principal()))
-				// The watch is established once the list has been served.
-				require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
-				if tc.disturb != nil {
-					calls := r.srv.Calls(sattest.Watch)
-					tc.disturb(r)
-					require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) > calls }, 5*time.Second, 10*time.Millisecond)
-				}
-				first := s.Principal()
-				start := time.Now()
-				tc.change(r)
-				if tc.closed {
-					final, took := waitClosed(t, conn, start, 5*time.Second)
-					t.Logf("change -> DISCONNECT %v", took)
-					require.Equal(t, auth.DISCONNECT, final.Type)
-					require.Equal(t, auth.NotAuthorized, final.Code)
-				} else {
-					require.Eventually(t, func() bool { return fmt.Sprint(attrs(s.Principal())) == fmt.Sprint(tc.want) },
-						5*time.Second, 10*time.Millisecond)
-					if fmt.Sprint(tc.want) == fmt.Sprint(attrs(first)) {
-						time.Sleep(100 * time.Millisecond)
-						require.Same(t, first, s.Principal(), "same attributes: no new principal")
+			for _, via := range []string{viaRecheckOnChange, viaManagerWatches} {
+				t.Run(tc.name+"/"+via, func(t *testing.T) {
+					r := newFakeRigVia(t, mode, via)
+					r.srv.AddServiceAccount("ns1", "dev", map[string]string{"aio-broker-auth/group": "a"})
+					r.srv.AddServiceAccount("ns1", "other", map[string]string{"aio-broker-auth/group": "a"})
+					s, conn := r.session(t, "ns1", "dev")
+					_, otherConn := r.session(t, "ns1", "other")
+					require.Equal(t, map[string]string{"group": "a"}, attrs(s.Principal()))
+					// The watch is established once the list has been served.
+					require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+					if tc.disturb != nil {
+						calls := r.srv.Calls(sattest.Watch)
+						tc.disturb(r)
+						require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) > calls }, 5*time.Second, 10*time.Millisecond)
 					}
-					requireOpen(t, conn)
-				}
-				requireOpen(t, otherConn)
-				require.NotContains(t, r.logs.String(), "eyJ")
-			})
+					first := s.Principal()
+					start := time.Now()
+					tc.change(r)
+					if tc.closed {
+						final, took := waitClosed(t, conn, start, 5*time.Second)
+						t.Logf("change -> DISCONNECT %v", took)
+						require.Equal(t, auth.DISCONNECT, final.Type)
+						require.Equal(t, auth.NotAuthorized, final.Code)
+					} else {
+						require.Eventually(t, func() bool { return fmt.Sprint(attrs(s.Principal())) == fmt.Sprint(tc.want) },
+							5*time.Second, 10*time.Millisecond)
+						if fmt.Sprint(tc.want) == fmt.Sprint(attrs(first)) {
+							time.Sleep(100 * time.Millisecond)
+							require.Same(t, first, s.Principal(), "same attributes: no new principal")
+						}
+						requireOpen(t, conn)
+					}
+					requireOpen(t, otherConn)
+					require.NotContains(t, r.logs.String(), "eyJ")
+				})
+			}
 		}
 	})
+}
+
+// A Manager built with the satauth watch subscribes to it itself; its
+// Close stops the follower: the namespaces' watches end and nothing is
+// kept.
+func TestWatchStopsOnManagerClose(t *testing.T) {
+	r := newFakeRigVia(t, satauth.ModeTokenReview, viaManagerWatches)
+	r.srv.AddServiceAccount("ns1", "dev", nil)
+	_, conn := r.session(t, "ns1", "dev")
+	require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+	spaces, bound := r.a.Watched()
+	require.Equal(t, []string{"ns1"}, spaces)
+	require.Equal(t, 1, bound)
+	require.Contains(t, stacks(), "satauth.(*follower)", "the follower runs before Close")
+
+	require.NoError(t, r.m.Close())
+	require.NotContains(t, stacks(), "satauth.(*follower)", "the follower's goroutines end with the Manager's Close")
+	spaces, bound = r.a.Watched()
+	require.Empty(t, spaces)
+	require.Zero(t, bound)
+	calls := r.srv.Calls(sattest.Watch)
+	r.srv.DeleteServiceAccount("ns1", "dev")
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, calls, r.srv.Calls(sattest.Watch), "no watch after Close")
+	requireOpen(t, conn) // nobody follows any more
+}
+
+// With Config.DisableWatch the Watch never signals and passes every
+// session.
+func TestWatchDisabled(t *testing.T) {
+	srv := sattest.NewServer(t, sattest.Options{})
+	a, _ := newAuth(t, srv, func(c *satauth.Config) { c.DisableWatch = true })
+	require.False(t, a.Following())
+	w := a.Watch(0)
+	require.Equal(t, satauth.WatchName, w.Name)
+	m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Watches: []auth.Watch{w}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	srv.AddServiceAccount("ns1", "dev", nil)
+	conn := authtest.NewConn()
+	s := m.NewSession(conn)
+	t.Cleanup(s.Close)
+	tok := srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour})
+	resp := s.Connect(context.Background(), &auth.Request{ClientID: "dev", AuthMethod: satauth.Method, AuthData: []byte(tok), ProtocolVersion: 5, Listener: "mqtts"})
+	require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
+	srv.DeleteServiceAccount("ns1", "dev")
+	time.Sleep(300 * time.Millisecond)
+	require.Zero(t, srv.Calls(sattest.Watch))
+	requireOpen(t, conn)
 }
 
 // A token verified before its account was deleted is refused at once on
@@ -249,38 +318,81 @@ func TestWatchPods(t *testing.T) {
 				r.srv.Fail(0)
 			}},
 		} {
-			t.Run(tc.name, func(t *testing.T) {
-				r := newFakeRig(t, mode)
-				r.srv.AddServiceAccount("ns1", "dev", map[string]string{"aio-broker-auth/group": "a"})
-				r.srv.AddPod("ns1", "pod-1")
-				r.srv.AddPod("ns1", "pod-2")
-				tok := r.srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: "pod-1"})
-				conn := authtest.NewConn()
-				s := r.m.NewSession(conn)
-				t.Cleanup(s.Close)
-				resp := s.Connect(context.Background(), &auth.Request{ClientID: "p1", AuthMethod: satauth.Method, AuthData: []byte(tok), ProtocolVersion: 5})
-				require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
-				tok2 := r.srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: "pod-2"})
-				conn2 := authtest.NewConn()
-				s2 := r.m.NewSession(conn2)
-				t.Cleanup(s2.Close)
-				resp = s2.Connect(context.Background(), &auth.Request{ClientID: "p2", AuthMethod: satauth.Method, AuthData: []byte(tok2), ProtocolVersion: 5})
-				require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
-				_, otherConn := r.session(t, "ns1", "dev")
-				require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+			for _, via := range []string{viaRecheckOnChange, viaManagerWatches} {
+				t.Run(tc.name+"/"+via, func(t *testing.T) {
+					r := newFakeRigVia(t, mode, via)
+					r.srv.AddServiceAccount("ns1", "dev", map[string]string{"aio-broker-auth/group": "a"})
+					r.srv.AddPod("ns1", "pod-1")
+					r.srv.AddPod("ns1", "pod-2")
+					tok := r.srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: "pod-1"})
+					conn := authtest.NewConn()
+					s := r.m.NewSession(conn)
+					t.Cleanup(s.Close)
+					resp := s.Connect(context.Background(), &auth.Request{ClientID: "p1", AuthMethod: satauth.Method, AuthData: []byte(tok), ProtocolVersion: 5})
+					require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
+					tok2 := r.srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: "pod-2"})
+					conn2 := authtest.NewConn()
+					s2 := r.m.NewSession(conn2)
+					t.Cleanup(s2.Close)
+					resp = s2.Connect(context.Background(), &auth.Request{ClientID: "p2", AuthMethod: satauth.Method, AuthData: []byte(tok2), ProtocolVersion: 5})
+					require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
+					_, otherConn := r.session(t, "ns1", "dev")
+					require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
 
-				start := time.Now()
-				tc.delete(r)
-				final, took := waitClosed(t, conn, start, 5*time.Second)
-				t.Logf("pod deleted -> DISCONNECT %v", took)
-				require.Equal(t, auth.NotAuthorized, final.Code)
-				require.Contains(t, r.logs.String(), "the token's pod was deleted")
-				requireOpen(t, conn2)
-				requireOpen(t, otherConn)
-				res := connect(r.a, tok)
-				require.Equal(t, auth.Fail, res.Outcome, "the deleted pod's token is refused on reconnect")
-				require.Equal(t, auth.Pass, connect(r.a, tok2).Outcome)
-			})
+					start := time.Now()
+					tc.delete(r)
+					final, took := waitClosed(t, conn, start, 5*time.Second)
+					t.Logf("pod deleted -> DISCONNECT %v", took)
+					require.Equal(t, auth.NotAuthorized, final.Code)
+					require.Contains(t, r.logs.String(), "the token's pod was deleted")
+					requireOpen(t, conn2)
+					requireOpen(t, otherConn)
+					res := connect(r.a, tok)
+					require.Equal(t, auth.Fail, res.Outcome, "the deleted pod's token is refused on reconnect")
+					require.Equal(t, auth.Pass, connect(r.a, tok2).Outcome)
+				})
+			}
 		}
 	})
+}
+
+// stacks returns the stacks of every goroutine.
+func stacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
+}
+
+// A sweep waits for its re-check pass to walk every session: passes
+// slower than the sweep interval do not make the follower forget live
+// sessions, which stay followed.
+func TestWatchSlowPassesKeepLiveSessions(t *testing.T) {
+	t.Cleanup(satauth.SetWatchTimings(100*time.Millisecond, 200*time.Millisecond))
+	srv := sattest.NewServer(t, sattest.Options{})
+	a, logs := newAuth(t, srv, nil)
+	w := a.Watch(0)
+	check := w.Check
+	w.Check = func(ctx context.Context, s *auth.Session) error {
+		err := check(ctx, s)
+		time.Sleep(350 * time.Millisecond) // a slow pass: several sweep intervals
+		return err
+	}
+	m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs), Watches: []auth.Watch{w}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	r := &fakeRig{srv: srv, a: a, m: m, logs: logs}
+	srv.AddServiceAccount("ns1", "dev", nil)
+	srv.AddServiceAccount("ns1", "other", nil)
+	_, conn := r.session(t, "ns1", "dev")
+	_, otherConn := r.session(t, "ns1", "other")
+
+	time.Sleep(2 * time.Second) // twenty sweep intervals, a few passes
+	spaces, bound := a.Watched()
+	require.Equal(t, []string{"ns1"}, spaces)
+	require.Equal(t, 2, bound, "live sessions stay bound")
+
+	srv.DeleteServiceAccount("ns1", "dev")
+	final, took := waitClosed(t, conn, time.Now(), 5*time.Second)
+	t.Logf("deleted -> DISCONNECT %v", took)
+	require.Equal(t, auth.NotAuthorized, final.Code)
+	requireOpen(t, otherConn)
 }

@@ -132,6 +132,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
 		return b.Describe(stdout)
 	}
+	// Start-up readiness (a ServiceAccountToken method's RBAC): each source
+	// logs one line with what is missing; the broker runs on, not ready
+	// (b.ReadyChecks), rather than exiting: its other methods still work.
+	_ = b.CheckReady(ctx)
 	authCfg := b.AuthConfig()
 	// Unless MqttAuthSettings admin.audit says otherwise, the example logs
 	// every decision (a production broker logs denies and samples allows,

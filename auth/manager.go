@@ -97,6 +97,7 @@ type Manager struct {
 	maxData         int
 	watch           *watcher
 	obs             Observer
+	quietAllows     bool // NopObserver and no allow sampled: Session.Authorize reports no allow
 	audit           audit
 
 	mu   sync.Mutex
@@ -133,6 +134,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if m.obs == nil {
 		m.obs = NopObserver{}
+	}
+	if _, nop := m.obs.(NopObserver); nop && cfg.Audit.SampleAllows == 0 {
+		m.quietAllows = true // allows are neither counted nor logged
 	}
 	if m.clock == nil {
 		m.clock = SystemClock

@@ -148,7 +148,13 @@ func (m *Manager) runWatches(ws []Watch) *watcher {
 					rctx, rcancel := context.WithTimeout(ctx, timeout)
 					rep := m.Recheck(rctx, wt.Check)
 					rcancel()
-					m.log.LogAttrs(ctx, slog.LevelInfo, "auth: re-checked sessions after a change",
+					// A pass that disconnected nobody is routine (satauth's
+					// sweep runs one every 30 s): Debug, not Info.
+					level := slog.LevelDebug
+					if rep.Disconnected > 0 {
+						level = slog.LevelInfo
+					}
+					m.log.LogAttrs(ctx, level, "auth: re-checked sessions after a change",
 						slog.String("source", wt.Name),
 						slog.Int("checked", rep.Checked),
 						slog.Int("disconnected", rep.Disconnected),

@@ -169,6 +169,21 @@ func (c *Client) Connect(ctx context.Context, cp *Connect) Result {
 	return Result{OK: true, Method: resp.Packet.Method, Data: resp.Packet.Data}
 }
 
+// Refuse refuses the client with code instead of the success CONNACK,
+// after Connect passed or instead of it: for what the adapter decides
+// itself (the upstream broker refused or cannot be reached, the broker is
+// refusing every client). It ends the session, writes the refusing CONNACK
+// for the client's version (see [Encode]; for MQTT 3.1.1 the return code
+// of code, or none), logs the deny record and returns the Result to act
+// on. The adapter closes the connection.
+func (c *Client) Refuse(code auth.ReasonCode, reason string, err error) Result {
+	if p := pendingOf(c.nc); p != nil {
+		p.judged.Store(true)
+		p.release()
+	}
+	return c.refuse(code, reason, err)
+}
+
 // refuse ends the session, writes the refusing CONNACK and logs the deny
 // record of a refusal the layer decided.
 func (c *Client) refuse(code auth.ReasonCode, reason string, err error) Result {

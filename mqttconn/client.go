@@ -257,11 +257,21 @@ func (c *Client) readExchange(ctx context.Context) auth.Response {
 
 // Connected tells the layer that the success CONNACK was written: from now
 // on the Session's final packets are DISCONNECTs, and Shutdown disconnects
-// the client.
+// the client. A client that becomes connected while the server shuts down
+// (Shutdown swept the clients while its CONNACK was being written) is
+// disconnected at once, as Shutdown would have done.
 func (c *Client) Connected() {
 	c.mu.Lock()
 	c.connected = true
 	c.mu.Unlock()
+	// Shutdown sets closing before it reads connected; this reads closing
+	// after setting connected: one of the two sees the other.
+	if code, ref, closing := c.srv.closingCode(); closing {
+		if code == auth.ServerUnavailable { // the CONNACK code of a shutdown
+			code = auth.ServerShuttingDown
+		}
+		c.disconnectFor(code, ref)
+	}
 }
 
 func (c *Client) isConnected() bool {

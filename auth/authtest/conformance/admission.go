@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"testing"
@@ -20,7 +21,14 @@ func admissionPerSourceShare(t *testing.T, b Broker, _ *Fixture) {
 	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
 	silent := make([]*rawConn, bound)
 	for i := range silent {
-		silent[i] = dialRaw(t, b.Addr, src)
+		nc, err := (&net.Dialer{Timeout: Timeout, LocalAddr: src}).Dial("tcp", b.Addr)
+		if err != nil {
+			// Linux routes all of 127.0.0.0/8 to loopback; macOS needs
+			// "ifconfig lo0 alias 127.0.0.2".
+			t.Fatalf("conformance: connection %d from 127.0.0.2, the second source of this case: %v", i+1, err)
+		}
+		t.Cleanup(func() { _ = nc.Close() })
+		silent[i] = &rawConn{Conn: nc, r: bufio.NewReader(nc)}
 	}
 	// Connections are accepted in the order they were made: the first
 	// share hold the source's slots, the rest are beyond it.

@@ -36,7 +36,7 @@ func answer(t *testing.T, c *rawConn, data string) {
 // honoured end to end).
 func exchangeTimeoutFromConfig(t *testing.T, b Broker, _ *Fixture) {
 	const timeout, late = 2 * time.Second, 3500 * time.Millisecond
-	c := dialRaw(t, b.Addr, nil)
+	c := dialRaw(t, b.Addr)
 	sent := challengeConnect(t, c)
 	p, err := c.next(late + Timeout)
 	took := time.Since(sent)
@@ -56,7 +56,7 @@ func exchangeTimeoutFromConfig(t *testing.T, b Broker, _ *Fixture) {
 // exchangeSlowAnswerWithinConfig: with auth.Config.ExchangeTimeout 4 s, a
 // client that answers the first challenge after 2.5 s passes.
 func exchangeSlowAnswerWithinConfig(t *testing.T, b Broker, _ *Fixture) {
-	c := dialRaw(t, b.Addr, nil)
+	c := dialRaw(t, b.Addr)
 	challengeConnect(t, c)
 	time.Sleep(2500 * time.Millisecond)
 	answer(t, c, "answer-1")

@@ -11,7 +11,7 @@ import (
 // never a success, never a challenge (MQTT 5.0 4.13.1, [MQTT-4.13.1-1]).
 func malformedConnect(cp func() *packets.Connect, rule string) func(*testing.T, Broker, *Fixture) {
 	return func(t *testing.T, b Broker, _ *Fixture) {
-		c := dialRaw(t, b.Addr, nil)
+		c := dialRaw(t, b.Addr)
 		c.sendPacket(t, cp())
 		c.expectClosed(t, Timeout, "a malformed CONNECT ("+rule+") is answered at most with CONNACK 0x81, then closed",
 			func(p rawPacket) bool { return isConnack(p, 0x81) })
@@ -43,7 +43,7 @@ func malformedPublishWildcard(t *testing.T, b Broker, _ *Fixture) {
 	for _, w := range []struct{ name, topic string }{{"denied_topic", "denied/+"}, {"allowed_topic", TopicAllowed + "+"}} {
 		topic := w.topic
 		t.Run(w.name, func(t *testing.T) {
-			c := dialRaw(t, b.Addr, nil)
+			c := dialRaw(t, b.Addr)
 			if ca := c.connectV5(t, withPassword(v5Connect("wild"), UserAlice, PasswordGood)); ca.ReasonCode != 0 {
 				t.Fatalf("CONNACK 0x%02x, want 0x00", ca.ReasonCode)
 			}

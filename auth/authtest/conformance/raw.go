@@ -21,12 +21,10 @@ type rawConn struct {
 	r *bufio.Reader
 }
 
-// dialRaw connects to addr from the local address local (nil: any) and
-// closes the connection at cleanup.
-func dialRaw(tb testing.TB, addr string, local net.Addr) *rawConn {
+// dialRaw connects to addr and closes the connection at cleanup.
+func dialRaw(tb testing.TB, addr string) *rawConn {
 	tb.Helper()
-	d := net.Dialer{Timeout: Timeout, LocalAddr: local}
-	nc, err := d.Dial("tcp", addr)
+	nc, err := net.DialTimeout("tcp", addr, Timeout)
 	if err != nil {
 		tb.Fatalf("conformance: dial %s: %v", addr, err)
 	}

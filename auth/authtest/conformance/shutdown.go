@@ -22,7 +22,7 @@ func shutdownDisconnect0x8B(t *testing.T, b Broker, _ *Fixture) {
 		c, _ := mustConnect(t, b, password(fmt.Sprintf("shut-%d", i), UserAlice), nil)
 		cs = append(cs, c)
 	}
-	old := dialRaw(t, b.Addr, nil)
+	old := dialRaw(t, b.Addr)
 	if rc := old.connectV311(t, "shut-311", UserAlice, PasswordGood, nil); rc != 0 {
 		t.Fatalf("MQTT 3.1.1 CONNACK return code %d, want 0", rc)
 	}

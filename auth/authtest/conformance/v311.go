@@ -41,7 +41,7 @@ func v311RefusalReturnCodes(t *testing.T, b Broker, _ *Fixture) {
 	rs = append(rs, refusal{"unavailable", UserUnavailable, auth.ServerUnavailable})
 	for _, r := range rs {
 		t.Run(r.name, func(t *testing.T) {
-			c := dialRaw(t, b.Addr, nil)
+			c := dialRaw(t, b.Addr)
 			got := c.connectV311(t, "v311-"+r.name, r.user, "any", nil)
 			want, ok := r.code.ConnackV311()
 			switch {

@@ -67,7 +67,7 @@ func expectNothing(t *testing.T, sub *Client, topic, why string) {
 // requires CONNACK 0x00.
 func willClient(t *testing.T, b Broker, id string, w will) *rawConn {
 	t.Helper()
-	c := dialRaw(t, b.Addr, nil)
+	c := dialRaw(t, b.Addr)
 	if ca := c.connectV5(t, withWill(withPassword(v5Connect(id), UserAlice, PasswordGood), w)); ca.ReasonCode != 0 {
 		t.Fatalf("CONNACK 0x%02x for a Will on %q, which the Fixture allows; want 0x00", ca.ReasonCode, w.Topic)
 	}
@@ -81,7 +81,7 @@ func willClient(t *testing.T, b Broker, id string, w will) *rawConn {
 func willForbidden(t *testing.T, b Broker, _ *Fixture) {
 	sub := subscriber(t, b, "sub", TopicWill+"#")
 	topic := TopicWillForbidden + "v5"
-	c := dialRaw(t, b.Addr, nil)
+	c := dialRaw(t, b.Addr)
 	ca := c.connectV5(t, withWill(withPassword(v5Connect("forbidden"), UserAlice, PasswordGood), will{Topic: topic, QoS: 1}))
 	if ca.ReasonCode != 0x87 {
 		_ = c.Close() // dropped without DISCONNECT: a broker that let it in publishes the Will now
@@ -97,7 +97,7 @@ func willForbidden(t *testing.T, b Broker, _ *Fixture) {
 func willForbiddenV311(t *testing.T, b Broker, _ *Fixture) {
 	sub := subscriber(t, b, "sub", TopicWill+"#")
 	topic := TopicWillForbidden + "v311"
-	c := dialRaw(t, b.Addr, nil)
+	c := dialRaw(t, b.Addr)
 	rc := c.connectV311(t, "forbidden-311", UserAlice, PasswordGood, &will{Topic: topic, QoS: 1})
 	if rc != 5 {
 		_ = c.Close()
@@ -114,7 +114,7 @@ func willForbiddenV311(t *testing.T, b Broker, _ *Fixture) {
 func willForbiddenRetained(t *testing.T, b Broker, _ *Fixture) {
 	topic := TopicWillForbidden + "retained"
 	early := subscriber(t, b, "early", TopicWill+"#")
-	c := dialRaw(t, b.Addr, nil)
+	c := dialRaw(t, b.Addr)
 	ca := c.connectV5(t, withWill(withPassword(v5Connect("retainer"), UserAlice, PasswordGood), will{Topic: topic, QoS: 1, Retain: true}))
 	if ca.ReasonCode != 0x87 {
 		t.Errorf("CONNACK 0x%02x for a retained Will on %q, which the principal may not publish; want 0x87", ca.ReasonCode, topic)
@@ -185,7 +185,7 @@ func willDroppedAfterExpiry(t *testing.T, b Broker, _ *Fixture) {
 	topic := TopicWillAllowed + "expiry"
 	cp := v5Connect("expiring")
 	cp.Properties.AuthMethod, cp.Properties.AuthData = MethodToken, []byte("expire:1500")
-	c := dialRaw(t, b.Addr, nil)
+	c := dialRaw(t, b.Addr)
 	if ca := c.connectV5(t, withWill(cp, will{Topic: topic, QoS: 1})); ca.ReasonCode != 0 {
 		t.Fatalf("CONNACK 0x%02x, want 0x00", ca.ReasonCode)
 	}

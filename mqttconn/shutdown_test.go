@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/mqttconn"
 )
@@ -55,17 +57,11 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 		Authorizer: auth.AllowAuthenticated,
 		Logger:     discard,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln, nil, func(nc net.Conn) error { return nc.Close() }) }()
 
@@ -73,17 +69,14 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 	defer func() { _ = peer.Close() }()
 	tr := &transport{closed: make(chan struct{})}
 	c := srv.NewClient(nc, tr, "test")
-	if r := c.Connect(context.Background(), &mqttconn.Connect{ProtocolVersion: mqttconn.V5, ClientID: "late", Username: "u", HasUsername: true}); !r.OK {
-		t.Fatalf("Connect refused: %+v", r)
-	}
+	r := c.Connect(context.Background(), &mqttconn.Connect{ProtocolVersion: mqttconn.V5, ClientID: "late", Username: "u", HasUsername: true})
+	require.True(t, r.OK, "Connect refused: %+v", r)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(ctx) }()
-	if err := <-served; !errors.Is(err, mqttconn.ErrClosed) {
-		t.Fatalf("Serve: %v, want ErrClosed", err)
-	}
+	require.ErrorIs(t, <-served, mqttconn.ErrClosed)
 	time.Sleep(100 * time.Millisecond) // let the sweep pass before the CONNACK is "written"
 	c.Connected()
 
@@ -93,11 +86,6 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 		t.Fatal("the client connected after the sweep was not closed")
 	}
 	c.Close() // what the adapter does when the connection has ended
-	if err := <-shut; err != nil {
-		t.Fatalf("Shutdown: %v, want nil", err)
-	}
-	want := []byte{0xe0, 2, byte(auth.ServerShuttingDown), 0}
-	if got := tr.written(); !bytes.Equal(got, want) {
-		t.Fatalf("wrote % x, want DISCONNECT 0x8B (% x)", got, want)
-	}
+	require.NoError(t, <-shut, "Shutdown waited for its deadline")
+	require.Equal(t, []byte{0xe0, 2, byte(auth.ServerShuttingDown), 0}, tr.written(), "want DISCONNECT 0x8B")
 }

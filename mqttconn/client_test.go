@@ -31,7 +31,7 @@ func (f *fakeConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 func (f *fakeConn) SetDeadline(time.Time) error { return nil }
-func (f *fakeConn) RemoteAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1} }
+func (f *fakeConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1} }
 
 // fakeTransport answers the exchange from a script and records writes.
 type fakeTransport struct {
@@ -182,7 +182,9 @@ func TestShutdown(t *testing.T) {
 		}}}
 		mid := s.NewClient(&fakeConn{}, midTr, "l")
 		done := make(chan Result)
-		go func() { done <- mid.Connect(context.Background(), &Connect{ProtocolVersion: V5, ClientID: "b", AuthMethod: "M"}) }()
+		go func() {
+			done <- mid.Connect(context.Background(), &Connect{ProtocolVersion: V5, ClientID: "b", AuthMethod: "M"})
+		}()
 
 		shut := make(chan error)
 		go func() {

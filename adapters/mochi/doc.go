@@ -75,6 +75,44 @@
 //     session is checked per delivery against the current policy, and its
 //     credential is checked again when it reconnects.
 //
+// # Resumed sessions
+//
+// When a client resumes its session, mochi v2.7.9 resends the session's
+// QoS 1 and 2 PUBLISH packets, those sent and not acknowledged and those
+// queued while it was offline, in an arbitrary order:
+// Client.ResendInflightMessages (clients.go:304) takes them from
+// Inflight.GetAll (inflight.go:74), which ranges over a map keyed by packet
+// id and sorts on uint16(Created), the second the server received the
+// message. The messages of one second come out in the map's random order,
+// and the order wraps every 65,536 s. Plain mochi keeps this bug.
+//
+// The hook restores publish order [MQTT-4.6.0-1] [MQTT-4.6.0-6] without
+// changing mochi's state: on the CONNACK of a resumed session it orders
+// the session's PUBLISH packets by Created, then by packet id in the order
+// mochi allocates them (increasing, wrapping), and as mochi writes each
+// resent PUBLISH (each passes through OnPacketEncode), the hook writes the
+// next packet of that order instead. The same packets go out, with their
+// packet ids and DUP=1, in publish order. What the hook cannot change,
+// all of it mochi's:
+//
+//   - A message delivered to the session while it is being resumed (after
+//     mochi registers the new connection, server.go:458, and before the
+//     resend ends, server.go:468) is written at once by the connection's
+//     write loop (server.go:1101), possibly ahead of resent ones, and may
+//     be resent too. By reading the code, not reproduced: one delivered
+//     between mochi's copy of the queue (server.go:574) and that
+//     registration goes to the old connection and is lost.
+//   - PUBREL packets (QoS 2 messages the client has acknowledged with
+//     PUBREC) are resent in mochi's order, after or among the PUBLISH
+//     packets [MQTT-4.6.0-3].
+//   - Queued messages that were never sent are resent with DUP=1 too
+//     (clients.go:311).
+//   - The resend ignores the client's Receive Maximum [MQTT-3.3.4-9]. The
+//     messages queued beyond it lose their message expiry (Expiry -1,
+//     server.go:1090), and after each acknowledgement mochi writes one of
+//     them again, with DUP=0 and in random order, and stops tracking it
+//     (server.go:720).
+//
 // # MQTT 3.1.1 clients
 //
 //   - A refused 3.1.1 client gets the 3.1.1 CONNACK return code of

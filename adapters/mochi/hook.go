@@ -561,6 +561,7 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // or 2 publish, a session take-over): MQTT 3.1.1 has no DISCONNECT from the
 // server, so the connection is closed instead and nothing is written.
 func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.resendInOrder(cl, &pk)
 	switch {
 	case pk.FixedHeader.Type == packets.Disconnect && cl.Properties.ProtocolVersion < 5:
 		cl.Stop(errNoV3Disconnect)
@@ -706,6 +707,7 @@ type client struct {
 	// goroutine while mochi writes the CONNACK.
 	connackMethod string
 	connackData   []byte
+	resend        *resendPlan // order.go: made on the CONNACK, used by the resend that follows
 }
 
 // Close implements auth.Conn: the session ends the connection on its own

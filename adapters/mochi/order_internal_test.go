@@ -1,0 +1,111 @@
+package mochi
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/stretchr/testify/require"
+)
+
+// queued is a PUBLISH as mochi holds it in a session: payload names it.
+func queued(created int64, id uint16) packets.Packet {
+	return packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   "t", Payload: []byte{byte(id), byte(id >> 8)},
+		Created: created, PacketID: id,
+	}
+}
+
+type stamp struct {
+	created int64
+	id      uint16
+}
+
+func stamps(pks []packets.Packet) []stamp {
+	out := make([]stamp, len(pks))
+	for i, pk := range pks {
+		out[i] = stamp{pk.Created, pk.PacketID}
+	}
+	return out
+}
+
+// TestPublishOrder: the session's packets in the order mochi queued them,
+// from any starting order [MQTT-4.6.0-6].
+func TestPublishOrder(t *testing.T) {
+	const s = 1_800_000_000
+	for _, tc := range []struct {
+		name string
+		want []stamp // in publish order
+	}{
+		{"one_second", []stamp{{s, 1}, {s, 2}, {s, 3}, {s, 4}, {s, 5}, {s, 6}, {s, 7}, {s, 8}, {s, 9}, {s, 10}}},
+		{"ids_skip_held_ones", []stamp{{s, 3}, {s, 4}, {s, 9}, {s, 12}, {s, 13}}},
+		// Client.NextPacketID wraps from 65535 to 1.
+		{"ids_wrap_in_one_second", []stamp{{s, 65533}, {s, 65534}, {s, 65535}, {s, 1}, {s, 2}}},
+		{"ids_wrap_across_seconds", []stamp{{s, 65534}, {s, 65535}, {s, 1}, {s + 1, 2}, {s + 1, 3}, {s + 2, 4}}},
+		// uint16(Created), mochi's sort key, wraps here: 65535 then 0.
+		{"created_wraps_uint16", []stamp{{65535, 7}, {65535, 8}, {65536, 9}, {65537, 10}}},
+		{"older_session_ids_higher", []stamp{{s, 500}, {s, 501}, {s + 3, 1}, {s + 3, 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 20 {
+				pks := make([]packets.Packet, len(tc.want))
+				for i, st := range tc.want {
+					pks[i] = queued(st.created, st.id)
+				}
+				rand.Shuffle(len(pks), func(i, j int) { pks[i], pks[j] = pks[j], pks[i] })
+				publishOrder(pks)
+				require.Equal(t, tc.want, stamps(pks))
+			}
+		})
+	}
+}
+
+// TestResendPlan: what the plan writes at each resent PUBLISH mochi
+// writes, when the session changes between the CONNACK and the resend.
+func TestResendPlan(t *testing.T) {
+	const s = 1_800_000_000
+	p1, p2, p3 := queued(s, 1), queued(s, 2), queued(s, 3)
+	later := queued(s+1, 4)
+	for _, tc := range []struct {
+		name    string
+		mochi   []packets.Packet // what mochi resends, in its order
+		drop    map[int]uint16   // before position i, mochi's expiry sweep drops this id
+		written []uint16
+		done    bool
+	}{
+		{name: "same_packets", mochi: []packets.Packet{p3, p1, p2}, written: []uint16{1, 2, 3}, done: true},
+		{name: "queued_after_connack_passes", mochi: []packets.Packet{p2, later, p3, p1}, written: []uint16{1, 4, 2, 3}, done: true},
+		{name: "dropped_before_resend", mochi: []packets.Packet{p3, p1}, drop: map[int]uint16{0: 2}, written: []uint16{1, 3}},
+		// mochi still writes p2's turn; p3 is not lost, p1 goes twice.
+		{name: "dropped_during_resend", mochi: []packets.Packet{p2, p3, p1}, drop: map[int]uint16{1: 2}, written: []uint16{1, 3, 1}, done: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := &mqtt.Client{}
+			cl.State.Inflight = mqtt.NewInflights()
+			for _, pk := range []packets.Packet{p1, p2, p3} {
+				cl.State.Inflight.Set(pk)
+			}
+			plan := newResendPlan(cl.State.Inflight.GetAll(false))
+			require.NotNil(t, plan)
+			cl.State.Inflight.Set(later)
+			var written []uint16
+			done := false
+			for i, pk := range tc.mochi {
+				if id, ok := tc.drop[i]; ok {
+					cl.State.Inflight.Delete(id)
+				}
+				pk.FixedHeader.Dup = true
+				pk.ProtocolVersion = 5
+				done = plan.next(cl, &pk)
+				require.True(t, pk.FixedHeader.Dup)
+				require.Equal(t, byte(5), pk.ProtocolVersion)
+				require.Equal(t, []byte{byte(pk.PacketID), 0}, pk.Payload, "packet id and payload of different messages")
+				written = append(written, pk.PacketID)
+			}
+			require.Equal(t, tc.written, written)
+			require.Equal(t, tc.done, done)
+		})
+	}
+}

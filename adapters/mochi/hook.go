@@ -503,6 +503,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.srv.Clients.Get(cl.ID)
 	if c := h.lookup(cl); ok && old != cl && c != nil {
 		h.recheckInherited(c, old)
+		c.resend = newResendPlan(old) // order.go
 	}
 }
 
@@ -707,7 +708,7 @@ type client struct {
 	// goroutine while mochi writes the CONNACK.
 	connackMethod string
 	connackData   []byte
-	resend        *resendPlan // order.go: made on the CONNACK, used by the resend that follows
+	resend        *resendPlan // order.go: made in OnSessionEstablish, used by the resend
 }
 
 // Close implements auth.Conn: the session ends the connection on its own

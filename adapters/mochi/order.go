@@ -19,53 +19,59 @@ import (
 // seconds, so the messages of one second come out in the map's random
 // order (and the order wraps every 65,536 s).
 //
-// mochi writes the CONNACK and then every resent packet itself, on the
-// connection's goroutine, each through OnPacketEncode, and it marks only
-// those packets DUP: a live delivery is a copy with DUP 0
-// (packets/packets.go:191). So the hook reorders what is written, without
-// touching mochi's state: on the CONNACK of a resumed session it takes the
-// session's PUBLISH packets in publish order (the plan), and at each resent
-// PUBLISH of the plan that mochi writes, it writes the next packet of the
-// plan instead. The same packets, ids and count go out, in order; mochi's
-// bookkeeping (the inflight map, quotas, acknowledgements by packet id) is
-// unchanged.
+// mochi writes every resent packet itself, on the connection's goroutine,
+// each through OnPacketEncode, and it marks only those packets DUP: a live
+// delivery is a copy with DUP 0 (packets/packets.go:191). So the hook
+// reorders what is written, without touching mochi's state: in
+// OnSessionEstablish it takes the PUBLISH packets of the session about to
+// be resumed in publish order (the plan), and at each resent PUBLISH of the
+// plan that mochi writes, it writes the next packet of the plan instead.
+// The same packets, ids and count go out, in order; mochi's bookkeeping
+// (the inflight map, quotas, acknowledgements by packet id) is unchanged.
+//
+// The plan is made before mochi registers the new connection
+// (server.go:455, 458), not on its CONNACK: work done there widens the
+// window in which mochi writes a live PUBLISH before the CONNACK
+// (server.go:458-460, the connection's write loop).
 
 // resendPlan is the publish order of a resumed session's PUBLISH packets,
-// made when its CONNACK is written and used by the resend that follows, on
-// the same goroutine.
+// made in OnSessionEstablish and used by the resend that follows, on the
+// same goroutine.
 type resendPlan struct {
 	queue   []packets.Packet // not yet written, in publish order
 	created map[uint16]int64 // the plan's packet ids, with Created
 	left    int              // resent packets of the plan mochi has yet to write
 }
 
-// resendInOrder is called by OnPacketEncode for every packet: it makes the
-// plan on the CONNACK of a resumed session and replaces each resent PUBLISH
-// with the next one of the plan. Other packets pass untouched.
+// resendInOrder is called by OnPacketEncode for every packet: it replaces
+// each PUBLISH that mochi resends with the next one of the client's plan.
+// Other packets pass untouched.
 func (h *Hook) resendInOrder(cl *mqtt.Client, pk *packets.Packet) {
-	if pk.FixedHeader.Dup || pk.SessionPresent {
-		h.reorder(cl, pk)
+	if pk.FixedHeader.Dup && pk.FixedHeader.Type == packets.Publish {
+		h.resendNext(cl, pk)
 	}
 }
 
-func (h *Hook) reorder(cl *mqtt.Client, pk *packets.Packet) {
-	c := h.lookup(cl)
-	if c == nil {
-		return
-	}
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		c.resend = newResendPlan(cl.State.Inflight.GetAll(false))
-	case packets.Publish:
-		if c.resend != nil && c.resend.next(cl, pk) {
-			c.resend = nil
-		}
+func (h *Hook) resendNext(cl *mqtt.Client, pk *packets.Packet) {
+	if c := h.lookup(cl); c != nil && c.resend != nil && c.resend.next(cl, pk) {
+		c.resend = nil
 	}
 }
 
-// newResendPlan returns the plan for the PUBLISH packets among pks, or nil
-// when there is nothing to order.
-func newResendPlan(pks []packets.Packet) *resendPlan {
+// newResendPlan returns the plan for the PUBLISH packets of old, the
+// session a new connection is about to resume, or nil when there is
+// nothing to order or mochi will discard the session (an MQTT 3 Clean
+// Session 1 client's, server.go:565).
+func newResendPlan(old *mqtt.Client) *resendPlan {
+	if old.Properties.Clean && old.Properties.ProtocolVersion < 5 {
+		return nil
+	}
+	return planOf(old.State.Inflight.GetAll(false))
+}
+
+// planOf returns the plan for the PUBLISH packets among pks, or nil when
+// there are fewer than two.
+func planOf(pks []packets.Packet) *resendPlan {
 	queue := slices.DeleteFunc(pks, func(pk packets.Packet) bool {
 		return pk.FixedHeader.Type != packets.Publish
 	})
@@ -83,8 +89,8 @@ func newResendPlan(pks []packets.Packet) *resendPlan {
 // next replaces pk, a resent PUBLISH that mochi is writing, with the first
 // packet of the plan still held in the session, prepared as mochi prepared
 // pk (WritePacket, clients.go:526). A packet that is not in the plan (mochi
-// queued it after the CONNACK) passes untouched. It reports whether the
-// plan is done.
+// queued it after the plan was made) passes untouched. It reports whether
+// the plan is done.
 func (p *resendPlan) next(cl *mqtt.Client, pk *packets.Packet) bool {
 	if created, ok := p.created[pk.PacketID]; !ok || created != pk.Created {
 		return false
@@ -93,7 +99,8 @@ func (p *resendPlan) next(cl *mqtt.Client, pk *packets.Packet) bool {
 	for len(p.queue) > 0 {
 		out := p.queue[0]
 		p.queue = p.queue[1:]
-		// mochi's expiry sweep may have dropped it since the CONNACK.
+		// Acknowledged on the old connection, or dropped by mochi's expiry
+		// sweep, since the plan was made.
 		if held, ok := cl.State.Inflight.Get(out.PacketID); !ok || held.Created != out.Created {
 			continue
 		}

@@ -63,7 +63,7 @@ func TestPublishOrder(t *testing.T) {
 }
 
 // TestResendPlan: what the plan writes at each resent PUBLISH mochi
-// writes, when the session changes between the CONNACK and the resend.
+// writes, when the session changes between the plan and the resend.
 func TestResendPlan(t *testing.T) {
 	const s = 1_800_000_000
 	p1, p2, p3 := queued(s, 1), queued(s, 2), queued(s, 3)
@@ -76,7 +76,7 @@ func TestResendPlan(t *testing.T) {
 		done    bool
 	}{
 		{name: "same_packets", mochi: []packets.Packet{p3, p1, p2}, written: []uint16{1, 2, 3}, done: true},
-		{name: "queued_after_connack_passes", mochi: []packets.Packet{p2, later, p3, p1}, written: []uint16{1, 4, 2, 3}, done: true},
+		{name: "queued_after_plan_passes", mochi: []packets.Packet{p2, later, p3, p1}, written: []uint16{1, 4, 2, 3}, done: true},
 		{name: "dropped_before_resend", mochi: []packets.Packet{p3, p1}, drop: map[int]uint16{0: 2}, written: []uint16{1, 3}},
 		// mochi still writes p2's turn; p3 is not lost, p1 goes twice.
 		{name: "dropped_during_resend", mochi: []packets.Packet{p2, p3, p1}, drop: map[int]uint16{1: 2}, written: []uint16{1, 3, 1}, done: true},
@@ -87,7 +87,7 @@ func TestResendPlan(t *testing.T) {
 			for _, pk := range []packets.Packet{p1, p2, p3} {
 				cl.State.Inflight.Set(pk)
 			}
-			plan := newResendPlan(cl.State.Inflight.GetAll(false))
+			plan := planOf(cl.State.Inflight.GetAll(false))
 			require.NotNil(t, plan)
 			cl.State.Inflight.Set(later)
 			var written []uint16

@@ -84,31 +84,38 @@
 // Inflight.GetAll (inflight.go:74), which ranges over a map keyed by packet
 // id and sorts on uint16(Created), the second the server received the
 // message. The messages of one second come out in the map's random order,
-// and the order wraps every 65,536 s. Plain mochi keeps this bug.
+// and the order wraps every 65,536 s. And mochi registers the new
+// connection (server.go:458) before it writes the CONNACK and resends
+// (server.go:460, 468): a message delivered meanwhile is written at once by
+// the connection's write loop (server.go:1101), among the resent ones or
+// even before the CONNACK. Plain mochi keeps both bugs.
 //
 // The hook restores publish order [MQTT-4.6.0-1] [MQTT-4.6.0-6] without
-// changing mochi's state: in OnSessionEstablish, before mochi hands the
-// session over, it orders the session's PUBLISH packets by Created, then
-// by packet id in the order mochi allocates them (increasing, wrapping),
-// and as mochi writes each resent PUBLISH (each passes through
-// OnPacketEncode, and only those carry DUP=1), the hook writes the next
-// packet of that order instead. The same packets go out, with their packet
-// ids and DUP=1, in publish order. What the hook cannot change, all of it
-// mochi's (TestResumeWhilePublishing shows the first two; it runs with
-// MQTTAUTH_KNOWN_BUGS=1):
+// changing mochi's state:
+//
+//   - In OnSessionEstablish, before mochi hands the session over, it
+//     orders the session's PUBLISH packets by Created, then by packet id in
+//     the order mochi allocates them (increasing, wrapping). As mochi
+//     writes each resent PUBLISH (each passes through OnPacketEncode, and
+//     only those carry DUP=1), the hook writes the next packet of that
+//     order instead, then those queued after the order was taken. The same
+//     packets go out, with their packet ids and DUP=1, in publish order.
+//   - A live PUBLISH for the connection waits in OnPacketEncode, on mochi's
+//     write loop, until OnSessionEstablished (mochi has then written the
+//     CONNACK and resent the session), or until the connection closes, or
+//     at most 10 s. A message both resent and delivered live then reaches
+//     the client twice, resent first, as QoS 1 allows.
+//
+// What the hook cannot change, all of it mochi's:
 //
 //   - Messages delivered while mochi hands the session over, between its
 //     copy of the old connection's queue (server.go:574) and the
 //     registration of the new connection (server.go:458), go to the old
-//     connection and are lost: in the test (a publisher sending 300 QoS 1
-//     messages throughout, -race), 1 to 20 messages in about one
-//     resumption in three, plain mochi included.
-//   - A message delivered once the new connection is registered and
-//     before the resend ends (server.go:458-468) is written at once by the
-//     connection's write loop (server.go:1101), ahead of or among the
-//     resent ones, and may be resent too. It can even precede the CONNACK
-//     (server.go:458, 460): seen when the hook did its work on the
-//     CONNACK, which is why the order is taken in OnSessionEstablish.
+//     connection and are lost. In TestResumeWhilePublishing (a publisher
+//     sending 300 QoS 1 messages throughout, -race), about one resumption
+//     in four loses messages, usually 1 or 2, up to 20 seen, plain mochi
+//     included; the test reports them, and fails on them with
+//     MQTTAUTH_KNOWN_BUGS=1.
 //   - PUBREL packets (QoS 2 messages the client has acknowledged with
 //     PUBREC) are resent in mochi's order, after or among the PUBLISH
 //     packets [MQTT-4.6.0-3].

@@ -503,7 +503,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.srv.Clients.Get(cl.ID)
 	if c := h.lookup(cl); ok && old != cl && c != nil {
 		h.recheckInherited(c, old)
-		c.resend = newResendPlan(old) // order.go
+		c.resume.Store(newResumption(old)) // order.go
 	}
 }
 
@@ -544,6 +544,7 @@ func (h *Hook) recheckInherited(c *client, old *mqtt.Client) {
 // client's, or was discarded.
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c := h.lookup(cl); c != nil {
+		c.resume.Load().done() // order.go
 		h.pmu.Lock()
 		delete(h.pending, c)
 		h.pmu.Unlock()
@@ -708,7 +709,7 @@ type client struct {
 	// goroutine while mochi writes the CONNACK.
 	connackMethod string
 	connackData   []byte
-	resend        *resendPlan // order.go: made in OnSessionEstablish, used by the resend
+	resume        atomic.Pointer[resumption] // order.go: from OnSessionEstablish to OnSessionEstablished
 }
 
 // Close implements auth.Conn: the session ends the connection on its own

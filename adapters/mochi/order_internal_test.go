@@ -62,24 +62,25 @@ func TestPublishOrder(t *testing.T) {
 	}
 }
 
-// TestResendPlan: what the plan writes at each resent PUBLISH mochi
-// writes, when the session changes between the plan and the resend.
+// TestResendPlan: what the plan writes at each PUBLISH mochi resends, when
+// the session changes between the plan and the resend.
 func TestResendPlan(t *testing.T) {
 	const s = 1_800_000_000
 	p1, p2, p3 := queued(s, 1), queued(s, 2), queued(s, 3)
-	later := queued(s+1, 4)
+	later4, later5 := queued(s+1, 4), queued(s+1, 5)
 	for _, tc := range []struct {
 		name    string
 		mochi   []packets.Packet // what mochi resends, in its order
-		drop    map[int]uint16   // before position i, mochi's expiry sweep drops this id
+		drop    map[int]uint16   // before position i, the session drops this id
 		written []uint16
-		done    bool
 	}{
-		{name: "same_packets", mochi: []packets.Packet{p3, p1, p2}, written: []uint16{1, 2, 3}, done: true},
-		{name: "queued_after_plan_passes", mochi: []packets.Packet{p2, later, p3, p1}, written: []uint16{1, 4, 2, 3}, done: true},
+		{name: "same_packets", mochi: []packets.Packet{p3, p1, p2}, written: []uint16{1, 2, 3}},
+		// Queued after the plan was made: after the plan's, in publish order.
+		{name: "queued_after_plan", mochi: []packets.Packet{p1, later5, later4, p2, p3}, written: []uint16{1, 2, 3, 4, 5}},
 		{name: "dropped_before_resend", mochi: []packets.Packet{p3, p1}, drop: map[int]uint16{0: 2}, written: []uint16{1, 3}},
-		// mochi still writes p2's turn; p3 is not lost, p1 goes twice.
-		{name: "dropped_during_resend", mochi: []packets.Packet{p2, p3, p1}, drop: map[int]uint16{1: 2}, written: []uint16{1, 3, 1}, done: true},
+		// mochi still writes p2's turn: p3 is not lost, and the turn left
+		// goes to the next packet queued after the plan.
+		{name: "dropped_during_resend", mochi: []packets.Packet{p2, p3, p1}, drop: map[int]uint16{1: 2}, written: []uint16{1, 3, 4}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cl := &mqtt.Client{}
@@ -88,24 +89,65 @@ func TestResendPlan(t *testing.T) {
 				cl.State.Inflight.Set(pk)
 			}
 			plan := planOf(cl.State.Inflight.GetAll(false))
-			require.NotNil(t, plan)
-			cl.State.Inflight.Set(later)
+			cl.State.Inflight.Set(later4)
+			cl.State.Inflight.Set(later5)
 			var written []uint16
-			done := false
 			for i, pk := range tc.mochi {
 				if id, ok := tc.drop[i]; ok {
 					cl.State.Inflight.Delete(id)
 				}
 				pk.FixedHeader.Dup = true
 				pk.ProtocolVersion = 5
-				done = plan.next(cl, &pk)
+				plan.next(cl, &pk)
 				require.True(t, pk.FixedHeader.Dup)
 				require.Equal(t, byte(5), pk.ProtocolVersion)
 				require.Equal(t, []byte{byte(pk.PacketID), 0}, pk.Payload, "packet id and payload of different messages")
 				written = append(written, pk.PacketID)
 			}
 			require.Equal(t, tc.written, written)
-			require.Equal(t, tc.done, done)
+		})
+	}
+}
+
+// TestResendPlanTwoCounters: packets queued after the plan was made, to the
+// old connection (its counter goes on after the plan's last id) and to the
+// new one (its counter starts again at 1 and skips the ids in use), come
+// after the plan's, old connection's first, whatever mochi's order and
+// however their ids compare.
+func TestResendPlanTwoCounters(t *testing.T) {
+	const s = 1_800_000_000
+	for _, tc := range []struct {
+		name             string
+		plan, old, newer []uint16
+	}{
+		{"old_ids_high", []uint16{100, 101, 102}, []uint16{103, 104}, []uint16{1, 2, 3}},
+		{"old_ids_low", []uint16{1, 2, 3}, []uint16{4, 5}, []uint16{6, 7}},
+		{"old_ids_wrap", []uint16{65534, 65535, 1}, []uint16{2, 3}, []uint16{4, 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 20 {
+				cl := &mqtt.Client{}
+				cl.State.Inflight = mqtt.NewInflights()
+				var want []uint16
+				for _, id := range tc.plan {
+					cl.State.Inflight.Set(queued(s, id))
+					want = append(want, id)
+				}
+				plan := planOf(cl.State.Inflight.GetAll(false))
+				var mochiOrder []packets.Packet
+				for _, id := range append(append([]uint16{}, tc.old...), tc.newer...) {
+					cl.State.Inflight.Set(queued(s, id))
+					want = append(want, id)
+				}
+				mochiOrder = cl.State.Inflight.GetAll(false) // one second: map order
+				var written []uint16
+				for _, pk := range mochiOrder {
+					pk.FixedHeader.Dup = true
+					plan.next(cl, &pk)
+					written = append(written, pk.PacketID)
+				}
+				require.Equal(t, want, written)
+			}
 		})
 	}
 }

@@ -307,20 +307,18 @@ func TestResumeOrderMosquitto(t *testing.T) {
 }
 
 // TestResumeWhilePublishing: a publisher sends 300 QoS 1 messages while a
-// subscriber resumes its session; every message is delivered, and the
-// first delivery of each comes in publish order [MQTT-4.6.0-6] (QoS 1
-// allows duplicates).
+// subscriber resumes its session. The CONNACK comes first [MQTT-3.2.0-1]
+// and the first delivery of each message comes in publish order
+// [MQTT-4.6.0-6] (QoS 1 allows duplicates): the hook holds live deliveries
+// until mochi has resent the session.
 //
-// mochi v2.7.9 fails both, with or without the adapter, which cannot
-// change it (see the package documentation, "Resumed sessions"): messages
-// delivered while mochi hands the session over are lost, and those
-// delivered during the resend are written as they come, among the resent
-// ones.
+// Every message should be delivered too; mochi v2.7.9 loses those
+// delivered while it hands the session over (server.go:574 to 458), with
+// or without the adapter, which cannot change it (see the package
+// documentation, "Resumed sessions"): checked with MQTTAUTH_KNOWN_BUGS=1.
 func TestResumeWhilePublishing(t *testing.T) {
-	knownMochiBug(t, "mochi v2.7.9 loses messages delivered between its copy of the queue and the "+
-		"registration of the new connection (server.go:574, 458), and writes those delivered during the "+
-		"resend at once (server.go:1101)")
 	const runs, n = 5, 300
+	lossy := 0
 	for run := range runs {
 		m := newManager(t, auth.Config{Authenticator: userAuthn, Authorizer: mustPolicy(t, newsPolicy)})
 		_, h, addr := startBroker(t, mochi.Config{Manager: m})
@@ -377,7 +375,14 @@ func TestResumeWhilePublishing(t *testing.T) {
 		}
 		back.disconnect()
 		require.NoError(t, pub.Disconnect(&paho.Disconnect{}))
-		require.Empty(t, lost, "run %d: messages lost", run)
 		require.Empty(t, late, "run %d: delivered out of publish order", run)
+		if len(lost) > 0 {
+			lossy++
+			t.Logf("run %d: lost %v", run, lost)
+		}
+	}
+	if lossy > 0 && os.Getenv("MQTTAUTH_KNOWN_BUGS") == "1" {
+		t.Errorf("known mochi bug: messages lost in %d of %d resumptions; mochi v2.7.9 delivers them to the "+
+			"old connection between its copy of the queue and the registration of the new one (server.go:574, 458)", lossy, runs)
 	}
 }

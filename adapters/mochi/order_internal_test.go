@@ -1,8 +1,13 @@
 package mochi
 
 import (
+	"errors"
+	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"testing"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -150,4 +155,50 @@ func TestResendPlanTwoCounters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResumptionGate: a live delivery held for a resuming connection goes
+// on when mochi has resent the session (done), or when the connection
+// closes, so that mochi's write loop ends with it; the count of
+// resumptions in progress returns to zero.
+func TestResumptionGate(t *testing.T) {
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	old := &mqtt.Client{}
+	old.State.Inflight = mqtt.NewInflights()
+	base := resuming.Load()
+	for _, tc := range []struct {
+		name    string
+		release func(r *resumption, cl *mqtt.Client)
+	}{
+		{"resent", func(r *resumption, _ *mqtt.Client) { r.done() }},
+		{"closed", func(_ *resumption, cl *mqtt.Client) { cl.Stop(errors.New("gone")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, peer := net.Pipe()
+			t.Cleanup(func() { _ = peer.Close() })
+			cl := srv.NewClient(conn, "test", "resuming", false)
+			r := newResumption(old)
+			require.Equal(t, base+1, resuming.Load())
+			released := make(chan struct{})
+			go func() {
+				r.wait(cl)
+				close(released)
+			}()
+			select {
+			case <-released:
+				t.Fatal("a live delivery went out during the resumption")
+			case <-time.After(3 * closePoll):
+			}
+			tc.release(r, cl)
+			select {
+			case <-released:
+			case <-time.After(time.Second):
+				t.Fatal("the live delivery is still held")
+			}
+			r.done()
+			require.Equal(t, base, resuming.Load())
+		})
+	}
+	var none *resumption
+	none.done() // OnSessionEstablished of a connection that resumed nothing
 }

@@ -81,6 +81,10 @@ type Session struct {
 
 	certDone           bool   // certSerial and certFP are set, for the audit log
 	certSerial, certFP string // the client certificate's, or empty
+
+	// candidate passed authentication at CONNECT: the record of its
+	// refusal (expired, Connect denied) names its method and user name.
+	candidate *Principal
 }
 
 // Principal returns the connection's current principal, or nil before a
@@ -440,15 +444,16 @@ func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal, now time.
 		return nil, errors.New("auth: an authenticator passed without a principal")
 	}
 	p = p.withDefaults(s.base.AuthMethod, s.base.ClientID, s.base.Listener)
+	s.candidate = p
 	if p.expired(now) {
 		return nil, fmt.Errorf("%w at %s", ErrExpired, p.expiry.UTC().Format("2006-01-02T15:04:05Z07:00"))
 	}
 	if cur != nil && p.username != cur.username && !s.m.allowIDChange {
 		return nil, fmt.Errorf("%w: from %q to %q", ErrIdentityChanged, cur.username, p.username)
 	}
-	if d := s.m.authz.Authorize(ctx, p, Action{Kind: Connect}); !d.Allowed {
+	if d := s.authorizeConnectLocked(ctx, p); !d.Allowed {
 		if cur == nil { // a first CONNECT: the client never had access
-			return nil, fmt.Errorf("%w: Connect denied by policy", ErrNotAuthorized)
+			return nil, connectDenied(d)
 		}
 		return nil, fmt.Errorf("%w: at re-authentication", errPolicyRecheck)
 	}
@@ -657,11 +662,17 @@ func wrapUnavailable(err error) error {
 // AuditConfig). It never logs credentials. s.mu is held.
 func (s *Session) logDecision(ctx context.Context, decision string, p *Principal, code ReasonCode, err error) {
 	level := s.m.audit.deny
-	if decision == "pass" || decision == "reauth_pass" {
+	switch decision {
+	case "pass":
 		level = s.m.audit.level
+	case "reauth_pass", "update":
+		level = min(s.m.audit.level, slog.LevelDebug) // routine: a client renews its token every few minutes
 	}
 	if !s.m.log.Enabled(ctx, level) {
 		return
+	}
+	if p == nil && s.state != stateConnected && s.state != stateReauthing {
+		p = s.candidate // a CONNECT refused after its credential passed
 	}
 	method := s.base.AuthMethod
 	if p != nil && p.method != "" {

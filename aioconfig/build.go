@@ -31,6 +31,12 @@ import (
 	"github.com/mqttauth/mqttauth/x509auth"
 )
 
+// DefaultJWTPasswordMarker is the user name that marks a token in the
+// password when a JWT method reading the password sets no
+// passwordUsername (the README's `-u jwt`): the brute-force defence never
+// counts it as an identity.
+const DefaultJWTPasswordMarker = "jwt"
+
 // Options are what a build needs besides the files.
 type Options struct {
 	// Logger receives the components' records; nil means slog.Default().
@@ -78,6 +84,9 @@ type Broker struct {
 
 	throttle     *throttle.Throttle // nil when disabled
 	throttleDesc string
+	// User names and methods whose CONNECT user name is no identity, for
+	// the throttle: JWT password markers, SAT and JWT methods.
+	markers, markerMethods []string
 }
 
 // AdminListener is the admin listener's resolved settings.
@@ -90,8 +99,9 @@ type AdminListener struct {
 
 // ReadyCheck is one named readiness check of a source the Broker built, in
 // the shape of admin.Check (admin.Check{Name: c.Name, Check: c.Check}):
-// nil once the source has loaded. A source that loaded once keeps its last
-// good version on a failed reload and stays ready.
+// nil once the source has loaded and can admit someone (a truststore
+// holding no CA is not ready: [ErrNoTrustedCA]). A source that loaded
+// once keeps its last good version on a failed reload and stays ready.
 type ReadyCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
@@ -100,6 +110,10 @@ type ReadyCheck struct {
 // ErrNotLoaded is the error of a readiness check whose source has never
 // loaded.
 var ErrNotLoaded = errors.New("aioconfig: not loaded")
+
+// ErrNoTrustedCA is the error of the readiness check of a truststore that
+// loaded and holds no CA certificate: every client certificate is refused.
+var ErrNoTrustedCA = errors.New("aioconfig: no trusted client CA: every client certificate is refused")
 
 // Port is one built listener port.
 type Port struct {
@@ -122,8 +136,9 @@ type Port struct {
 	// Listener is the BrokerListener's name.
 	Listener string
 
-	methods []string // for Describe
-	policy  string
+	methods    []string // for Describe
+	policy     string
+	policyName string // Decision.Policy of the port's decisions
 }
 
 // built caches what one BrokerAuthentication builds, shared by the ports
@@ -186,12 +201,19 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 			switch {
 			case ps.AuthorizationFile != "":
 				key = "file:" + c.Path(ps.AuthorizationFile)
-				p.policy = "authorizationFile " + ps.AuthorizationFile + " (watched)"
+				p.policyName = "authorizationFile " + ps.AuthorizationFile
+				p.policy = p.policyName + " (watched)"
 			case key != "":
-				p.policy = fmt.Sprintf("BrokerAuthorization %s (%d rules)", key, c.authorization(key).Rules)
+				p.policyName = "BrokerAuthorization " + key
+				p.policy = fmt.Sprintf("%s (%d rules)", p.policyName, c.authorization(key).Rules)
 			default:
 				key = "allow"
+				p.policyName = "none (no authorizationRef)"
 				p.policy = "none: every authenticated client may do everything (no authorizationRef)"
+				// AIO's semantics, on purpose; but an operator who forgot
+				// the reference must hear of it.
+				b.log.LogAttrs(ctx, slog.LevelWarn, "aioconfig: port without authorizationRef: every authenticated client may connect, publish and subscribe to every topic",
+					slog.String("port", p.Name), slog.String("address", p.Address))
 			}
 			if authzs[key] == nil {
 				switch {
@@ -240,9 +262,12 @@ func (b *Broker) buildThrottle(s *Throttle) error {
 		b.throttleDesc = "off (disabled)"
 		return nil
 	}
+	markers := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(s.MarkerUsernames), b.markers...))))
+	methods := slices.Compact(slices.Sorted(slices.Values(b.markerMethods)))
 	cfg := throttle.Config{
 		DisableAddress: s.DisableAddress, DisableIdentity: s.DisableIdentity,
 		IPv4Prefix: s.IPv4Prefix, IPv6Prefix: s.IPv6Prefix, MaxEntries: s.MaxEntries,
+		MarkerUsernames: markers, MarkerMethods: methods,
 		Logger: b.log,
 	}
 	limit := func(l *ThrottleLimit) throttle.Limit {
@@ -267,6 +292,12 @@ func (b *Broker) buildThrottle(s *Throttle) error {
 	b.throttleDesc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
 		cmpOrInt(s.IPv4Prefix, throttle.DefaultIPv4Prefix), cmpOrInt(s.IPv6Prefix, throttle.DefaultIPv6Prefix),
 		describe(cfg.Address, s.DisableAddress), describe(cfg.Identity, s.DisableIdentity), cmpOrInt(s.MaxEntries, throttle.DefaultMaxEntries))
+	if len(markers) > 0 {
+		b.throttleDesc += fmt.Sprintf("; user names %q are markers, never identities", markers)
+	}
+	if len(methods) > 0 {
+		b.throttleDesc += fmt.Sprintf("; the user name of methods %q is not counted (they do not verify it)", methods)
+	}
 	return nil
 }
 
@@ -478,6 +509,7 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 		w.Check = onPorts(ports, w.Check)
 		b.watches = append(b.watches, w)
 	}
+	b.markerMethods = append(b.markerMethods, satauth.Method) // the CONNECT user name is not verified
 	startup, ready := satReady(name, a)
 	b.startup = append(b.startup, startup)
 	b.ready = append(b.ready, ready)
@@ -508,7 +540,15 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 	if err != nil {
 		return nil, "", err
 	}
-	b.ready = append(b.ready, ReadyCheck{Name: "truststore " + s.TrustedClientCaCert, Check: loaded(func() bool { return store.Current() != nil })})
+	b.ready = append(b.ready, ReadyCheck{Name: "truststore " + s.TrustedClientCaCert, Check: func(context.Context) error {
+		switch set := store.Current(); {
+		case set == nil:
+			return ErrNotLoaded
+		case set.Len() == 0:
+			return ErrNoTrustedCA
+		}
+		return nil
+	}})
 	b.onClose(func() { _ = store.Close() })
 	attrs := map[string]AttributeEntry{}
 	if s.Attributes != nil && s.Attributes.SecretName != "" {
@@ -667,8 +707,11 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 		if s.PasswordUsername != "" {
 			desc += " of user name " + s.PasswordUsername
 		}
+		// The user name is a marker every client sends, not an identity.
+		b.markers = append(b.markers, cmpOr(s.PasswordUsername, DefaultJWTPasswordMarker))
 	} else {
 		desc += ", token in the Authentication Data of method " + a.Method()
+		b.markerMethods = append(b.markerMethods, a.Method())
 	}
 	if s.InsecureAllowHTTP {
 		desc += ", http:// allowed (insecure)"
@@ -882,7 +925,9 @@ func (b *Broker) Authorize(ctx context.Context, pr *auth.Principal, a auth.Actio
 	if p == nil {
 		return auth.Deny
 	}
-	return p.Authorizer.Authorize(ctx, pr, a)
+	d := p.Authorizer.Authorize(ctx, pr, a)
+	d.Policy = p.policyName
+	return d
 }
 
 // NewSessionAuthorizer implements [auth.SessionAuthorizer], so that every
@@ -904,6 +949,7 @@ type portSession struct {
 type portChoice struct {
 	listener string
 	authz    auth.Authorizer
+	policy   string // the port's policyName
 }
 
 // Authorize asks the policy of the principal's port.
@@ -917,7 +963,7 @@ func (s *portSession) Authorize(ctx context.Context, pr *auth.Principal, a auth.
 		if p == nil {
 			return auth.Deny
 		}
-		c = &portChoice{listener: pr.Listener(), authz: p.Authorizer}
+		c = &portChoice{listener: pr.Listener(), authz: p.Authorizer, policy: p.policyName}
 		if sa, ok := p.Authorizer.(auth.SessionAuthorizer); ok {
 			if own := sa.NewSessionAuthorizer(); own != nil {
 				c.authz = own
@@ -925,7 +971,9 @@ func (s *portSession) Authorize(ctx context.Context, pr *auth.Principal, a auth.
 		}
 		s.cur.Store(c)
 	}
-	return c.authz.Authorize(ctx, pr, a)
+	d := c.authz.Authorize(ctx, pr, a)
+	d.Policy = c.policy
+	return d
 }
 
 // Reset drops what the port's per-session authorizer remembers (the

@@ -517,6 +517,14 @@ type Throttle struct {
 	// MaxEntries bounds the counters held (default 100000, about 60 bytes
 	// each; at least 64).
 	MaxEntries int `json:"maxEntries,omitempty"`
+	// MarkerUsernames are CONNECT user names that name no one (a marker
+	// every client of some method sends): never identity counters
+	// (throttle.Config.MarkerUsernames). The passwordUsername of each JWT
+	// method reading the password is one without being listed ("jwt" when
+	// it sets none, the README's `-u jwt`), and so is the user name of
+	// any ServiceAccountToken or JWT Authentication Method, which those
+	// methods do not verify.
+	MarkerUsernames []string `json:"markerUsernames,omitempty"`
 }
 
 // ThrottleLimit is a token bucket of failures: Burst in a row, then one

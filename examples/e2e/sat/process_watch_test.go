@@ -20,6 +20,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth"
 )
 
 // watchedSATConfig is proc.SATConfig in tokenReview mode with the new
@@ -135,6 +136,13 @@ func TestSATWatchBrokerProcess(t *testing.T) {
 		require.Equal(t, 1, broker.Out.Count(`msg="satauth: not ready"`), "the probe does not repeat the check at its own pace")
 		exited, _ := broker.Wait(time.Second)
 		require.False(t, exited, "a broker that is not ready keeps running")
+
+		// RBAC granted at run time: the background check notices within
+		// seconds (satauth.DefaultReadyRetry), with no probe, and says so.
+		require.NoError(t, env.BindBroker("proc-norbac"))
+		broker.WaitFor(t, 3*satauth.DefaultReadyRetry, `msg="satauth: ready"`, "not_ready_for=")
+		code, body = readyz(t, adminAddr)
+		require.Equal(t, http.StatusOK, code, body)
 		require.NoError(t, broker.Stop())
 	})
 }

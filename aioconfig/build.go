@@ -67,13 +67,19 @@ type Broker struct {
 	// when it has none (the adapter's or gateway's defaults apply).
 	Limits *Limits
 	// Admin is the admin listener of MqttAuthSettings admin, defaults
-	// applied: an empty Address means off.
+	// applied: an empty Address means off. A program that overrides it
+	// (a command-line flag) sets it here, so that [Broker.Describe] prints
+	// what the program serves.
 	Admin AdminListener
+	// Audit is the audit log of MqttAuthSettings admin.audit, defaults
+	// applied: passes, refusals and denies at Info, authorization allows
+	// not logged. [Broker.AuthConfig] and [Broker.Describe] read it: a
+	// program that overrides it sets it here before calling them.
+	Audit auth.AuditConfig
 
 	cfg     *Config
 	log     *slog.Logger
 	obs     auth.Observer // nil when none
-	audit   auth.AuditConfig
 	byName  map[string]*Port
 	ready   []ReadyCheck
 	x509s   []*x509auth.Authenticator
@@ -161,7 +167,7 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 	if b.log == nil {
 		b.log = slog.Default()
 	}
-	b.Admin, b.audit = adminSettings(c.Settings.Admin)
+	b.Admin, b.Audit = adminSettings(c.Settings.Admin)
 	defer func() {
 		if err != nil {
 			b.Close()
@@ -797,7 +803,7 @@ func (b *Broker) AuthConfig() auth.Config {
 		Logger:              b.log,
 		AllowIdentityChange: b.Session.AllowIdentityChange,
 		Watches:             slices.Clone(b.watches),
-		Audit:               b.audit,
+		Audit:               b.Audit,
 	}
 	if b.obs != nil {
 		cfg.Observer = b.obs

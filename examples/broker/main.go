@@ -18,8 +18,11 @@
 //	broker -config a.yaml -config b.yaml     # resources spread over files
 //	broker -config broker.yaml -check-config # validate, print, exit
 //
-// Every authentication and authorization decision is logged in structured
-// form; passwords, tokens and Authentication Data never are.
+// The audit log has a structured record per pass, refusal, disconnect and
+// authorization deny (why, and which policy); authorization allows are
+// not logged unless MqttAuthSettings admin.audit.sampleAllows or
+// -audit-allows N samples them. Passwords, tokens and Authentication Data
+// never are. -check-config prints what the program does, flags included.
 //
 // An admin listener, on 127.0.0.1:9090 unless MqttAuthSettings
 // admin.address or -admin-addr says otherwise ("off" turns it off), serves
@@ -80,6 +83,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
+	auditAllows := fs.Int64("audit-allows", adminserve.AuditAllowsFlag, "log one authorization allow in N (1: every allow, one record per delivered message; 0: none), overriding MqttAuthSettings admin.audit.sampleAllows (default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,6 +132,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer b.Close()
+	// The flags change b's settings, which -check-config prints and the
+	// program runs: one source for both.
+	adminCfg := adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log}
+	adminserve.Apply(adminCfg)
+	adminserve.ApplyAuditAllows(b, *auditAllows)
 	if *check {
 		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
 		return b.Describe(stdout)
@@ -136,14 +145,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// logs one line with what is missing; the broker runs on, not ready
 	// (b.ReadyChecks), rather than exiting: its other methods still work.
 	_ = b.CheckReady(ctx)
-	authCfg := b.AuthConfig()
-	// Unless MqttAuthSettings admin.audit says otherwise, the example logs
-	// every decision (a production broker logs denies and samples allows,
-	// or none): one audit record each, with the rule.
-	if a := cfg.Settings.Admin; a == nil || a.Audit == nil {
-		authCfg.Audit.SampleAllows = 1
-	}
-	m, err := auth.NewManager(authCfg)
+	// The audit log is the configuration's (b.Audit, printed by
+	// -check-config): by default passes, refusals, disconnects and denies,
+	// and no authorization allow (-audit-allows or admin.audit.sampleAllows
+	// samples them; 1 logs one record per delivered message).
+	m, err := auth.NewManager(b.AuthConfig())
 	if err != nil {
 		return err
 	}
@@ -161,7 +167,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log}, h)
+	adminSrv, listening, err := startAdmin(adminCfg, h)
 	if err != nil {
 		return err
 	}

@@ -337,7 +337,7 @@ spec:
         brokerResources: [{method: Connect}, {method: Subscribe, topics: ["#"]}, {method: Publish, topics: ["#"]}]
 `), 0o644))
 	addr := proc.FreeAddr(t)
-	broker := startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr)
+	broker := startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr, "-audit-allows", "1")
 	_, port, _ := net.SplitHostPort(addr)
 	m := mosq{dir: dev, port: port}
 

@@ -39,7 +39,7 @@ func watchedSATConfig(t *testing.T, pki, apiServer, caFile, tokenFile, adminAddr
 		require.Equal(t, 1, strings.Count(cfg, r.old), "proc.SATConfig changed: %q", r.old)
 		cfg = strings.Replace(cfg, r.old, r.new, 1)
 	}
-	return cfg + "---\napiVersion: mqttauth.dev/v1alpha1\nkind: MqttAuthSettings\nspec:\n  admin: {address: \"" + adminAddr + "\"}\n"
+	return cfg + "---\napiVersion: mqttauth.dev/v1alpha1\nkind: MqttAuthSettings\nspec:\n  admin: {address: \"" + adminAddr + "\", audit: {sampleAllows: 1}}\n"
 }
 
 // readyz returns the status and body of the broker's /readyz?verbose.

@@ -43,7 +43,10 @@ func TestSATKube(t *testing.T) {
 
 	for _, mode := range []string{"tokenReview", "local"} {
 		t.Run(mode, func(t *testing.T) {
-			broker, port := proc.StartBroker(t, t.TempDir(), proc.SATConfig(pki, env.URL, env.CAFile, brokerToken, mode, kubetest.Issuer))
+			// Every allow is logged: the test reads the records.
+			cfg := proc.SATConfig(pki, env.URL, env.CAFile, brokerToken, mode, kubetest.Issuer) +
+				"---\napiVersion: mqttauth.dev/v1alpha1\nkind: MqttAuthSettings\nspec: {admin: {audit: {sampleAllows: 1}}}\n"
+			broker, port := proc.StartBroker(t, t.TempDir(), cfg)
 			mqttPub := func(clientID, token, topic string) string {
 				t.Helper()
 				out, err := proc.Run(t, 20*time.Second, pub, "-V", "mqttv5", "-h", "localhost", "-p", port, "--cafile", ca,

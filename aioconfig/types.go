@@ -230,16 +230,19 @@ type RevocationSettings struct {
 	// "0s": no wait).
 	Wait string `json:"wait,omitempty"`
 	// RefreshBefore is how long before an answer's nextUpdate it is
-	// fetched again (default a quarter of its validity).
+	// fetched again (default a quarter of its validity: a revocation is
+	// noticed at most three quarters of the validity after the last
+	// fetch, plus refreshInterval and timeout).
 	RefreshBefore string `json:"refreshBefore,omitempty"`
 	// RetryInterval is the least time between a failed fetch and the
-	// next (default 30s).
+	// next (default 30s: a responder back up is used within 40s).
 	RetryInterval string `json:"retryInterval,omitempty"`
 	// RefreshInterval is how often cached answers are looked at for a
-	// refresh (default 10s).
+	// refresh (default 10s: a refresh starts at most 10s late).
 	RefreshInterval string `json:"refreshInterval,omitempty"`
 	// MaxAge is how long an answer without nextUpdate stays fresh
-	// (default 1h).
+	// (default 5m: refreshed after 3m45s, so a revocation is noticed
+	// within about 4 minutes).
 	MaxAge string `json:"maxAge,omitempty"`
 	// MaxEntries bounds the cached OCSP answers (default 10000; make it
 	// more than the clients connected at once); MaxCRLs the cached CRLs

@@ -159,9 +159,10 @@ const (
 	ComponentCustom                           // customauth: the custom server
 	ComponentTokenReview                      // satauth: Kubernetes TokenReview
 	ComponentJWKS                             // satauth: JWKS / OIDC discovery fetches
+	ComponentKubeWatch                        // satauth: the lists and watches that follow service accounts and pods
 )
 
-var componentNames = [...]string{"", "manager", "truststore", "policy", "users", "custom", "tokenreview", "jwks"}
+var componentNames = [...]string{"", "manager", "truststore", "policy", "users", "custom", "tokenreview", "jwks", "kubewatch"}
 
 // String returns the component's metric label.
 func (c Component) String() string {

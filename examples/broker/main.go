@@ -45,7 +45,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -57,6 +56,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
+	"github.com/mqttauth/mqttauth/internal/logsink"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
 )
 
@@ -87,9 +87,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	// Two handlers, ours and mochi's, write to one stream: a lock keeps
-	// their lines whole.
-	logOut := &lockedWriter{w: stdout}
+	// Two handlers, ours and mochi's, write to one stream, buffered: a
+	// record costs a copy, not a write system call (package logsink); the
+	// buffer's lock keeps their lines whole.
+	logOut := logsink.New(stdout, logsink.DefaultInterval)
+	defer logOut.Close()
 	newHandler := func(level slog.Level) slog.Handler {
 		opts := &slog.HandlerOptions{Level: level}
 		if *logJSON {
@@ -188,7 +190,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
 	}
 	if isTutorial {
-		printTutorial(stdout, filepath.Dir(cfgPaths[0]), b.Ports[0].Address)
+		printTutorial(logOut, filepath.Dir(cfgPaths[0]), b.Ports[0].Address) // after the log lines before it
 	}
 	<-ctx.Done()
 	log.Info("broker stopping")
@@ -280,18 +282,6 @@ password is in %s):
 		base, tls(devpki.Intruder), base, tls(devpki.Expired),
 		filepath.Join(dir, tutorial.SampleSCRAMPasswordFile),
 		port, filepath.Join(dir, devpki.ServerRootCA), tutorial.SampleSCRAMUser, filepath.Join(dir, tutorial.SampleSCRAMPasswordFile))
-}
-
-// lockedWriter serializes writes from several log handlers.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // hookConfig is the adapter's configuration: the Manager, and the limits

@@ -52,6 +52,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
+	"github.com/mqttauth/mqttauth/internal/logsink"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
 )
 
@@ -90,10 +91,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Buffered: a record costs a copy, not a write system call (package
+	// logsink).
+	logOut := logsink.New(stdout, logsink.DefaultInterval)
+	defer logOut.Close()
 	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	var h slog.Handler = slog.NewTextHandler(stdout, opts)
+	var h slog.Handler = slog.NewTextHandler(logOut, opts)
 	if *logJSON {
-		h = slog.NewJSONHandler(stdout, opts)
+		h = slog.NewJSONHandler(logOut, opts)
 	}
 	log := slog.New(h)
 

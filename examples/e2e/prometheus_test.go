@@ -124,16 +124,35 @@ func TestPrometheusScrapesExampleBroker(t *testing.T) {
 	require.Error(t, err, out)
 	require.Contains(t, out, "CONNACK 0x87")
 
+	// heater's certificate passes X.509, but no rule lets heater connect:
+	// CONNACK 0x87, counted as a Connect deny, and the records say who and
+	// why (before: Connect was never counted and the record said method="").
+	out, err = proc.Run(t, wait, pub, m.args("heater", "-t", "telemetry/temperature", "-m", "0")...)
+	require.Error(t, err, out)
+	require.Contains(t, out, "CONNACK (135)")
+	broker.WaitFor(t, wait, "decision=authorize_deny", "client_id=heater", "action=Connect", "method=X.509", "username=heater",
+		"listener=obs:", `policy="BrokerAuthorization authz"`, `err="no rule matched"`)
+	broker.WaitFor(t, wait, "decision=deny", "client_id=heater", "method=X.509", "username=heater", `reason_code="Not authorized (0x87)"`,
+		"Connect denied by BrokerAuthorization authz: no rule matched")
+	// Which rule allowed a publish (allows are sampled here: sampleAllows 1).
+	require.Equal(t, 1, broker.Out.Count("decision=authorize_allow", "client_id=pub-1", "action=Publish", "topic=telemetry/temperature",
+		"rule=rules[0].brokerResources[2]", `policy="BrokerAuthorization authz"`), broker.Out.String())
+	require.Equal(t, 1, broker.Out.Count("decision=authorize_deny", "client_id=pub-2", "topic=telemetry/humidity", `err="no rule matched"`))
+
 	for expr, want := range map[string]float64{
-		// Three mosquitto clients and paho pass X.509; the SCRAM clients
+		// Four mosquitto clients and paho pass X.509; the SCRAM clients
 		// bring no certificate (X.509 not relevant), one passes SCRAM and
 		// one fails.
-		`sum(mqttauth_authentication_total{method="X.509",result="pass"})`:         4,
+		`sum(mqttauth_authentication_total{method="X.509",result="pass"})`:         5,
 		`sum(mqttauth_authentication_total{method="X.509",result="not_relevant"})`: 2,
 		`sum(mqttauth_authentication_total{method="SCRAM",result="pass"})`:         1,
 		`sum(mqttauth_authentication_total{method="SCRAM",result="fail"})`:         1,
 		`sum(mqttauth_connections_total{result="accepted"})`:                       5,
-		`sum(mqttauth_connections_total{result="refused",reason_code="0x87"})`:     1,
+		`sum(mqttauth_connections_total{result="refused",reason_code="0x87"})`:     2,
+		// Every CONNECT that passed authentication asked the policy:
+		// five allowed, heater denied.
+		`sum(mqttauth_authorization_total{action="Connect",result="allow"})`: 5,
+		`sum(mqttauth_authorization_total{action="Connect",result="deny"})`:  1,
 		// The subscription, and the delivery of 21.5 to it (mochi asks
 		// the read ACL for every delivery).
 		`sum(mqttauth_authorization_total{action="Subscribe",result="allow"})`: 2,

@@ -87,7 +87,18 @@ func TestSATWatchBrokerProcess(t *testing.T) {
 		// audit records say it connected and subscribed.
 		broker.WaitFor(t, 10*time.Second, `msg="mqttauth decision"`, "decision=pass", "client_id=proc-sensor")
 		broker.WaitFor(t, 10*time.Second, `msg="mqttauth decision"`, "decision=authorize_allow", "client_id=proc-sensor", "topic=buildings/17/#")
-		// The follower lists then watches the client's namespace.
+		// The follower lists then watches the client's namespace; the
+		// metrics say the watch is alive (its lists and streams, no failure).
+		require.Eventually(t, func() bool {
+			resp, err := http.Get("http://" + adminAddr + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return strings.Contains(string(b), `mqttauth_backend_calls_total{component="kubewatch",result="ok"}`) &&
+				!strings.Contains(string(b), `mqttauth_backend_calls_total{component="kubewatch",result="failed"}`)
+		}, 10*time.Second, 100*time.Millisecond, "the watch reports its lists and streams")
 		time.Sleep(500 * time.Millisecond)
 
 		start := time.Now()

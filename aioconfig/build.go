@@ -516,6 +516,9 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 		b.watches = append(b.watches, w)
 	}
 	b.markerMethods = append(b.markerMethods, satauth.Method) // the CONNECT user name is not verified
+	if s.AllowUsernameFallback {
+		b.markers = append(b.markers, satauth.Method) // MQTT 3.1.1 clients send user name K8S-SAT, the token as password
+	}
 	startup, ready := satReady(name, a)
 	b.startup = append(b.startup, startup)
 	b.ready = append(b.ready, ready)

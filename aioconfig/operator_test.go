@@ -19,6 +19,7 @@ import (
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/jwtauth/jwttest"
+	"github.com/mqttauth/mqttauth/satauth/sattest"
 )
 
 // buildLogged is build with the Broker's records in buf (JSON).
@@ -155,4 +156,15 @@ func TestThrottleJWTMarker(t *testing.T) {
 	require.False(t, errors.Is(r.Err, auth.ErrNotAuthorized))
 	require.Contains(t, describe(t, b), `user names ["jwt"] are markers, never identities`)
 	require.Contains(t, describe(t, b), `the user name of methods ["JWT"] is not counted`)
+}
+
+// A ServiceAccountToken method does not verify the CONNECT user name: its
+// user name is never an identity counter, nor, with the MQTT 3.1.1
+// fallback, the marker K8S-SAT every such client sends.
+func TestThrottleSATMarkers(t *testing.T) {
+	srv := sattest.NewServer(t, sattest.Options{})
+	b, _ := satBroker(t, srv, "        allowUsernameFallback: true\n")
+	out := describe(t, b)
+	require.Contains(t, out, `user names ["K8S-SAT"] are markers, never identities`)
+	require.Contains(t, out, `the user name of methods ["K8S-SAT"] is not counted`)
 }

@@ -526,7 +526,8 @@ type Throttle struct {
 	// method reading the password is one without being listed ("jwt" when
 	// it sets none, the README's `-u jwt`), and so is the user name of
 	// any ServiceAccountToken or JWT Authentication Method, which those
-	// methods do not verify.
+	// methods do not verify, and "K8S-SAT" when a ServiceAccountToken
+	// method allows the user name fallback of MQTT 3.1.1 clients.
 	MarkerUsernames []string `json:"markerUsernames,omitempty"`
 }
 

@@ -261,7 +261,7 @@ func TestGatewayCheckConfig(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(trust, "ca.pem"), fabrikam, 0o644))
 
 	out, err := proc.Run(t, 30*time.Second, binary(t, "gateway"), "-config", a, "-config", b, "-check-config",
-		"-admin-addr", "off", "-upstream", "127.0.0.1:1883")
+		"-admin-addr", "off", "-upstream", "127.0.0.1:1883", "-max-pending", "64")
 	require.NoError(t, err, out)
 	for _, want := range []string{
 		"configuration " + a + ", " + b + " is valid",
@@ -269,6 +269,7 @@ func TestGatewayCheckConfig(t *testing.T) {
 		"admin: off\n",
 		"every authorization allow logged", // the file says sampleAllows: 1
 		"upstream: 127.0.0.1:1883, plain TCP, PROXY protocol off",
+		"gateway limits: maxPacketSize 1048576, maxUnauthenticatedConnections 64 per port, connectTimeout 10s",
 	} {
 		require.Contains(t, out, want)
 	}

@@ -30,6 +30,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -143,6 +144,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	adminCfg := adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log}
 	adminserve.Apply(adminCfg)
 	adminserve.ApplyAuditAllows(b, *auditAllows)
+	// The limits every port's gateway gets: a flag, else the
+	// configuration, else the gateway's default.
+	maxPacketSize := limit(*maxPacket, b.Limits, func(l *aioconfig.Limits) int { return l.MaxPacketSize })
+	maxPendingConns := limit(*maxPending, b.Limits, func(l *aioconfig.Limits) int { return l.MaxUnauthenticatedConnections })
+	connectTimeout := b.Limits.ConnectTimeoutDuration()
 	if *check {
 		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
 		if err := b.Describe(stdout); err != nil {
@@ -150,6 +156,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "upstream: %s, %s, PROXY protocol %s (/readyz checks it can be reached)\n",
 			*upstream, describeTLS(upTLS), map[bool]string{true: "on", false: "off"}[*proxy])
+		fmt.Fprintf(stdout, "gateway limits: maxPacketSize %d, maxUnauthenticatedConnections %d per port, connectTimeout %s\n",
+			cmp.Or(maxPacketSize, gateway.DefaultMaxPacketSize), cmp.Or(maxPendingConns, gateway.DefaultMaxPending),
+			cmp.Or(connectTimeout, gateway.DefaultConnectTimeout))
 		return nil
 	}
 	_ = b.CheckReady(ctx)
@@ -199,10 +208,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			ProxyProtocol:    *proxy,
 			TLS:              p.TLS,
 			Listener:         p.Name,
-			MaxPacketSize:    limit(*maxPacket, b.Limits, func(l *aioconfig.Limits) int { return l.MaxPacketSize }),
-			MaxPending:       limit(*maxPending, b.Limits, func(l *aioconfig.Limits) int { return l.MaxUnauthenticatedConnections }),
-			HandshakeTimeout: b.Limits.ConnectTimeoutDuration(),
-			ConnectTimeout:   b.Limits.ConnectTimeoutDuration(),
+			MaxPacketSize:    maxPacketSize,
+			MaxPending:       maxPendingConns,
+			HandshakeTimeout: connectTimeout,
+			ConnectTimeout:   connectTimeout,
 			Logger:           log,
 		})
 		if err != nil {

@@ -106,7 +106,8 @@ func TestSATKube(t *testing.T) {
 				require.NoError(t, os.WriteFile(tokenFile+".tmp", []byte(fresh), 0o600))
 				require.NoError(t, os.Rename(tokenFile+".tmp", tokenFile))
 				c.WaitFor(t, 10*time.Second, `msg=re-authenticated`, `reason_code="0x00 Success"`)
-				proc.WaitFor(t, broker.Out, 5*time.Second, `msg="mqttauth decision"`, "decision=reauth_pass", "client_id=satclient-kube")
+				// The broker's record of it is at Debug (routine), not Info.
+				require.Zero(t, broker.Out.Count("decision=reauth_pass", "client_id=satclient-kube"))
 
 				// A token of another identity: the broker ends the connection
 				// and satclient exits with an error.

@@ -224,7 +224,7 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 			if authzs[key] == nil {
 				switch {
 				case ps.AuthorizationFile != "":
-					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log, Observer: b.obs})
+					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log, Observer: b.obs, Name: p.policyName})
 					if err != nil {
 						return nil, d.err(at+".authorizationFile", ps.AuthorizationFile, err, "")
 					}
@@ -234,7 +234,7 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 					authzPorts[key] = map[string]bool{}
 					b.watches = append(b.watches, auth.Watch{Name: "abac policy " + ps.AuthorizationFile, Source: w, Check: onPorts(authzPorts[key], auth.CheckConnect(w))})
 				case ps.AuthorizationRef != "":
-					pol, err := abac.Parse(c.authorization(key).Policy)
+					pol, err := abac.ParseNamed(c.authorization(key).Policy, p.policyName)
 					if err != nil {
 						return nil, fmt.Errorf("aioconfig: BrokerAuthorization %q: %w", key, err)
 					}

@@ -30,6 +30,22 @@ func (s *Session) authorizeConnectLocked(ctx context.Context, p *Principal) Deci
 	return d
 }
 
+// policyRecheckDenied is CheckConnect's error for a session the policy
+// no longer lets connect: the disconnect record says which policy and why.
+func policyRecheckDenied(d Decision) error {
+	if d.Policy == "" && d.Rule == "" {
+		return errPolicyRecheck
+	}
+	why := whyNoRule
+	if d.Rule != "" {
+		why = "denied by " + d.Rule
+	}
+	if d.Policy != "" {
+		return fmt.Errorf("%w: %s: %s", errPolicyRecheck, d.Policy, why)
+	}
+	return fmt.Errorf("%w: %s", errPolicyRecheck, why)
+}
+
 // connectDenied is the error of a first CONNECT whose principal the policy
 // does not allow to connect: it says which policy and why.
 func connectDenied(d Decision) error {

@@ -168,3 +168,31 @@ func TestUnnamedMethodLabel(t *testing.T) {
 		Password: []byte("secret"), HasPassword: true}).Close)
 	require.Equal(t, auth.UnnamedMethod, rec.authn[0].Method)
 }
+
+// A policy change that takes Connect away disconnects with a record that
+// says which policy and why, cause policy for the Observer.
+func TestPolicyRecheckRecordSaysWhy(t *testing.T) {
+	ctx := context.Background()
+	var buf bytes.Buffer
+	rec := &recorder{}
+	allow := true
+	pol := auth.AuthorizerFunc(func(_ context.Context, p *auth.Principal, a auth.Action) auth.Decision {
+		if allow {
+			return auth.Decision{Allowed: true, Rule: "rules[0]", Policy: "BrokerAuthorization authz"}
+		}
+		return auth.Decision{Policy: "BrokerAuthorization authz"}
+	})
+	h := newHarness(t, auth.Config{Authorizer: pol, Observer: rec, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	require.False(t, h.s.Connect(ctx, connect("ONE", "ok")).Close)
+	allow = false
+	require.Equal(t, 1, h.mgr.Recheck(ctx, auth.CheckConnect(pol)).Disconnected)
+	var disconnect map[string]any
+	for _, r := range jsonRecords(t, &buf) {
+		if r["decision"] == "disconnect" {
+			disconnect = r
+		}
+	}
+	require.NotNil(t, disconnect, buf.String())
+	require.Contains(t, disconnect["err"], "BrokerAuthorization authz: no rule matched")
+	require.Contains(t, rec.session, auth.SessionEvent{Kind: auth.SessionDisconnected, Cause: auth.CausePolicy, Code: auth.NotAuthorized})
+}

@@ -32,7 +32,8 @@ type Policy struct {
 	seed       maphash.Seed
 	selections [selectionCacheSize]atomic.Pointer[selected]
 
-	gen uint64
+	gen  uint64
+	name string // auth.Decision.Policy of its decisions
 }
 
 var _ auth.Authorizer = (*Policy)(nil)
@@ -65,14 +66,19 @@ func (x *Policy) Current() *Policy { return x }
 //     that the requested filter can match. A shared subscription
 //     $share/GROUP/FILTER is checked on FILTER.
 //
-// The Decision names the first such resource in policy order. Invalid topics
-// and filters, and a nil principal, are denied.
+// The Decision names the first such resource in policy order, and the
+// policy's name (ParseNamed, WatchConfig.Name) allow or deny. Invalid
+// topics and filters, and a nil principal, are denied.
 func (x *Policy) Authorize(_ context.Context, p *auth.Principal, a auth.Action) auth.Decision {
 	if r := x.decide(p, a); r != none {
-		return auth.Decision{Allowed: true, Rule: x.refs[r]}
+		return auth.Decision{Allowed: true, Rule: x.refs[r], Policy: x.name}
 	}
-	return auth.Deny
+	return auth.Decision{Policy: x.name}
 }
+
+// Name returns the name the policy gives its decisions (ParseNamed,
+// WatchConfig.Name); empty when it has none.
+func (x *Policy) Name() string { return x.name }
 
 // decide returns the ref of the first resource that allows a, or none.
 func (x *Policy) decide(p *auth.Principal, a auth.Action) int32 {

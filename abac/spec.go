@@ -95,6 +95,18 @@ func Parse(data []byte) (*Policy, error) {
 	return compile(spec)
 }
 
+// ParseNamed is [Parse] for a policy that names itself in its decisions
+// (auth.Decision.Policy, "BrokerAuthorization abac-authz"), so that an
+// audit record of a deny says which policy found no rule.
+func ParseNamed(data []byte, name string) (*Policy, error) {
+	x, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	x.name = name
+	return x, nil
+}
+
 // LoadFile reads and compiles the policy file at path.
 func LoadFile(path string) (*Policy, error) {
 	data, err := os.ReadFile(path)

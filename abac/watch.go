@@ -37,6 +37,9 @@ type WatchConfig struct {
 	// Observer, when set, is told of each load and rejected file
 	// (auth.ComponentPolicy).
 	Observer auth.Observer
+	// Name names every policy loaded in its decisions
+	// (auth.Decision.Policy), as [ParseNamed] does.
+	Name string
 }
 
 // Watcher is an [auth.Authorizer] backed by a policy file that it reloads in
@@ -71,7 +74,7 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 			if err != nil {
 				return nil, err
 			}
-			x.gen = gen
+			x.gen, x.name = gen, cfg.Name
 			return x, nil
 		},
 		Prefix:   "abac",

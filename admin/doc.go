@@ -1,8 +1,10 @@
 // Package admin is the HTTP handler that the people who run a broker point
 // their tools at: /metrics (a handler passed in, usually the Prometheus
 // exporter's), /healthz (the process is up), /readyz (every named readiness
-// check passes: the truststore, the policy and the users file have loaded)
-// and, only when enabled, /debug/pprof.
+// check passes: the truststore holds a CA, the policy and the users file
+// have loaded, the broker an example gateway relays to can be reached; a
+// check's error is the reason shown) and, only when enabled,
+// /debug/pprof.
 //
 // It is a library piece with only the standard library: the broker builds
 // the handler and serves it, by default on loopback.

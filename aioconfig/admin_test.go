@@ -37,13 +37,13 @@ func TestAdminSettings(t *testing.T) {
 		describe   []string
 	}{
 		{"no_section", "{}", aioconfig.AdminListener{Address: "127.0.0.1:9090"}, auth.AuditConfig{},
-			[]string{"admin: http://127.0.0.1:9090 (/metrics, /healthz, /readyz)\n", "audit: level INFO, denyLevel INFO, authorization allows not logged"}},
+			[]string{"admin: http://127.0.0.1:9090 (/metrics, /healthz, /readyz)\n", "audit: passes at INFO (re-authentications at DEBUG), refusals, disconnects and denies at INFO, authorization allows not logged"}},
 		{"off", "{admin: {address: 'off'}}", aioconfig.AdminListener{}, auth.AuditConfig{}, []string{"admin: off\n"}},
 		{"empty", `{admin: {address: ""}}`, aioconfig.AdminListener{}, auth.AuditConfig{}, []string{"admin: off\n"}},
 		{"all", "{admin: {address: ':9191', pprof: true, audit: {level: debug, denyLevel: warn, sampleAllows: 10}}}",
 			aioconfig.AdminListener{Address: ":9191", Pprof: true},
 			auth.AuditConfig{Level: slog.LevelDebug, DenyLevel: slog.LevelWarn, SampleAllows: 10},
-			[]string{"admin: http://:9191 (/metrics, /healthz, /readyz, /debug/pprof)\n", "audit: level DEBUG, denyLevel WARN, one authorization allow in 10 logged"}},
+			[]string{"admin: http://:9191 (/metrics, /healthz, /readyz, /debug/pprof)\n", "audit: passes at DEBUG (re-authentications at DEBUG), refusals, disconnects and denies at WARN, one authorization allow in 10 logged"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)

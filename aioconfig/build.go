@@ -31,6 +31,12 @@ import (
 	"github.com/mqttauth/mqttauth/x509auth"
 )
 
+// DefaultJWTPasswordMarker is the user name that marks a token in the
+// password when a JWT method reading the password sets no
+// passwordUsername (the README's `-u jwt`): the brute-force defence never
+// counts it as an identity.
+const DefaultJWTPasswordMarker = "jwt"
+
 // Options are what a build needs besides the files.
 type Options struct {
 	// Logger receives the components' records; nil means slog.Default().
@@ -61,13 +67,19 @@ type Broker struct {
 	// when it has none (the adapter's or gateway's defaults apply).
 	Limits *Limits
 	// Admin is the admin listener of MqttAuthSettings admin, defaults
-	// applied: an empty Address means off.
+	// applied: an empty Address means off. A program that overrides it
+	// (a command-line flag) sets it here, so that [Broker.Describe] prints
+	// what the program serves.
 	Admin AdminListener
+	// Audit is the audit log of MqttAuthSettings admin.audit, defaults
+	// applied: passes, refusals and denies at Info, authorization allows
+	// not logged. [Broker.AuthConfig] and [Broker.Describe] read it: a
+	// program that overrides it sets it here before calling them.
+	Audit auth.AuditConfig
 
 	cfg     *Config
 	log     *slog.Logger
 	obs     auth.Observer // nil when none
-	audit   auth.AuditConfig
 	byName  map[string]*Port
 	ready   []ReadyCheck
 	x509s   []*x509auth.Authenticator
@@ -78,6 +90,9 @@ type Broker struct {
 
 	throttle     *throttle.Throttle // nil when disabled
 	throttleDesc string
+	// User names and methods whose CONNECT user name is no identity, for
+	// the throttle: JWT password markers, SAT and JWT methods.
+	markers, markerMethods []string
 }
 
 // AdminListener is the admin listener's resolved settings.
@@ -90,8 +105,9 @@ type AdminListener struct {
 
 // ReadyCheck is one named readiness check of a source the Broker built, in
 // the shape of admin.Check (admin.Check{Name: c.Name, Check: c.Check}):
-// nil once the source has loaded. A source that loaded once keeps its last
-// good version on a failed reload and stays ready.
+// nil once the source has loaded and can admit someone (a truststore
+// holding no CA is not ready: [ErrNoTrustedCA]). A source that loaded
+// once keeps its last good version on a failed reload and stays ready.
 type ReadyCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
@@ -100,6 +116,10 @@ type ReadyCheck struct {
 // ErrNotLoaded is the error of a readiness check whose source has never
 // loaded.
 var ErrNotLoaded = errors.New("aioconfig: not loaded")
+
+// ErrNoTrustedCA is the error of the readiness check of a truststore that
+// loaded and holds no CA certificate: every client certificate is refused.
+var ErrNoTrustedCA = errors.New("aioconfig: no trusted client CA: every client certificate is refused")
 
 // Port is one built listener port.
 type Port struct {
@@ -122,8 +142,9 @@ type Port struct {
 	// Listener is the BrokerListener's name.
 	Listener string
 
-	methods []string // for Describe
-	policy  string
+	methods    []string // for Describe
+	policy     string
+	policyName string // Decision.Policy of the port's decisions
 }
 
 // built caches what one BrokerAuthentication builds, shared by the ports
@@ -146,7 +167,7 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 	if b.log == nil {
 		b.log = slog.Default()
 	}
-	b.Admin, b.audit = adminSettings(c.Settings.Admin)
+	b.Admin, b.Audit = adminSettings(c.Settings.Admin)
 	defer func() {
 		if err != nil {
 			b.Close()
@@ -186,17 +207,24 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 			switch {
 			case ps.AuthorizationFile != "":
 				key = "file:" + c.Path(ps.AuthorizationFile)
-				p.policy = "authorizationFile " + ps.AuthorizationFile + " (watched)"
+				p.policyName = "authorizationFile " + ps.AuthorizationFile
+				p.policy = p.policyName + " (watched)"
 			case key != "":
-				p.policy = fmt.Sprintf("BrokerAuthorization %s (%d rules)", key, c.authorization(key).Rules)
+				p.policyName = "BrokerAuthorization " + key
+				p.policy = fmt.Sprintf("%s (%d rules)", p.policyName, c.authorization(key).Rules)
 			default:
 				key = "allow"
+				p.policyName = "none (no authorizationRef)"
 				p.policy = "none: every authenticated client may do everything (no authorizationRef)"
+				// AIO's semantics, on purpose; but an operator who forgot
+				// the reference must hear of it.
+				b.log.LogAttrs(ctx, slog.LevelWarn, "aioconfig: port without authorizationRef: every authenticated client may connect, publish and subscribe to every topic",
+					slog.String("port", p.Name), slog.String("address", p.Address))
 			}
 			if authzs[key] == nil {
 				switch {
 				case ps.AuthorizationFile != "":
-					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log, Observer: b.obs})
+					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log, Observer: b.obs, Name: p.policyName})
 					if err != nil {
 						return nil, d.err(at+".authorizationFile", ps.AuthorizationFile, err, "")
 					}
@@ -206,7 +234,7 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 					authzPorts[key] = map[string]bool{}
 					b.watches = append(b.watches, auth.Watch{Name: "abac policy " + ps.AuthorizationFile, Source: w, Check: onPorts(authzPorts[key], auth.CheckConnect(w))})
 				case ps.AuthorizationRef != "":
-					pol, err := abac.Parse(c.authorization(key).Policy)
+					pol, err := abac.ParseNamed(c.authorization(key).Policy, p.policyName)
 					if err != nil {
 						return nil, fmt.Errorf("aioconfig: BrokerAuthorization %q: %w", key, err)
 					}
@@ -240,9 +268,12 @@ func (b *Broker) buildThrottle(s *Throttle) error {
 		b.throttleDesc = "off (disabled)"
 		return nil
 	}
+	markers := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(s.MarkerUsernames), b.markers...))))
+	methods := slices.Compact(slices.Sorted(slices.Values(b.markerMethods)))
 	cfg := throttle.Config{
 		DisableAddress: s.DisableAddress, DisableIdentity: s.DisableIdentity,
 		IPv4Prefix: s.IPv4Prefix, IPv6Prefix: s.IPv6Prefix, MaxEntries: s.MaxEntries,
+		MarkerUsernames: markers, MarkerMethods: methods,
 		Logger: b.log,
 	}
 	limit := func(l *ThrottleLimit) throttle.Limit {
@@ -267,6 +298,12 @@ func (b *Broker) buildThrottle(s *Throttle) error {
 	b.throttleDesc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
 		cmpOrInt(s.IPv4Prefix, throttle.DefaultIPv4Prefix), cmpOrInt(s.IPv6Prefix, throttle.DefaultIPv6Prefix),
 		describe(cfg.Address, s.DisableAddress), describe(cfg.Identity, s.DisableIdentity), cmpOrInt(s.MaxEntries, throttle.DefaultMaxEntries))
+	if len(markers) > 0 {
+		b.throttleDesc += fmt.Sprintf("; user names %q are markers, never identities", markers)
+	}
+	if len(methods) > 0 {
+		b.throttleDesc += fmt.Sprintf("; the user name of methods %q is not counted (they do not verify it)", methods)
+	}
 	return nil
 }
 
@@ -478,6 +515,10 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 		w.Check = onPorts(ports, w.Check)
 		b.watches = append(b.watches, w)
 	}
+	b.markerMethods = append(b.markerMethods, satauth.Method) // the CONNECT user name is not verified
+	if s.AllowUsernameFallback {
+		b.markers = append(b.markers, satauth.Method) // MQTT 3.1.1 clients send user name K8S-SAT, the token as password
+	}
 	startup, ready := satReady(name, a)
 	b.startup = append(b.startup, startup)
 	b.ready = append(b.ready, ready)
@@ -508,7 +549,15 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 	if err != nil {
 		return nil, "", err
 	}
-	b.ready = append(b.ready, ReadyCheck{Name: "truststore " + s.TrustedClientCaCert, Check: loaded(func() bool { return store.Current() != nil })})
+	b.ready = append(b.ready, ReadyCheck{Name: "truststore " + s.TrustedClientCaCert, Check: func(context.Context) error {
+		switch set := store.Current(); {
+		case set == nil:
+			return ErrNotLoaded
+		case set.Len() == 0:
+			return ErrNoTrustedCA
+		}
+		return nil
+	}})
 	b.onClose(func() { _ = store.Close() })
 	attrs := map[string]AttributeEntry{}
 	if s.Attributes != nil && s.Attributes.SecretName != "" {
@@ -667,8 +716,11 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 		if s.PasswordUsername != "" {
 			desc += " of user name " + s.PasswordUsername
 		}
+		// The user name is a marker every client sends, not an identity.
+		b.markers = append(b.markers, cmpOr(s.PasswordUsername, DefaultJWTPasswordMarker))
 	} else {
 		desc += ", token in the Authentication Data of method " + a.Method()
+		b.markerMethods = append(b.markerMethods, a.Method())
 	}
 	if s.InsecureAllowHTTP {
 		desc += ", http:// allowed (insecure)"
@@ -754,7 +806,7 @@ func (b *Broker) AuthConfig() auth.Config {
 		Logger:              b.log,
 		AllowIdentityChange: b.Session.AllowIdentityChange,
 		Watches:             slices.Clone(b.watches),
-		Audit:               b.audit,
+		Audit:               b.Audit,
 	}
 	if b.obs != nil {
 		cfg.Observer = b.obs
@@ -886,7 +938,9 @@ func (b *Broker) Authorize(ctx context.Context, pr *auth.Principal, a auth.Actio
 	if p == nil {
 		return auth.Deny
 	}
-	return p.Authorizer.Authorize(ctx, pr, a)
+	d := p.Authorizer.Authorize(ctx, pr, a)
+	d.Policy = p.policyName
+	return d
 }
 
 // NewSessionAuthorizer implements [auth.SessionAuthorizer], so that every
@@ -908,6 +962,7 @@ type portSession struct {
 type portChoice struct {
 	listener string
 	authz    auth.Authorizer
+	policy   string // the port's policyName
 }
 
 // Authorize asks the policy of the principal's port.
@@ -921,7 +976,7 @@ func (s *portSession) Authorize(ctx context.Context, pr *auth.Principal, a auth.
 		if p == nil {
 			return auth.Deny
 		}
-		c = &portChoice{listener: pr.Listener(), authz: p.Authorizer}
+		c = &portChoice{listener: pr.Listener(), authz: p.Authorizer, policy: p.policyName}
 		if sa, ok := p.Authorizer.(auth.SessionAuthorizer); ok {
 			if own := sa.NewSessionAuthorizer(); own != nil {
 				c.authz = own
@@ -929,7 +984,9 @@ func (s *portSession) Authorize(ctx context.Context, pr *auth.Principal, a auth.
 		}
 		s.cur.Store(c)
 	}
-	return c.authz.Authorize(ctx, pr, a)
+	d := c.authz.Authorize(ctx, pr, a)
+	d.Policy = c.policy
+	return d
 }
 
 // Reset drops what the port's per-session authorizer remembers (the

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -57,11 +58,16 @@ func (b *Broker) Describe(w io.Writer) error {
 		}
 		sb.WriteString(")\n")
 	}
-	fmt.Fprintf(&sb, "audit: level %s, denyLevel %s, ", b.audit.Level, b.audit.DenyLevel)
-	if b.audit.SampleAllows == 0 {
+	a := b.Audit
+	fmt.Fprintf(&sb, "audit: passes at %s (re-authentications at %s), refusals, disconnects and denies at %s, ",
+		a.Level, min(a.Level, slog.LevelDebug), a.DenyLevel)
+	switch a.SampleAllows {
+	case 0:
 		sb.WriteString("authorization allows not logged\n")
-	} else {
-		fmt.Fprintf(&sb, "one authorization allow in %d logged\n", b.audit.SampleAllows)
+	case 1:
+		sb.WriteString("every authorization allow logged (one record per delivered message)\n")
+	default:
+		fmt.Fprintf(&sb, "one authorization allow in %d logged\n", a.SampleAllows)
 	}
 	for _, wt := range b.watches {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)

@@ -8,7 +8,11 @@
 // One or more files of YAML or JSON documents (`---` between documents):
 //
 //   - BrokerListener: its ports, each with its own authenticationRef and
-//     authorizationRef (AIO's per-port links) and tls.
+//     authorizationRef (AIO's per-port links) and tls. A port without
+//     authorizationRef lets every authenticated client do everything, as
+//     in AIO: Build logs a WARN per such port, and every [auth.Decision]
+//     of a port names its policy (Decision.Policy), so deny records say
+//     which policy found no rule.
 //   - BrokerAuthentication, in both API shapes: v1beta1 (seed 002: methods
 //     Custom, ServiceAccountToken, x509Credentials with settings under
 //     custom, serviceAccountToken, x509Credentials) and v1 (customSettings,

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/mqttauth/mqttauth/satauth"
 )
@@ -16,10 +15,6 @@ type startupCheck struct {
 	name string
 	run  func(ctx context.Context) error
 }
-
-// readyRetry is how often the readiness check of a ServiceAccountToken
-// method runs its failed start-up check again.
-const readyRetry = 30 * time.Second
 
 // CheckReady runs the start-up check of every source that depends on the
 // world outside the configuration (today each ServiceAccountToken method:
@@ -33,8 +28,10 @@ const readyRetry = 30 * time.Second
 // Unavailable (the chain tries the next method) until the permission is
 // granted. Its check in [Broker.ReadyChecks], named
 // "serviceAccountToken (BrokerAuthentication NAME method N)", keeps /readyz
-// failing meanwhile; it runs the start-up check again at most every 30 s,
-// so a fixed ClusterRole binding makes the broker ready without a restart.
+// failing meanwhile; satauth checks again in the background every 5 s
+// (satauth.DefaultReadyRetry) and logs "satauth: ready" when the check
+// passes, so a fixed ClusterRole binding makes the broker ready within
+// seconds, without a restart and whether or not a probe asks.
 func (b *Broker) CheckReady(ctx context.Context) error {
 	var errs []error
 	for _, c := range b.startup {
@@ -47,34 +44,18 @@ func (b *Broker) CheckReady(ctx context.Context) error {
 
 // satReady returns the start-up check and the readiness check of a
 // ServiceAccountToken method. The readiness check is the outcome of the
-// last start-up check (satauth's Ready); while that failed, or before it
-// ran, it runs it again at most every readyRetry, so that it logs at that
-// pace and not at the probe's.
+// last check (satauth's Ready, which its background retry keeps current);
+// a probe before the start-up check runs it.
 func satReady(name string, a *satauth.Authenticator) (startupCheck, ReadyCheck) {
-	var (
-		mu   sync.Mutex
-		last time.Time
-	)
+	var ran atomic.Bool
 	startup := startupCheck{name: name, run: func(ctx context.Context) error {
-		mu.Lock()
-		last = time.Now()
-		mu.Unlock()
+		ran.Store(true)
 		return a.CheckReady(ctx)
 	}}
 	return startup, ReadyCheck{Name: name, Check: func(ctx context.Context) error {
-		err := a.Ready()
-		if err == nil {
-			return nil
+		if !ran.Swap(true) {
+			return a.CheckReady(ctx)
 		}
-		mu.Lock()
-		due := time.Since(last) >= readyRetry
-		if due {
-			last = time.Now()
-		}
-		mu.Unlock()
-		if !due {
-			return err
-		}
-		return a.CheckReady(ctx)
+		return a.Ready()
 	}}
 }

@@ -232,16 +232,19 @@ type RevocationSettings struct {
 	// "0s": no wait).
 	Wait string `json:"wait,omitempty"`
 	// RefreshBefore is how long before an answer's nextUpdate it is
-	// fetched again (default a quarter of its validity).
+	// fetched again (default a quarter of its validity: a revocation is
+	// noticed at most three quarters of the validity after the last
+	// fetch, plus refreshInterval and timeout).
 	RefreshBefore string `json:"refreshBefore,omitempty"`
 	// RetryInterval is the least time between a failed fetch and the
-	// next (default 30s).
+	// next (default 30s: a responder back up is used within 40s).
 	RetryInterval string `json:"retryInterval,omitempty"`
 	// RefreshInterval is how often cached answers are looked at for a
-	// refresh (default 10s).
+	// refresh (default 10s: a refresh starts at most 10s late).
 	RefreshInterval string `json:"refreshInterval,omitempty"`
 	// MaxAge is how long an answer without nextUpdate stays fresh
-	// (default 1h).
+	// (default 5m: refreshed after 3m45s, so a revocation is noticed
+	// within about 4 minutes).
 	MaxAge string `json:"maxAge,omitempty"`
 	// MaxEntries bounds the cached OCSP answers (default 10000; make it
 	// more than the clients connected at once); MaxCRLs the cached CRLs
@@ -539,6 +542,15 @@ type Throttle struct {
 	// MaxEntries bounds the counters held (default 100000, about 60 bytes
 	// each; at least 64).
 	MaxEntries int `json:"maxEntries,omitempty"`
+	// MarkerUsernames are CONNECT user names that name no one (a marker
+	// every client of some method sends): never identity counters
+	// (throttle.Config.MarkerUsernames). The passwordUsername of each JWT
+	// method reading the password is one without being listed ("jwt" when
+	// it sets none, the README's `-u jwt`), and so is the user name of
+	// any ServiceAccountToken or JWT Authentication Method, which those
+	// methods do not verify, and "K8S-SAT" when a ServiceAccountToken
+	// method allows the user name fallback of MQTT 3.1.1 clients.
+	MarkerUsernames []string `json:"markerUsernames,omitempty"`
 }
 
 // ThrottleLimit is a token bucket of failures: Burst in a row, then one

@@ -43,6 +43,11 @@ type Decision struct {
 	// tooling ("rules[3].brokerResources[0]"). A deny has no rule: nothing
 	// allowed it.
 	Rule string
+	// Policy names the policy that decided, allow or deny, for logs
+	// ("BrokerAuthorization abac-authz"): the audit record of a deny
+	// names it, since a deny has no rule. Empty when the Authorizer names
+	// none.
+	Policy string
 }
 
 // Allow returns a Decision that allows, citing rule.

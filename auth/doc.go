@@ -56,7 +56,11 @@
 // Config.Logger is the audit log: one record per authentication decision
 // and per authorization deny (see [AuditConfig] for the keys, the levels
 // and the sampling of allows), with the client certificate's serial and
-// SHA-256 fingerprint where there is one, never a secret.
+// SHA-256 fingerprint where there is one, never a secret. The Connect
+// authorization (at CONNECT, re-authentication and [Session.Update]) is
+// observed and audited exactly as Publish and Subscribe are; a deny
+// record names the method, the user name, the listener, the policy
+// (Decision.Policy) and why ("no rule matched").
 //
 // # Choices where MQTT leaves room
 //

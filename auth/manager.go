@@ -241,7 +241,7 @@ func CheckConnect(az Authorizer) CheckFunc {
 	return func(ctx context.Context, s *Session) error {
 		p := s.Principal()
 		if d := az.Authorize(ctx, p, Action{Kind: Connect}); !d.Allowed {
-			return errPolicyRecheck
+			return policyRecheckDenied(d)
 		}
 		return nil
 	}

@@ -3,7 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -36,8 +36,10 @@ type Observer interface {
 // AuthnEvent is one authentication method's outcome for one packet.
 type AuthnEvent struct {
 	// Method is the method's label: the name the authenticator gives
-	// itself (see [MethodNamer]), else its Go type; bounded by the
-	// configuration, never taken from the client.
+	// itself (see [MethodNamer]), else "unnamed-N" with N its position in
+	// the chain ("unnamed-2.1" in a nested chain, "unnamed" alone); never
+	// a Go type, bounded by the configuration, never taken from the
+	// client.
 	Method string
 	// Outcome is what the method returned.
 	Outcome Outcome
@@ -158,9 +160,10 @@ const (
 	ComponentCustom                           // customauth: the custom server
 	ComponentTokenReview                      // satauth: Kubernetes TokenReview
 	ComponentJWKS                             // satauth: JWKS / OIDC discovery fetches
+	ComponentKubeWatch                        // satauth: the lists and watches that follow service accounts and pods
 )
 
-var componentNames = [...]string{"", "manager", "truststore", "policy", "users", "custom", "tokenreview", "jwks"}
+var componentNames = [...]string{"", "manager", "truststore", "policy", "users", "custom", "tokenreview", "jwks", "kubewatch"}
 
 // String returns the component's metric label.
 func (c Component) String() string {
@@ -235,15 +238,17 @@ func (NopObserver) Session(SessionEvent) {}
 func (NopObserver) Component(ComponentEvent) {}
 
 // MethodNamer is implemented by authenticators that name their method for
-// metrics ("X.509", "K8S-SAT", "Custom", "SCRAM-SHA-256"). An authenticator
-// that does not is labelled with its Go type.
+// metrics ("X.509", "K8S-SAT", "Custom", "SCRAM", "JWT"). An authenticator
+// that does not is labelled by its position in its chain: "unnamed-2" for
+// the second method (see [AuthnEvent]). A Go type is never a label: it
+// would tell an operator nothing and change with a refactoring.
 type MethodNamer interface {
 	MethodName() string
 }
 
-// Named returns a labelled name in metrics, for an authenticator that does
-// not name itself (an AuthenticatorFunc is otherwise labelled
-// "auth.AuthenticatorFunc", the same for all of them).
+// Named returns a, labelled name in metrics, for an authenticator that does
+// not name itself (an AuthenticatorFunc would otherwise be labelled by its
+// position, "unnamed-N").
 func Named(name string, a Authenticator) Authenticator { return namedMethod{a, name} }
 
 type namedMethod struct {
@@ -273,12 +278,22 @@ func ObserveMethods(a Authenticator, o Observer) Authenticator {
 	if _, nop := o.(NopObserver); nop {
 		return a
 	}
+	return observeMethods(a, o, "")
+}
+
+// observeMethods is ObserveMethods for a at position pos of its chain
+// ("" alone, "2", "2.1" in a nested chain).
+func observeMethods(a Authenticator, o Observer, pos string) Authenticator {
 	switch a := a.(type) {
 	case Chain:
 		c := make(Chain, len(a))
 		for i, inner := range a {
 			if inner != nil {
-				c[i] = ObserveMethods(inner, o)
+				p := strconv.Itoa(i + 1)
+				if pos != "" {
+					p = pos + "." + p
+				}
+				c[i] = observeMethods(inner, o, p)
 			}
 		}
 		return c
@@ -287,17 +302,27 @@ func ObserveMethods(a Authenticator, o Observer) Authenticator {
 	case MethodsObserver:
 		return a.ObserveMethods(o)
 	}
-	return &observedMethod{a: a, o: o, name: methodLabel(a)}
+	return &observedMethod{a: a, o: o, name: methodLabel(a, pos)}
 }
 
-func methodLabel(a Authenticator) string {
+// methodLabel is the name a gives itself, else "unnamed-POS" ("unnamed"
+// outside a chain).
+func methodLabel(a Authenticator, pos string) string {
 	if n, ok := a.(MethodNamer); ok {
 		if s := n.MethodName(); s != "" {
 			return s
 		}
 	}
-	return fmt.Sprintf("%T", a)
+	if pos == "" {
+		return UnnamedMethod
+	}
+	return UnnamedMethod + "-" + pos
 }
+
+// UnnamedMethod labels, in metrics, a method that gives itself no name
+// (see [MethodNamer]); in a chain it is followed by the method's position:
+// "unnamed-2".
+const UnnamedMethod = "unnamed"
 
 // observedMethod times one method and reports its outcome.
 type observedMethod struct {

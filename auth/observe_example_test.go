@@ -43,8 +43,9 @@ func ExampleObserver() {
 	s.Authorize(ctx, auth.Action{Kind: auth.Publish, Topic: "a/b"})
 	s.Close()
 	// Output:
-	// authn auth_test.simple NotRelevant
+	// authn unnamed-1 NotRelevant
 	// authn password Pass
+	// authz Connect allow
 	// session connected Success (0x00)
 	// level=INFO msg="mqttauth decision" decision=pass client_id=c1 method=password reason_code="Success (0x00)" username=alice
 	// authz Publish allow

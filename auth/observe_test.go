@@ -64,8 +64,8 @@ func TestObserverReportsEachMethodOfTheChain(t *testing.T) {
 	require.False(t, r.Close)
 	require.Equal(t, []auth.AuthnEvent{
 		{Method: "ONE", Outcome: auth.NotRelevant},
-		{Method: "auth_test.twoStep", Outcome: auth.NotRelevant},
-		{Method: "auth.AuthenticatorFunc", Outcome: auth.Pass},
+		{Method: "unnamed-2", Outcome: auth.NotRelevant},
+		{Method: "unnamed-3", Outcome: auth.Pass},
 	}, rec.authn)
 	require.Equal(t, []auth.SessionEvent{{Kind: auth.SessionConnected}}, rec.session)
 }
@@ -88,6 +88,7 @@ func TestObserverSessionLife(t *testing.T) {
 		require.False(t, h.s.Authorize(ctx, auth.Action{Kind: auth.Subscribe, Topic: "denied"}).Allowed)
 		require.Equal(t, []auth.AuthzEvent{
 			{Kind: auth.Publish, Result: auth.AuthzError},
+			{Kind: auth.Connect, Result: auth.AuthzAllow},
 			{Kind: auth.Publish, Result: auth.AuthzAllow},
 			{Kind: auth.Subscribe, Result: auth.AuthzDeny},
 		}, rec.authz)
@@ -97,7 +98,7 @@ func TestObserverSessionLife(t *testing.T) {
 		h := newHarness(t, auth.Config{Observer: rec, Authorizer: az})
 		require.True(t, h.s.Connect(ctx, connect("ONE", "bad")).Close)
 		require.Equal(t, []auth.SessionEvent{{Kind: auth.SessionRefused, Code: auth.NotAuthorized}}, rec.session)
-		require.Equal(t, []auth.AuthnEvent{{Method: "auth_test.simple", Outcome: auth.Fail, Code: auth.NotAuthorized}}, rec.authn)
+		require.Equal(t, []auth.AuthnEvent{{Method: "unnamed-1", Outcome: auth.Fail, Code: auth.NotAuthorized}}, rec.authn)
 	})
 	t.Run("expiry", func(t *testing.T) {
 		rec := &recorder{}

@@ -92,6 +92,10 @@ type Session struct {
 	// (Config.ReauthInterval, Config.ReauthBurst).
 	reauthTokens float64
 	reauthAt     time.Time
+
+	// candidate passed authentication at CONNECT: the record of its
+	// refusal (expired, Connect denied) names its method and user name.
+	candidate *Principal
 }
 
 // Principal returns the connection's current principal, or nil before a
@@ -455,15 +459,16 @@ func (s *Session) acceptLocked(ctx context.Context, p, cur *Principal, now time.
 		return nil, errors.New("auth: an authenticator passed without a principal")
 	}
 	p = p.withDefaults(s.base.AuthMethod, s.base.ClientID, s.base.Listener)
+	s.candidate = p
 	if p.expired(now) {
 		return nil, fmt.Errorf("%w at %s", ErrExpired, p.expiry.UTC().Format("2006-01-02T15:04:05Z07:00"))
 	}
 	if cur != nil && p.username != cur.username && !s.m.allowIDChange {
 		return nil, fmt.Errorf("%w: from %q to %q", ErrIdentityChanged, cur.username, p.username)
 	}
-	if d := s.m.authz.Authorize(ctx, p, Action{Kind: Connect}); !d.Allowed {
+	if d := s.authorizeConnectLocked(ctx, p); !d.Allowed {
 		if cur == nil { // a first CONNECT: the client never had access
-			return nil, fmt.Errorf("%w: Connect denied by policy", ErrNotAuthorized)
+			return nil, connectDenied(d)
 		}
 		return nil, fmt.Errorf("%w: at re-authentication", errPolicyRecheck)
 	}
@@ -682,7 +687,7 @@ func (s *Session) logDecision(ctx context.Context, decision string, p *Principal
 	switch decision {
 	case "pass":
 		level = s.m.audit.level
-	case "reauth_pass":
+	case "reauth_pass", "update":
 		// A client may re-authenticate every few minutes for its whole
 		// life: one record per connect is the audit trail, the rest is
 		// detail.
@@ -690,6 +695,9 @@ func (s *Session) logDecision(ctx context.Context, decision string, p *Principal
 	}
 	if !s.m.log.Enabled(ctx, level) {
 		return
+	}
+	if p == nil && s.state != stateConnected && s.state != stateReauthing {
+		p = s.candidate // a CONNECT refused after its credential passed
 	}
 	method := s.base.AuthMethod
 	if p != nil && p.method != "" {

@@ -145,6 +145,13 @@
 // decodes MQTT v5 only, so the gateway frames every packet itself and
 // decodes the 3.1.1 forms of CONNECT, PUBLISH, SUBSCRIBE and SUBACK.
 //
+// # Readiness
+//
+// A gateway whose broker is down refuses every client that authenticates
+// (CONNACK 0x88 Server unavailable). [NewUpstreamCheck] is the readiness
+// check of the broker leg, for an admin listener's /readyz: it dials the
+// broker (TLS handshake included) without an MQTT CONNECT.
+//
 // # Use
 //
 //	m, _ := auth.NewManager(auth.Config{Authenticator: auth.Chain{x509Authn}, Authorizer: policy})

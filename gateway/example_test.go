@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"net"
 
@@ -35,4 +36,13 @@ func Example() {
 	go func() { _ = g.Serve(ln) }()
 	// ... until shutdown:
 	_ = g.Close()
+}
+
+// The readiness check of the broker leg, for the admin listener's /readyz:
+// not ready while the broker cannot be reached.
+func ExampleNewUpstreamCheck() {
+	check := gateway.NewUpstreamCheck(gateway.Config{Upstream: "127.0.0.1:1883"})
+	if err := check.Check(context.Background()); err != nil {
+		fmt.Println("not ready:", err)
+	}
 }

@@ -405,3 +405,39 @@ func TestObserverFetches(t *testing.T) {
 		require.Positive(t, ev.Latency)
 	}
 }
+
+// methodLog is an auth.Observer that keeps the method labels it is told.
+type methodLog struct {
+	auth.NopObserver
+	mu     sync.Mutex
+	labels []string
+}
+
+func (m *methodLog) Authenticated(e auth.AuthnEvent) {
+	m.mu.Lock()
+	m.labels = append(m.labels, e.Method)
+	m.mu.Unlock()
+}
+
+// Metrics label the method with its name, not a Go type
+// (authentication_total{method="*jwtauth.Authenticator"} before).
+func TestMethodNameInMetrics(t *testing.T) {
+	iss := jwttest.NewIssuer(t)
+	for _, tc := range []struct {
+		name string
+		edit func(*jwtauth.Config)
+		want string
+	}{
+		{"default", nil, "JWT"},
+		{"password", func(c *jwtauth.Config) { c.TokenFrom = jwtauth.FromPassword; c.PasswordUsername = "jwt" }, "JWT"},
+		{"custom_method", func(c *jwtauth.Config) { c.Method = "OIDC" }, "OIDC"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := newAuth(t, iss, tc.edit)
+			log := &methodLog{}
+			observed := auth.ObserveMethods(auth.Chain{a}, log)
+			observed.Authenticate(context.Background(), &auth.Request{ClientID: "c"})
+			require.Equal(t, []string{tc.want}, log.labels)
+		})
+	}
+}

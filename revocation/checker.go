@@ -66,17 +66,50 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", uint8(m))
 }
 
-// Defaults of a [Config].
+// Defaults of a [Config], each with its worst case.
+//
+// How late a revocation is noticed: a certificate revoked just after its
+// answer was fetched is seen at the next fetch, which starts when three
+// quarters of the answer's span from thisUpdate to nextUpdate have passed
+// (RefreshBefore's default), found at most DefaultRefreshInterval late and
+// taking at most DefaultTimeout; its client is then disconnected. With a
+// responder whose answers are valid one minute, that is 45 s + 10 s + 5 s
+// = 60 s; with a CRL published daily, 18 hours: the issuer's cadence sets
+// the bound. An answer without nextUpdate is given DefaultMaxAge, so it is
+// fetched again 3 min 45 s after its thisUpdate: about 4 minutes.
 const (
-	DefaultTimeout         = 5 * time.Second
-	DefaultWait            = 2 * time.Second
-	DefaultRetryInterval   = 30 * time.Second
+	// DefaultTimeout bounds one fetch: an unresponsive responder costs
+	// at most 5 s per try.
+	DefaultTimeout = 5 * time.Second
+	// DefaultWait: a first CONNECT whose certificate has no answer yet
+	// waits at most 2 s, then is refused with 0x88 (HardFail) or let in
+	// (SoftFail); the fetch goes on for the next CONNECT.
+	DefaultWait = 2 * time.Second
+	// DefaultRetryInterval: after a failed fetch the next one waits 30 s,
+	// so a responder back up is used again at most 30 s + 10 s later;
+	// meanwhile the last good answer serves until it expires.
+	DefaultRetryInterval = 30 * time.Second
+	// DefaultRefreshInterval: the background refresher looks for due
+	// answers every 10 s, so a refresh starts at most 10 s late.
 	DefaultRefreshInterval = 10 * time.Second
-	DefaultMaxAge          = time.Hour
-	DefaultMaxEntries      = 10000
-	DefaultMaxCRLs         = 64
-	DefaultMaxOCSPBytes    = 64 << 10
-	DefaultMaxCRLBytes     = 16 << 20
+	// DefaultMaxAge: an answer without nextUpdate (OCSP responders that
+	// answer on demand) is fresh 5 minutes after its thisUpdate and
+	// fetched again after 3 min 45 s: a revocation is noticed within
+	// about 4 minutes. (It was an hour, that is 45 minutes.) An answer
+	// whose thisUpdate is already 5 minutes old when it arrives is stale:
+	// HardFail refuses the certificate; raise MaxAge for such a responder.
+	DefaultMaxAge = 5 * time.Minute
+	// DefaultMaxEntries: beyond 10000 certificates the least recently
+	// used answers are evicted and no longer refreshed; such a
+	// certificate's next check fetches again (waiting as a first CONNECT).
+	DefaultMaxEntries = 10000
+	// DefaultMaxCRLs: beyond 64 distribution points, the least recently
+	// used CRL is evicted and downloaded again when needed.
+	DefaultMaxCRLs = 64
+	// DefaultMaxOCSPBytes and DefaultMaxCRLBytes: a larger response is a
+	// failed fetch.
+	DefaultMaxOCSPBytes = 64 << 10
+	DefaultMaxCRLBytes  = 16 << 20
 )
 
 // Config configures a [Checker]. At least one of OCSP, Responder and
@@ -108,7 +141,8 @@ type Config struct {
 	Wait time.Duration
 	// RefreshBefore is how long before an answer's nextUpdate it is
 	// fetched again; zero means a quarter of the span from thisUpdate to
-	// nextUpdate.
+	// nextUpdate, so that a revocation is noticed at most three quarters
+	// of the span after the last fetch (see the defaults).
 	RefreshBefore time.Duration
 	// RetryInterval is how long after a failed fetch the next one may
 	// start; zero means DefaultRetryInterval.
@@ -117,7 +151,8 @@ type Config struct {
 	// answers due for a refresh; zero means DefaultRefreshInterval.
 	RefreshInterval time.Duration
 	// MaxAge is how long an answer without nextUpdate stays fresh after
-	// its thisUpdate; zero means DefaultMaxAge.
+	// its thisUpdate; zero means DefaultMaxAge (5 minutes: revocation
+	// noticed within about 4).
 	MaxAge time.Duration
 	// MaxEntries bounds the per-certificate OCSP cache; zero means
 	// DefaultMaxEntries. The least recently used of a sample is evicted.

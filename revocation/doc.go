@@ -46,7 +46,8 @@
 //     or DISCONNECT Config.RevokedCode on a re-check). A revocation is
 //     final: it is enforced even from a stale answer.
 //  2. good by any fresh source (now before its nextUpdate; an answer
-//     without nextUpdate is fresh for Config.MaxAge after thisUpdate):
+//     without nextUpdate is fresh for Config.MaxAge, 5 minutes by default,
+//     after thisUpdate):
 //     accepted.
 //  3. otherwise (no answer yet, "unknown", stale, or the last fetch failed:
 //     unreachable, slow, badly signed, malformed, too large) Config.Mode

@@ -116,6 +116,9 @@ const (
 	opGetServiceAccount = "get serviceaccounts"
 	opDiscovery         = "get openid-configuration"
 	opJWKS              = "get jwks"
+	// The follower's lists (kubewatch.go builds "list " + resource).
+	opListServiceAccounts = "list serviceaccounts"
+	opListPods            = "list pods"
 )
 
 // ErrPodDeleted means the pod a token is bound to was deleted (or replaced

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -69,7 +70,7 @@ type watchEvent struct {
 // in namespace ns, page by page, and returns the list's resourceVersion,
 // from which a watch continues.
 func (c *kubeClient) list(ctx context.Context, ns, resource string, fn func(objectMeta)) (string, error) {
-	op := "list " + resource
+	op := "list " + resource // opListServiceAccounts, opListPods
 	cont := ""
 	for {
 		q := url.Values{"limit": {strconv.Itoa(listPage)}}
@@ -125,19 +126,28 @@ func (c *kubeClient) watch(ctx context.Context, ns, resource, rv string, fn func
 	defer cancel()
 	// A silent stream is cut after watchIdle; every event re-arms the
 	// timer.
-	idle := time.AfterFunc(watchIdle, cancel)
+	var idled atomic.Bool // the stream went silent: a failure, not a shutdown
+	idle := time.AfterFunc(watchIdle, func() { idled.Store(true); cancel() })
 	defer idle.Stop()
+	start := time.Now()
 	resp, err := c.stream(ctx, op, u)
 	if err != nil {
+		if ctx.Err() == nil {
+			c.observeWatch(start, true)
+		}
 		return rv, err
 	}
 	defer resp.Body.Close()
+	c.observeWatch(start, false)
 	dec := json.NewDecoder(io.LimitReader(resp.Body, 1<<40))
 	for {
 		var ev watchEvent
 		if err := dec.Decode(&ev); err != nil {
 			if errors.Is(err, io.EOF) {
 				return rv, nil
+			}
+			if ctx.Err() == nil || idled.Load() {
+				c.observeWatch(start, true) // broken, not ended by us
 			}
 			return rv, fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 		}

@@ -20,10 +20,22 @@ func (c *kubeClient) observe(op string, start time.Time, err *error) {
 	case opTokenReview:
 		comp = auth.ComponentTokenReview
 	case opJWKS, opDiscovery:
+	case opListServiceAccounts, opListPods:
+		comp = auth.ComponentKubeWatch
 	default:
 		return
 	}
 	c.obs.Component(auth.ComponentEvent{Component: comp, Kind: auth.Call, Failed: *err != nil, Latency: time.Since(start)})
+}
+
+// observeWatch reports the opening of a watch stream (Failed when it
+// could not be opened, or broke with an error), for
+// backend_calls_total{component="kubewatch"}: a live watch counts one ok
+// per stream (the API server ends each after 5 minutes) and no failure.
+func (c *kubeClient) observeWatch(start time.Time, failed bool) {
+	if c.obs != nil {
+		c.obs.Component(auth.ComponentEvent{Component: auth.ComponentKubeWatch, Kind: auth.Call, Failed: failed, Latency: time.Since(start)})
+	}
 }
 
 // observeReview reports a TokenReview answer that needed no call of its own.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 )
 
 // ErrNotReady means the broker cannot verify tokens as configured: its own
@@ -124,6 +126,7 @@ func (a *Authenticator) CheckReady(ctx context.Context) error {
 	a.ready.Store(&readiness{err: err})
 	if err != nil {
 		a.log.LogAttrs(ctx, slog.LevelError, "satauth: not ready", slog.String("method", Method), slog.Any("err", err))
+		a.retry.start(a)
 		return err
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "satauth: ready", slog.String("method", Method), slog.String("mode", a.mode.String()))
@@ -191,4 +194,74 @@ func (c *kubeClient) canI(ctx context.Context, p Permission) (bool, error) {
 		return false, err
 	}
 	return out.Status.Allowed, nil
+}
+
+// readyRetry checks readiness again in the background while it fails
+// (Config.ReadyRetry). One goroutine at most, ended by close.
+type readyRetry struct {
+	every, timeout time.Duration // every < 0: off
+	ctx            context.Context
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
+	mu             sync.Mutex
+	running        bool
+}
+
+func (r *readyRetry) init(every, timeout time.Duration) {
+	r.every, r.timeout = cmpOr(every, DefaultReadyRetry), cmpOr(timeout, DefaultRequestTimeout)
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+}
+
+// start runs the background check unless it runs already, is off, or
+// the Authenticator is closed.
+func (r *readyRetry) start(a *Authenticator) {
+	if r.every < 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running || r.ctx.Err() != nil {
+		return
+	}
+	r.running = true
+	r.wg.Add(1)
+	go r.loop(a, time.Now())
+}
+
+func (r *readyRetry) loop(a *Authenticator, since time.Time) {
+	defer r.wg.Done()
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}()
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+		err := a.checkReady(ctx)
+		cancel()
+		if r.ctx.Err() != nil {
+			return
+		}
+		if cur := a.ready.Load(); cur != nil && cur.err == nil {
+			return // a CheckReady passed meanwhile, and logged it
+		}
+		a.ready.Store(&readiness{err: err})
+		if err == nil {
+			a.log.LogAttrs(r.ctx, slog.LevelInfo, "satauth: ready", slog.String("method", Method), slog.String("mode", a.mode.String()),
+				slog.Duration("not_ready_for", time.Since(since).Round(time.Millisecond)))
+			return
+		}
+	}
+}
+
+func (r *readyRetry) close() {
+	r.cancel()
+	r.wg.Wait()
 }

@@ -33,6 +33,7 @@ const DefaultAnnotationPrefix = "aio-broker-auth/"
 // Defaults for the zero values of Config.
 const (
 	DefaultRequestTimeout     = 5 * time.Second
+	DefaultReadyRetry         = 5 * time.Second // ready at most 5 s after a missing permission is granted
 	DefaultCacheSize          = 10000
 	DefaultCacheTTL           = 5 * time.Minute
 	DefaultAttributeTTL       = time.Minute
@@ -163,6 +164,14 @@ type Config struct {
 	// never the identity. Off by default.
 	AllowUsernameFallback bool
 
+	// ReadyRetry is how often, while the last [Authenticator.CheckReady]
+	// failed, the Authenticator checks again in the background, quietly,
+	// until the check passes; then it logs "satauth: ready" at Info. A
+	// permission granted at run time (a ClusterRole binding) is thus
+	// noticed within ReadyRetry, whether or not a probe asks. Zero means
+	// DefaultReadyRetry; negative means no background check.
+	ReadyRetry time.Duration
+
 	// Now is the time source; nil means time.Now.
 	Now func() time.Time
 	// Logger receives API failures (with what to fix for 401 and 403);
@@ -207,6 +216,7 @@ type Authenticator struct {
 	lookups     flight[string, account]
 	follow      *follower // nil with Config.DisableWatch or without an API
 	ready       atomic.Pointer[readiness]
+	retry       readyRetry
 	lastAPIWarn atomic.Int64
 	stats       stats
 }
@@ -249,6 +259,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		nowFn:     cfg.Now,
 		log:       cfg.Logger,
 	}
+	a.retry.init(cfg.ReadyRetry, cfg.RequestTimeout)
 	if a.leeway < 0 {
 		a.leeway = 0
 	}
@@ -319,6 +330,7 @@ func cmpOr[T comparable](v, def T) T {
 // waiting for its goroutines to end, and releases the idle connections to
 // the API server.
 func (a *Authenticator) Close() {
+	a.retry.close()
 	if a.follow != nil {
 		a.follow.close()
 	}

@@ -44,6 +44,12 @@
 // are the last to be forgotten. A refused attempt costs well under a
 // microsecond and no allocation (see BENCHMARKS.md).
 //
+// A user name that names no one is never an identity counter
+// (Config.MarkerUsernames: "jwt" for a token in the password, where every
+// client sends the same one; Config.MarkerMethods: methods such as K8S-SAT
+// that do not verify the CONNECT user name). Otherwise one client's bad
+// tokens would lock every client of the method out.
+//
 // The identity counter lets anyone lock an account out for a while by
 // failing in its name; that is the trade-off for stopping a distributed
 // guessing attack on one account. Turn it off with DisableIdentity where

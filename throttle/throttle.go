@@ -69,6 +69,20 @@ type Config struct {
 	Identity Limit
 	// DisableAddress and DisableIdentity turn a counter off.
 	DisableAddress, DisableIdentity bool
+	// MarkerUsernames are CONNECT User Names that name no one: a marker
+	// that every client of a method sends, such as "jwt" for a token in
+	// the password (jwtauth.Config.PasswordUsername, `-u jwt`). They are
+	// never identity counters: a failure under a marker counts against
+	// the client's address and client identifier only, so one client's
+	// bad tokens lock no other client out.
+	MarkerUsernames []string
+	// MarkerMethods are Authentication Methods whose CONNECT User Name is
+	// not the identity they verify (K8S-SAT: the token names the service
+	// account and the User Name is not verified; JWT: the token's
+	// subject). With one of them the User Name is never an identity
+	// counter; the verified identity still is, where a Fail or the
+	// connection's principal gives one.
+	MarkerMethods []string
 	// IPv4Prefix and IPv6Prefix are the prefix lengths that group client
 	// addresses; zero means DefaultIPv4Prefix and DefaultIPv6Prefix.
 	IPv4Prefix, IPv6Prefix int
@@ -106,6 +120,8 @@ type Throttle struct {
 	log              *slog.Logger
 	seed             maphash.Seed
 	shardCap, maxAll int
+	markers          map[string]bool // MarkerUsernames
+	markerMethods    map[string]bool // MarkerMethods
 	shards           [numShards]shard
 }
 
@@ -176,7 +192,19 @@ func New(next auth.Authenticator, cfg Config) (*Throttle, error) {
 	for i := range t.shards {
 		t.shards[i].m = make(map[uint64]int64)
 	}
+	t.markers, t.markerMethods = set(cfg.MarkerUsernames), set(cfg.MarkerMethods)
 	return t, nil
+}
+
+func set(names []string) map[string]bool {
+	if len(names) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
 }
 
 func cmpOr[T comparable](v, def T) T {
@@ -263,7 +291,7 @@ func (t *Throttle) claimed(req *auth.Request) keys {
 		k.addr = t.addrKey(req.RemoteAddr)
 	}
 	if t.ident.on {
-		if req.HasUsername {
+		if req.HasUsername && !t.markers[req.Username] && !t.markerMethods[req.AuthMethod] {
 			k.user = t.hashString(kindUser, req.Username)
 		}
 		k.client = t.hashString(kindClient, req.ClientID)
@@ -280,6 +308,30 @@ func (t *Throttle) claimed(req *auth.Request) keys {
 // re-authentication disconnects the client, whose next CONNECT is
 // checked), but their failures count.
 func (t *Throttle) Authenticate(ctx context.Context, req *auth.Request) auth.Result {
+	return t.authenticate(ctx, req, t.next)
+}
+
+// ObserveMethods implements [auth.MethodsObserver]: the Throttle is not a
+// method, so it is not labelled as one in metrics; the methods behind it
+// report to o each under its own name, and the returned Authenticator
+// shares t's counters. A CONNECT the Throttle refuses reaches no method:
+// the Manager counts it as a refused connection (CONNACK 0x9F).
+func (t *Throttle) ObserveMethods(o auth.Observer) auth.Authenticator {
+	return observed{t: t, next: auth.ObserveMethods(t.next, o)}
+}
+
+// observed is a Throttle in front of observed methods.
+type observed struct {
+	t    *Throttle
+	next auth.Authenticator
+}
+
+func (o observed) Authenticate(ctx context.Context, req *auth.Request) auth.Result {
+	return o.t.authenticate(ctx, req, o.next)
+}
+
+// authenticate is Authenticate in front of next.
+func (t *Throttle) authenticate(ctx context.Context, req *auth.Request, next auth.Authenticator) auth.Result {
 	k := t.claimed(req)
 	if req.Step == 0 && !req.Reauth {
 		now := t.nowFn().UnixNano()
@@ -301,7 +353,7 @@ func (t *Throttle) Authenticate(ctx context.Context, req *auth.Request) auth.Res
 			return auth.FailResult(t.code, err)
 		}
 	}
-	r := t.next.Authenticate(ctx, req)
+	r := next.Authenticate(ctx, req)
 	if r.Outcome == auth.Fail {
 		if r.Principal != nil {
 			k.verified = t.hashString(kindUser, r.Principal.Username())

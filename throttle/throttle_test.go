@@ -267,3 +267,85 @@ func TestRefusedAllocs(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// jwtAttempt is a CONNECT of an MQTT 3.1.1 client with a token in the
+// password under the marker user name "jwt" (README: -u jwt -P TOKEN).
+func jwtAttempt(th auth.Authenticator, addr, clientID, token string) auth.Result {
+	return th.Authenticate(context.Background(), &auth.Request{ClientID: clientID, Username: "jwt", HasUsername: true,
+		Password: []byte(token), HasPassword: true, RemoteAddr: tcp(addr), ProtocolVersion: 4})
+}
+
+// TestMarkerUsernameIsNoIdentity: many clients share the marker user name
+// "jwt" from many addresses. Bad tokens, from one address or spread over
+// many, lock out that address (and client identifier) only: every other
+// client under the marker still reaches the backend. Without the marker
+// listed, the same failures lock every JWT client out (the bug).
+func TestMarkerUsernameIsNoIdentity(t *testing.T) {
+	scenario := func(t *testing.T, cfg throttle.Config) (refused int) {
+		th, _, _ := newThrottle(t, cfg)
+		// Eleven bad tokens from one address, then one bad token from
+		// each of 40 addresses (a fleet with a stale token).
+		for i := range throttle.DefaultBurst + 1 {
+			jwtAttempt(th, "192.0.2.1", fmt.Sprint("bad-", i), "expired")
+		}
+		for i := range 40 {
+			jwtAttempt(th, fmt.Sprintf("198.51.100.%d", i+1), fmt.Sprint("stale-", i), "expired")
+		}
+		// 200 good clients from 200 other addresses.
+		for i := range 200 {
+			r := jwtAttempt(th, fmt.Sprintf("203.0.113.%d", i%250+1), fmt.Sprint("good-", i), "secret")
+			if r.Code == auth.ConnectionRateExceeded {
+				refused++
+			} else {
+				require.Equal(t, auth.Pass, r.Outcome)
+			}
+		}
+		return refused
+	}
+	t.Run("marker_listed", func(t *testing.T) {
+		require.Zero(t, scenario(t, throttle.Config{MarkerUsernames: []string{"jwt"}}))
+	})
+	t.Run("control_marker_not_listed", func(t *testing.T) {
+		require.Equal(t, 200, scenario(t, throttle.Config{}), "the marker is a shared identity: everyone is locked out")
+	})
+	t.Run("the_offending_address_is_still_refused", func(t *testing.T) {
+		th, _, _ := newThrottle(t, throttle.Config{MarkerUsernames: []string{"jwt"}})
+		for i := range throttle.DefaultBurst {
+			jwtAttempt(th, "192.0.2.1", fmt.Sprint("bad-", i), "expired")
+		}
+		require.Equal(t, auth.ConnectionRateExceeded, jwtAttempt(th, "192.0.2.1", "bad-x", "secret").Code)
+	})
+	t.Run("marker_method", func(t *testing.T) {
+		// K8S-SAT: the CONNECT user name is not verified; clients that
+		// all send the same one share no counter.
+		th, _, _ := newThrottle(t, throttle.Config{MarkerMethods: []string{"K8S-SAT"}})
+		sat := func(addr, cid, pass string) auth.Result {
+			return th.Authenticate(context.Background(), &auth.Request{ClientID: cid, Username: "device", HasUsername: true,
+				AuthMethod: "K8S-SAT", Password: []byte(pass), HasPassword: true, RemoteAddr: tcp(addr), ProtocolVersion: 5})
+		}
+		for i := range 30 {
+			sat(fmt.Sprintf("198.51.100.%d", i+1), fmt.Sprint("stale-", i), "expired")
+		}
+		require.Equal(t, auth.Pass, sat("203.0.113.9", "good", "secret").Outcome)
+	})
+}
+
+// The Throttle is no method: observed, the methods behind it are labelled
+// and it is not (no "*throttle.Throttle" in metrics).
+func TestObserveMethodsLabelsTheMethodsBehind(t *testing.T) {
+	b := &backend{}
+	th, err := throttle.New(auth.Chain{auth.Named("password", b)}, throttle.Config{Logger: quiet})
+	require.NoError(t, err)
+	var labels []string
+	o := observerFunc(func(e auth.AuthnEvent) { labels = append(labels, e.Method) })
+	a := auth.ObserveMethods(th, o)
+	attempt(a, "192.0.2.1", "alice", "secret")
+	require.Equal(t, []string{"password"}, labels)
+}
+
+type observerFunc func(auth.AuthnEvent)
+
+func (f observerFunc) Authenticated(e auth.AuthnEvent) { f(e) }
+func (observerFunc) Authorized(auth.AuthzEvent)        {}
+func (observerFunc) Session(auth.SessionEvent)         {}
+func (observerFunc) Component(auth.ComponentEvent)     {}

@@ -18,8 +18,11 @@
 //	broker -config a.yaml -config b.yaml     # resources spread over files
 //	broker -config broker.yaml -check-config # validate, print, exit
 //
-// Every authentication and authorization decision is logged in structured
-// form; passwords, tokens and Authentication Data never are.
+// The audit log has a structured record per pass, refusal, disconnect and
+// authorization deny (why, and which policy); authorization allows are
+// not logged unless MqttAuthSettings admin.audit.sampleAllows or
+// -audit-allows N samples them. Passwords, tokens and Authentication Data
+// never are. -check-config prints what the program does, flags included.
 //
 // An admin listener, on 127.0.0.1:9090 unless MqttAuthSettings
 // admin.address or -admin-addr says otherwise ("off" turns it off), serves
@@ -42,7 +45,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +57,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
+	"github.com/mqttauth/mqttauth/internal/logsink"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
 	"github.com/mqttauth/mqttauth/mqttconn"
 )
@@ -82,12 +85,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
+	auditAllows := fs.Int64("audit-allows", adminserve.AuditAllowsFlag, "log one authorization allow in N (1: every allow, one record per delivered message; 0: none), overriding MqttAuthSettings admin.audit.sampleAllows (default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	// Two handlers, ours and mochi's, write to one stream: a lock keeps
-	// their lines whole.
-	logOut := &lockedWriter{w: stdout}
+	// Two handlers, ours and mochi's, write to one stream, buffered: a
+	// record costs a copy, not a write system call (package logsink); the
+	// buffer's lock keeps their lines whole.
+	logOut := logsink.New(stdout, logsink.DefaultInterval)
+	defer logOut.Close()
 	newHandler := func(level slog.Level) slog.Handler {
 		opts := &slog.HandlerOptions{Level: level}
 		if *logJSON {
@@ -130,6 +136,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer b.Close()
+	// The flags change b's settings, which -check-config prints and the
+	// program runs: one source for both.
+	adminCfg := adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log}
+	adminserve.Apply(adminCfg)
+	adminserve.ApplyAuditAllows(b, *auditAllows)
 	if *check {
 		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
 		return b.Describe(stdout)
@@ -138,14 +149,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// logs one line with what is missing; the broker runs on, not ready
 	// (b.ReadyChecks), rather than exiting: its other methods still work.
 	_ = b.CheckReady(ctx)
-	authCfg := b.AuthConfig()
-	// Unless MqttAuthSettings admin.audit says otherwise, the example logs
-	// every decision (a production broker logs denies and samples allows,
-	// or none): one audit record each, with the rule.
-	if a := cfg.Settings.Admin; a == nil || a.Audit == nil {
-		authCfg.Audit.SampleAllows = 1
-	}
-	m, err := auth.NewManager(authCfg)
+	// The audit log is the configuration's (b.Audit, printed by
+	// -check-config): by default passes, refusals, disconnects and denies,
+	// and no authorization allow (-audit-allows or admin.audit.sampleAllows
+	// samples them; 1 logs one record per delivered message).
+	m, err := auth.NewManager(b.AuthConfig())
 	if err != nil {
 		return err
 	}
@@ -163,7 +171,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log}, h)
+	adminSrv, listening, err := startAdmin(adminCfg, h)
 	if err != nil {
 		return err
 	}
@@ -184,7 +192,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
 	}
 	if isTutorial {
-		printTutorial(stdout, filepath.Dir(cfgPaths[0]), b.Ports[0].Address)
+		printTutorial(logOut, filepath.Dir(cfgPaths[0]), b.Ports[0].Address) // after the log lines before it
 	}
 	<-ctx.Done()
 	// Orderly: stop accepting, DISCONNECT 0x8B to every MQTT 5 client,
@@ -286,18 +294,6 @@ password is in %s):
 		base, tls(devpki.Intruder), base, tls(devpki.Expired),
 		filepath.Join(dir, tutorial.SampleSCRAMPasswordFile),
 		port, filepath.Join(dir, devpki.ServerRootCA), tutorial.SampleSCRAMUser, filepath.Join(dir, tutorial.SampleSCRAMPasswordFile))
-}
-
-// lockedWriter serializes writes from several log handlers.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // hookConfig is the adapter's configuration: the Manager, and the limits

@@ -159,6 +159,56 @@ func TestPortsOwnChains(t *testing.T) {
 	require.NoError(t, err)
 	_, ca4 := connect(t, conn4, &paho.Connect{ClientID: "thermostat"}, nil)
 	require.True(t, ca4.ReasonCode >= 0x80, "CONNACK 0x%02x", ca4.ReasonCode)
+
+	// The default audit log (what -check-config prints): passes and
+	// denies, each deny with its policy and why; no allow (before, the
+	// example logged every allow: one line per delivered message).
+	require.Eventually(t, func() bool { return out.Count("decision=authorize_deny") == 2 }, 5*time.Second, 10*time.Millisecond, out.String())
+	require.Equal(t, 1, out.Count("decision=authorize_deny", "topic=sandbox/x", `policy="BrokerAuthorization abac-authz"`, `err="no rule matched"`), out.String())
+	require.Equal(t, 1, out.Count("decision=authorize_deny", "topic=telemetry/temperature", `policy="BrokerAuthorization sandbox"`), out.String())
+	require.Equal(t, 2, out.Count("decision=pass"))
+	require.Zero(t, out.Count("decision=authorize_allow"), "allows are not logged by default")
+}
+
+// TestCheckConfigIsWhatRuns: -check-config prints the admin listener and
+// the audit log the program would run with, flags included (before, it
+// printed 127.0.0.1:9090 under -admin-addr off, and "allows not logged"
+// while the broker logged every one).
+func TestCheckConfigIsWhatRuns(t *testing.T) {
+	dir, _ := devDir(t)
+	cfg := filepath.Join(dir, "two-ports.yaml")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, twoPorts, 18883, 11883), 0o644))
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"admin: http://127.0.0.1:9090 (/metrics, /healthz, /readyz)\n", "authorization allows not logged\n"}},
+		{[]string{"-admin-addr", "off"}, []string{"admin: off\n"}},
+		{[]string{"-admin-addr", "127.0.0.1:9191", "-pprof"}, []string{"admin: http://127.0.0.1:9191 (/metrics, /healthz, /readyz, /debug/pprof)\n"}},
+		{[]string{"-audit-allows", "1"}, []string{"every authorization allow logged (one record per delivered message)\n"}},
+		{[]string{"-audit-allows", "100"}, []string{"one authorization allow in 100 logged\n"}},
+	} {
+		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
+			var out strings.Builder
+			require.NoError(t, run(context.Background(), append([]string{"-config", cfg, "-check-config"}, tc.args...), &out))
+			for _, w := range tc.want {
+				require.Contains(t, out.String(), w)
+			}
+		})
+	}
+
+	// And the program under -admin-addr off serves no admin listener.
+	runCfg := filepath.Join(dir, "run.yaml")
+	require.NoError(t, os.WriteFile(runCfg, fmt.Appendf(nil, twoPorts, portOf(t, proc.FreeAddr(t)), portOf(t, proc.FreeAddr(t))), 0o644))
+	ctx, cancel := context.WithCancel(context.Background())
+	var out proc.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-config", runCfg, "-admin-addr", "off"}, &out) }()
+	require.Eventually(t, func() bool { return out.Count("broker listening") == 2 }, 20*time.Second, 20*time.Millisecond, out.String())
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, 1, out.Count(`msg="admin listener off"`))
+	require.Zero(t, out.Count(`msg="admin listening"`))
 }
 
 func connect(t *testing.T, conn net.Conn, cp *paho.Connect, a paho.Auther) (*paho.Client, *paho.Connack) {

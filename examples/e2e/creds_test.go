@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
+	"github.com/mqttauth/mqttauth/internal/promtest"
 	"github.com/mqttauth/mqttauth/jwtauth/jwttest"
 	"github.com/mqttauth/mqttauth/revocation/revocationtest"
 )
@@ -72,7 +73,8 @@ func TestJWTWithMosquitto(t *testing.T) {
 	iss := jwttest.NewIssuer(t)
 	dir := t.TempDir()
 	authtest.WriteFile(t, filepath.Join(dir, "issuer.pem"), authtest.CertsPEM(iss.Certificate()))
-	broker, port := proc.StartBroker(t, dir, fmt.Sprintf(jwtBrokerConfig, iss.URL()))
+	adminAddr := proc.FreeAddr(t)
+	broker, port := proc.StartBroker(t, dir, fmt.Sprintf(jwtBrokerConfig, iss.URL())+adminSettings(adminAddr))
 
 	out, err := proc.Run(t, 20*time.Second, binary(t, "broker"), "-config", filepath.Join(dir, "broker.yaml"), "-check-config")
 	require.NoError(t, err, out)
@@ -114,6 +116,20 @@ func TestJWTWithMosquitto(t *testing.T) {
 	require.Contains(t, out, "received CONNACK (159)", "the eleventh attempt from 127.0.0.1, even with a good token: 0x9F")
 	broker.WaitFor(t, 10*time.Second, "client_id=guess-10", "throttle: too many failed authentications")
 	require.NotContains(t, broker.Out.String(), token, "tokens never reach the log")
+
+	// Through a real Prometheus: the JWT methods are labelled JWT, never
+	// with a Go type (method="*jwtauth.Authenticator" before).
+	base := promtest.Start(t, promtest.Binary(t), adminAddr)
+	promtest.Eventually(t, base, `sum(mqttauth_authentication_total{method="JWT",result="pass"})`, 3, 20*time.Second)
+	promtest.Eventually(t, base, `sum(mqttauth_authentication_total{method="JWT",result="fail"})`, 10, 20*time.Second)
+	promtest.Eventually(t, base, `count(mqttauth_authentication_total{method=~".*[*.].*"}) or vector(0)`, 0, 20*time.Second)
+	promtest.Eventually(t, base, `sum(mqttauth_connections_total{result="refused",reason_code="0x9F"})`, 1, 20*time.Second)
+}
+
+// adminSettings is an MqttAuthSettings document that puts the admin
+// listener on addr.
+func adminSettings(addr string) string {
+	return "---\napiVersion: mqttauth.dev/v1alpha1\nkind: MqttAuthSettings\nspec: {admin: {address: \"" + addr + "\"}}\n"
 }
 
 // revocationBrokerConfig is an X.509 port whose certificates are checked
@@ -163,7 +179,11 @@ func TestRevokedCertificateWithMosquitto(t *testing.T) {
 		write(name+".key", leaves[name].KeyPEM(t))
 	}
 	resp.Set(leaves["revoked-device"].Cert, revocationtest.Revoked)
-	broker, port := proc.StartBroker(t, dir, revocationBrokerConfig)
+	adminAddr := proc.FreeAddr(t)
+	broker, port := proc.StartBroker(t, dir, revocationBrokerConfig+adminSettings(adminAddr))
+	// The port has no authorizationRef: every authenticated client may do
+	// everything, and the broker says so at start-up.
+	require.Equal(t, 1, broker.Out.Count("level=WARN", "without authorizationRef", "port=devices:"), broker.Out.String())
 
 	connect := func(name string) (string, error) {
 		return proc.Run(t, 20*time.Second, pub, "-h", "localhost", "-p", port, "-V", "mqttv5", "-d", "-q", "1",
@@ -180,4 +200,14 @@ func TestRevokedCertificateWithMosquitto(t *testing.T) {
 	require.Contains(t, out, "received CONNACK (135)")
 	broker.WaitFor(t, 10*time.Second, "client_id=revoked-device", "revoked")
 	require.GreaterOrEqual(t, resp.OCSPRequests(), 2, "both certificates were asked about")
+
+	// "Is revocation working?" through a real Prometheus: the responder
+	// is asked, answers, and the revoked certificate is refused.
+	base := promtest.Start(t, promtest.Binary(t), adminAddr)
+	const wait = 20 * time.Second
+	promtest.Eventually(t, base, `clamp_max(mqttauth_revocation_fetches_total{source="ocsp"} >= 2, 1)`, 1, wait)
+	promtest.Eventually(t, base, `mqttauth_revocation_fetch_failures_total{source="ocsp"}`, 0, wait)
+	promtest.Eventually(t, base, `mqttauth_revocation_revoked_total`, 1, wait)
+	promtest.Eventually(t, base, `mqttauth_revocation_cached{source="ocsp"}`, 2, wait)
+	promtest.Eventually(t, base, `sum(mqttauth_connections_total{result="refused",reason_code="0x87"})`, 1, wait)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/internal/promtest"
 )
 
 // stack is a broker process with the custom authentication server process
@@ -27,13 +28,14 @@ type stack struct {
 	brokerAddr string
 	authAddr   string
 	authUsers  string
+	adminAddr  string // the broker's admin listener
 	broker     *proc.Process
 	auth       *proc.Process
 }
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{dev: t.TempDir(), brokerAddr: proc.FreeAddr(t), authAddr: proc.FreeAddr(t)}
+	s := &stack{dev: t.TempDir(), brokerAddr: proc.FreeAddr(t), authAddr: proc.FreeAddr(t), adminAddr: proc.FreeAddr(t)}
 	_, err := devpki.Ensure(s.dev, time.Now())
 	require.NoError(t, err)
 	s.authUsers = filepath.Join(s.dev, "users.yaml")
@@ -83,7 +85,7 @@ spec:
     rules:
       - principals: {usernames: [alice, brief, thermostat]}
         brokerResources: [{method: Connect}, {method: Publish, topics: ["#"]}, {method: Subscribe, topics: ["#"]}]
-`, s.authAddr)), 0o644))
+`, s.authAddr)+adminSettings(s.adminAddr)), 0o644))
 	s.broker = startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", s.brokerAddr)
 	return s
 }
@@ -218,7 +220,8 @@ func TestPahoReauth(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, r.Success)
 		require.Zero(t, r.ReasonCode)
-		s.broker.WaitFor(t, 5*time.Second, "decision=reauth_pass client_id=reauth-ok")
+		s.broker.WaitFor(t, 5*time.Second, "decision=pass client_id=reauth-ok")
+		require.Zero(t, s.broker.Out.Count("decision=reauth_pass client_id=reauth-ok"), "re-authentication passes are Debug records")
 		code, err := c.publish(t, "after/reauth")
 		require.NoError(t, err)
 		require.Zero(t, code)
@@ -291,11 +294,20 @@ func TestPahoCustomServerDown(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, code, "the client stays connected on its old credential")
 
+	// "Is the custom server healthy?" through a real Prometheus: its
+	// calls fail while it is down and the method is unavailable.
+	base := promtest.Start(t, promtest.Binary(t), s.adminAddr)
+	const wait = 20 * time.Second
+	promtest.Eventually(t, base, `clamp_max(sum(mqttauth_backend_calls_total{component="custom",result="failed"}) >= 2, 1)`, 1, wait)
+	promtest.Eventually(t, base, `clamp_max(sum(mqttauth_authentication_total{method="Custom",result="unavailable"}) >= 2, 1)`, 1, wait)
+	okBefore := promtest.Query(t, base, `sum(mqttauth_backend_calls_total{component="custom",result="ok"})`)
+
 	s.startAuth(t)
 	r, err := a.reauth(t, "TOKEN", "token-2", 30*time.Second)
 	require.NoError(t, err)
 	require.True(t, r.Success, "the server is back: AUTH 0x00")
 	require.False(t, strings.Contains(s.broker.Out.String(), "s3cret"), "no password in the logs")
+	promtest.Eventually(t, base, `sum(mqttauth_backend_calls_total{component="custom",result="ok"})`, okBefore+1, wait)
 }
 
 // Live revocation: the Fabrikam CA is removed from the truststore file
@@ -337,7 +349,7 @@ spec:
         brokerResources: [{method: Connect}, {method: Subscribe, topics: ["#"]}, {method: Publish, topics: ["#"]}]
 `), 0o644))
 	addr := proc.FreeAddr(t)
-	broker := startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr)
+	broker := startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr, "-audit-allows", "1")
 	_, port, _ := net.SplitHostPort(addr)
 	m := mosq{dir: dev, port: port}
 

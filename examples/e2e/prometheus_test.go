@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ spec:
 apiVersion: mqttauth.dev/v1alpha1
 kind: MqttAuthSettings
 spec:
-  admin: {address: "%[1]s"}
+  admin: {address: "%[1]s", audit: {sampleAllows: 1}}  # every allow: the test waits for the subscription's
 `
 
 // The example broker binary scraped by a real Prometheus server while
@@ -123,16 +124,35 @@ func TestPrometheusScrapesExampleBroker(t *testing.T) {
 	require.Error(t, err, out)
 	require.Contains(t, out, "CONNACK 0x87")
 
+	// heater's certificate passes X.509, but no rule lets heater connect:
+	// CONNACK 0x87, counted as a Connect deny, and the records say who and
+	// why (before: Connect was never counted and the record said method="").
+	out, err = proc.Run(t, wait, pub, m.args("heater", "-t", "telemetry/temperature", "-m", "0")...)
+	require.Error(t, err, out)
+	require.Contains(t, out, "CONNACK (135)")
+	broker.WaitFor(t, wait, "decision=authorize_deny", "client_id=heater", "action=Connect", "method=X.509", "username=heater",
+		"listener=obs:", `policy="BrokerAuthorization authz"`, `err="no rule matched"`)
+	broker.WaitFor(t, wait, "decision=deny", "client_id=heater", "method=X.509", "username=heater", `reason_code="Not authorized (0x87)"`,
+		"Connect denied by BrokerAuthorization authz: no rule matched")
+	// Which rule allowed a publish (allows are sampled here: sampleAllows 1).
+	require.Equal(t, 1, broker.Out.Count("decision=authorize_allow", "client_id=pub-1", "action=Publish", "topic=telemetry/temperature",
+		"rule=rules[0].brokerResources[2]", `policy="BrokerAuthorization authz"`), broker.Out.String())
+	require.Equal(t, 1, broker.Out.Count("decision=authorize_deny", "client_id=pub-2", "topic=telemetry/humidity", `err="no rule matched"`))
+
 	for expr, want := range map[string]float64{
-		// Three mosquitto clients and paho pass X.509; the SCRAM clients
+		// Four mosquitto clients and paho pass X.509; the SCRAM clients
 		// bring no certificate (X.509 not relevant), one passes SCRAM and
 		// one fails.
-		`sum(mqttauth_authentication_total{method="X.509",result="pass"})`:         4,
+		`sum(mqttauth_authentication_total{method="X.509",result="pass"})`:         5,
 		`sum(mqttauth_authentication_total{method="X.509",result="not_relevant"})`: 2,
 		`sum(mqttauth_authentication_total{method="SCRAM",result="pass"})`:         1,
 		`sum(mqttauth_authentication_total{method="SCRAM",result="fail"})`:         1,
 		`sum(mqttauth_connections_total{result="accepted"})`:                       5,
-		`sum(mqttauth_connections_total{result="refused",reason_code="0x87"})`:     1,
+		`sum(mqttauth_connections_total{result="refused",reason_code="0x87"})`:     2,
+		// Every CONNECT that passed authentication asked the policy:
+		// five allowed, heater denied.
+		`sum(mqttauth_authorization_total{action="Connect",result="allow"})`: 5,
+		`sum(mqttauth_authorization_total{action="Connect",result="deny"})`:  1,
 		// The subscription, and the delivery of 21.5 to it (mochi asks
 		// the read ACL for every delivery).
 		`sum(mqttauth_authorization_total{action="Subscribe",result="allow"})`: 2,
@@ -169,12 +189,16 @@ func TestPrometheusScrapesExampleBroker(t *testing.T) {
 }
 
 // The example gateway serves the same admin listener: /readyz once its
-// sources are loaded and its ports listen, /metrics with its connections.
+// sources are loaded, its ports listen and its upstream broker can be
+// reached, /metrics with its connections and the upstream's state, read
+// back through a real Prometheus. Before, /readyz said ok while the
+// upstream was unreachable and every client got CONNACK 0x88.
 func TestGatewayAdminListener(t *testing.T) {
+	promBin := promtest.Binary(t)
 	dev := filepath.Join(t.TempDir(), "dev")
-	adminAddr := proc.FreeAddr(t)
+	adminAddr, upstream := proc.FreeAddr(t), proc.FreeAddr(t)
 	startReady(t, "gateway listening", binary(t, "gateway"), "-dev-dir", dev, "-addr", proc.FreeAddr(t),
-		"-upstream", proc.FreeAddr(t), "-admin-addr", adminAddr)
+		"-upstream", upstream, "-admin-addr", adminAddr)
 	get := func(path string) (int, string) {
 		t.Helper()
 		resp, err := http.Get("http://" + adminAddr + path)
@@ -185,12 +209,68 @@ func TestGatewayAdminListener(t *testing.T) {
 		return resp.StatusCode, string(body)
 	}
 	code, body := get("/readyz?verbose")
-	require.Equal(t, http.StatusOK, code, body)
-	require.Contains(t, body, "listeners")
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "[-] upstream "+upstream+": gateway: upstream broker "+upstream+" unreachable")
+	require.Contains(t, body, "[+] listeners ok")
 	code, body = get("/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "mqttauth_gateway_connections 0")
 	require.Contains(t, body, `mqttauth_reloads_total{component="truststore",result="ok"} 1`)
 	code, _ = get("/debug/pprof/")
 	require.Equal(t, http.StatusNotFound, code, "pprof is off unless asked")
+
+	base := promtest.Start(t, promBin, adminAddr)
+	const wait = 20 * time.Second
+	promtest.Eventually(t, base, `mqttauth_gateway_upstream_up`, 0, wait)
+
+	// The broker comes up: ready, and the gauge says so.
+	ln, err := net.Listen("tcp", upstream)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	code, body = get("/readyz?verbose")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "[+] upstream "+upstream+" ok")
+	promtest.Eventually(t, base, `mqttauth_gateway_upstream_up`, 1, wait)
+}
+
+// The gateway takes several -config like the broker, and -check-config
+// prints what it runs, flags included.
+func TestGatewayCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	_, err := devpki.Ensure(dir, time.Now())
+	require.NoError(t, err)
+	_, err = tutorial.EnsureSampleSCRAMUser(dir)
+	require.NoError(t, err)
+	docs := strings.SplitN(fmt.Sprintf(metricsConfig, "127.0.0.1:9191"), "---\n", 2)
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	require.NoError(t, os.WriteFile(a, []byte(docs[0]), 0o644))
+	require.NoError(t, os.WriteFile(b, []byte(docs[1]), 0o644))
+	trust := filepath.Join(dir, "trust")
+	require.NoError(t, os.Mkdir(trust, 0o755))
+	fabrikam, err := os.ReadFile(filepath.Join(dir, devpki.ClientRootCA))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(trust, "ca.pem"), fabrikam, 0o644))
+
+	out, err := proc.Run(t, 30*time.Second, binary(t, "gateway"), "-config", a, "-config", b, "-check-config",
+		"-admin-addr", "off", "-upstream", "127.0.0.1:1883", "-max-pending", "64")
+	require.NoError(t, err, out)
+	for _, want := range []string{
+		"configuration " + a + ", " + b + " is valid",
+		"port obs:8883", "BrokerAuthorization authz (2 rules)",
+		"admin: off\n",
+		"every authorization allow logged", // the file says sampleAllows: 1
+		"upstream: 127.0.0.1:1883, plain TCP, PROXY protocol off",
+		"gateway limits: maxPacketSize 1048576, maxUnauthenticatedConnections 64 per port, connectTimeout 10s",
+	} {
+		require.Contains(t, out, want)
+	}
 }

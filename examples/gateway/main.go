@@ -17,14 +17,20 @@
 //	gateway -upstream 127.0.0.1:1883  # the tutorial, with a generated PKI
 //	gateway -config gateway.yaml -upstream broker.internal:8883 -upstream-cafile ca.pem -upstream-cert gw.pem -upstream-key gw.key
 //
-// Every decision is logged in structured form; passwords, tokens and
-// Authentication Data never are. An admin listener, on 127.0.0.1:9090
-// unless MqttAuthSettings admin.address or -admin-addr says otherwise
-// ("off" turns it off), serves /metrics, /healthz, /readyz and, with
-// -pprof or admin.pprof, /debug/pprof, as the example broker's.
+// -config may be repeated (resources spread over files) and
+// -check-config prints the effective configuration, flags included, and
+// exits, as with the example broker. The audit log has a record per pass,
+// refusal, disconnect and authorization deny; allows only when sampled
+// (admin.audit.sampleAllows, -audit-allows). Passwords, tokens and
+// Authentication Data are never logged. An admin listener, on
+// 127.0.0.1:9090 unless MqttAuthSettings admin.address or -admin-addr says
+// otherwise ("off" turns it off), serves /metrics, /healthz, /readyz (the
+// configuration's sources, the listeners, and the upstream broker's
+// reachability) and, with -pprof or admin.pprof, /debug/pprof.
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -37,6 +43,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -47,6 +54,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
+	"github.com/mqttauth/mqttauth/internal/logsink"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
 	"github.com/mqttauth/mqttauth/mqttconn"
 )
@@ -63,7 +71,12 @@ func main() {
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	cfgPath := fs.String("config", "", "configuration file (YAML or JSON); without it, the tutorial with a development PKI")
+	var cfgPaths []string
+	fs.Func("config", "configuration file of Azure IoT Operations resources (YAML or JSON, several documents); repeat for several files; without it, the tutorial with a development PKI", func(v string) error {
+		cfgPaths = append(cfgPaths, v)
+		return nil
+	})
+	check := fs.Bool("check-config", false, "validate the configuration, print the effective listeners, chains, policies and upstream, and exit")
 	devDir := fs.String("dev-dir", "mqttauth-dev", "directory of the development PKI and configuration (without -config)")
 	addr := fs.String("addr", "", "listen address, overriding the address of the configuration's only port")
 	upstream := fs.String("upstream", "127.0.0.1:1883", "the broker's address")
@@ -77,24 +90,29 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
+	auditAllows := fs.Int64("audit-allows", adminserve.AuditAllowsFlag, "log one authorization allow in N (1: every allow, one record per relayed message; 0: none), overriding MqttAuthSettings admin.audit.sampleAllows (default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Buffered: a record costs a copy, not a write system call (package
+	// logsink).
+	logOut := logsink.New(stdout, logsink.DefaultInterval)
+	defer logOut.Close()
 	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	var h slog.Handler = slog.NewTextHandler(stdout, opts)
+	var h slog.Handler = slog.NewTextHandler(logOut, opts)
 	if *logJSON {
-		h = slog.NewJSONHandler(stdout, opts)
+		h = slog.NewJSONHandler(logOut, opts)
 	}
 	log := slog.New(h)
 
-	if *cfgPath == "" {
+	if len(cfgPaths) == 0 {
 		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
 			return err
 		}
-		*cfgPath = path
+		cfgPaths = []string{path}
 	}
-	cfg, err := aioconfig.Load(*cfgPath)
+	cfg, err := aioconfig.Load(cfgPaths...)
 	if err != nil {
 		return err
 	}
@@ -103,30 +121,72 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	exp, err := prometheus.New(prometheus.Config{})
+	upTLS, err := upstreamTLS(*upstream, *upCA, *upCert, *upKey, *upName)
 	if err != nil {
 		return err
 	}
-	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log, Observer: exp})
+	if *check {
+		log = slog.New(slog.DiscardHandler)
+	}
+	buildOpts := aioconfig.Options{Logger: log}
+	var exp *prometheus.Exporter
+	if !*check {
+		if exp, err = prometheus.New(prometheus.Config{}); err != nil {
+			return err
+		}
+		buildOpts.Observer = exp
+	}
+	b, err := aioconfig.Build(ctx, cfg, buildOpts)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	authCfg := b.AuthConfig()
-	if a := cfg.Settings.Admin; a == nil || a.Audit == nil {
-		authCfg.Audit.SampleAllows = 1 // the example logs every decision
+	// The flags change b's settings, which -check-config prints and the
+	// program runs: one source for both.
+	adminCfg := adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log}
+	adminserve.Apply(adminCfg)
+	adminserve.ApplyAuditAllows(b, *auditAllows)
+	// The limits every port's gateway gets: a flag, else the
+	// configuration, else the connection layer's default.
+	lim := limits(*maxPacket, *maxPending, b.Limits)
+	if *check {
+		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
+		if err := b.Describe(stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "upstream: %s, %s, PROXY protocol %s (/readyz checks it can be reached)\n",
+			*upstream, describeTLS(upTLS), map[bool]string{true: "on", false: "off"}[*proxy])
+		fmt.Fprintf(stdout, "gateway limits: maxPacketSize %d, maxUnauthenticatedConnections %d per port (%d per source), connectTimeout %s\n",
+			cmp.Or(lim.MaxPacketSize, mqttconn.DefaultMaxPacketSize), cmp.Or(lim.MaxPending, mqttconn.DefaultMaxPending),
+			cmp.Or(lim.MaxPendingPerSource, cmp.Or(lim.MaxPending, mqttconn.DefaultMaxPending)/mqttconn.DefaultPendingShare),
+			cmp.Or(lim.ConnectTimeout, mqttconn.DefaultConnectTimeout))
+		return nil
 	}
-	m, err := auth.NewManager(authCfg)
+	_ = b.CheckReady(ctx)
+	// The audit log is the configuration's (b.Audit, printed by
+	// -check-config): by default passes, refusals, disconnects and denies,
+	// and no authorization allow.
+	m, err := auth.NewManager(b.AuthConfig())
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 
-	upTLS, err := upstreamTLS(*upstream, *upCA, *upCert, *upKey, *upName)
-	if err != nil {
+	// Not ready while the broker cannot be reached: every client would get
+	// CONNACK 0x88.
+	upCheck := gateway.NewUpstreamCheck(gateway.Config{Upstream: *upstream, UpstreamTLS: upTLS, ProxyProtocol: *proxy})
+	adminCfg.Checks = append(adminCfg.Checks, admin.Check{Name: "upstream " + *upstream, Check: upCheck.Check})
+	if err := exp.GaugeFunc("gateway_upstream_up", "1 when the upstream broker accepts a connection (checked at each scrape), else 0.", nil, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if upCheck.Check(ctx) != nil {
+			return 0
+		}
+		return 1
+	}); err != nil {
 		return err
 	}
-	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log})
+	adminSrv, listening, err := startAdmin(adminCfg)
 	if err != nil {
 		return err
 	}
@@ -149,7 +209,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			ProxyProtocol: *proxy,
 			TLS:           p.TLS,
 			Listener:      p.Name,
-			Limits:        limits(*maxPacket, *maxPending, b.Limits),
+			Limits:        lim,
 			Logger:        log,
 		})
 		if err != nil {
@@ -244,6 +304,17 @@ func upstreamTLS(upstream, caFile, certFile, keyFile, serverName string) (*tls.C
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// describeTLS says how the broker leg is secured.
+func describeTLS(c *tls.Config) string {
+	switch {
+	case c == nil:
+		return "plain TCP"
+	case len(c.Certificates) > 0:
+		return "TLS with the gateway's client certificate, server name " + c.ServerName
+	}
+	return "TLS, server name " + c.ServerName
 }
 
 // limits are the configuration's limits (zero: the connection layer's

@@ -95,7 +95,8 @@ func TestReauth(t *testing.T) {
 	tok2, _ := token(12 * time.Second)
 	projected(t, dir, tok2)
 	proc.WaitFor(t, out, 5*time.Second, "msg=re-authenticated", `reason_code="0x00 Success"`)
-	proc.WaitFor(t, broker.Out, 5*time.Second, "decision=reauth_pass", "client_id=sensor-17")
+	// The broker's record of it is at Debug (routine): not in its Info log.
+	require.Zero(t, broker.Out.Count("decision=reauth_pass", "client_id=sensor-17"))
 
 	// Still connected and publishing after the first token's expiry.
 	time.Sleep(time.Until(exp1.Add(1500 * time.Millisecond)))

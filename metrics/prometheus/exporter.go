@@ -141,7 +141,7 @@ func New(cfg Config) (*Exporter, error) {
 		Help: "Loads of a watched source (truststore, policy, users) by result (ok, failed)."},
 		[]string{"component", "result"})
 	e.calls = prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "backend_calls_total",
-		Help: "Calls to a backend (custom server, TokenReview, JWKS) by result (ok, failed, coalesced, cached)."},
+		Help: "Calls to a backend (custom server, TokenReview, JWKS, the SAT watch's lists and streams) by result (ok, failed, coalesced, cached)."},
 		[]string{"component", "result"})
 	e.callTime = prom.NewHistogramVec(prom.HistogramOpts{Namespace: ns, Name: "backend_call_duration_seconds",
 		Help: "Time of completed backend calls.", Buckets: buckets}, []string{"component"})
@@ -203,8 +203,14 @@ func (e *Exporter) Handler() http.Handler {
 var _ auth.Observer = (*Exporter)(nil)
 
 // Authenticated counts one method's outcome and observes its latency.
+// An event without a method label (an Observer fed by hand) is labelled
+// auth.UnnamedMethod: a label is never empty and never a Go type.
 func (e *Exporter) Authenticated(ev auth.AuthnEvent) {
-	m := e.method(ev.Method)
+	name := ev.Method
+	if name == "" {
+		name = auth.UnnamedMethod
+	}
+	m := e.method(name)
 	if int(ev.Outcome) < len(m.outcomes) {
 		m.outcomes[ev.Outcome].Inc()
 	}

@@ -1,6 +1,7 @@
 package prometheus_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ mqttauth_breaker_state{component="custom"} 2
 # HELP mqttauth_reloads_total Loads of a watched source (truststore, policy, users) by result (ok, failed).
 # TYPE mqttauth_reloads_total counter
 mqttauth_reloads_total{component="policy",result="failed"} 1
-# HELP mqttauth_backend_calls_total Calls to a backend (custom server, TokenReview, JWKS) by result (ok, failed, coalesced, cached).
+# HELP mqttauth_backend_calls_total Calls to a backend (custom server, TokenReview, JWKS, the SAT watch's lists and streams) by result (ok, failed, coalesced, cached).
 # TYPE mqttauth_backend_calls_total counter
 mqttauth_backend_calls_total{component="tokenreview",result="failed"} 1
 `), "mqttauth_backend_calls_total", "mqttauth_authentication_total", "mqttauth_sessions", "mqttauth_disconnects_total", "mqttauth_breaker_state", "mqttauth_reloads_total"))
@@ -90,4 +91,34 @@ mqttauth_pending 4
 # TYPE mqttauth_refused_total counter
 mqttauth_refused_total{reason="timeout"} 9
 `), "mqttauth_pending", "mqttauth_refused_total"))
+}
+
+// A method is labelled by its name; an unnamed one (an authenticator
+// without auth.MethodNamer, or an event without a label) is "unnamed", never
+// its Go type ("*jwtauth.Authenticator" before jwtauth named itself).
+func TestMethodLabelsAreNamesNotTypes(t *testing.T) {
+	reg := prom.NewRegistry()
+	exp, err := prometheus.New(prometheus.Config{Registry: reg})
+	require.NoError(t, err)
+	fn := auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result { return auth.Result{} })
+	a := auth.ObserveMethods(auth.Chain{fn, fn}, exp)
+	a.Authenticate(context.Background(), &auth.Request{})
+	auth.ObserveMethods(fn, exp).Authenticate(context.Background(), &auth.Request{})
+	exp.Authenticated(auth.AuthnEvent{Outcome: auth.Fail})
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	labels := map[string]bool{}
+	for _, f := range families {
+		if f.GetName() != "mqttauth_authentication_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" {
+					labels[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	require.Equal(t, map[string]bool{"unnamed-1": true, "unnamed-2": true, "unnamed": true}, labels)
 }

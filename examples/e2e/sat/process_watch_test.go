@@ -20,6 +20,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth"
 )
 
 // watchedSATConfig is proc.SATConfig in tokenReview mode with the new
@@ -38,7 +39,7 @@ func watchedSATConfig(t *testing.T, pki, apiServer, caFile, tokenFile, adminAddr
 		require.Equal(t, 1, strings.Count(cfg, r.old), "proc.SATConfig changed: %q", r.old)
 		cfg = strings.Replace(cfg, r.old, r.new, 1)
 	}
-	return cfg + "---\napiVersion: mqttauth.dev/v1alpha1\nkind: MqttAuthSettings\nspec:\n  admin: {address: \"" + adminAddr + "\"}\n"
+	return cfg + "---\napiVersion: mqttauth.dev/v1alpha1\nkind: MqttAuthSettings\nspec:\n  admin: {address: \"" + adminAddr + "\", audit: {sampleAllows: 1}}\n"
 }
 
 // readyz returns the status and body of the broker's /readyz?verbose.
@@ -86,7 +87,18 @@ func TestSATWatchBrokerProcess(t *testing.T) {
 		// audit records say it connected and subscribed.
 		broker.WaitFor(t, 10*time.Second, `msg="mqttauth decision"`, "decision=pass", "client_id=proc-sensor")
 		broker.WaitFor(t, 10*time.Second, `msg="mqttauth decision"`, "decision=authorize_allow", "client_id=proc-sensor", "topic=buildings/17/#")
-		// The follower lists then watches the client's namespace.
+		// The follower lists then watches the client's namespace; the
+		// metrics say the watch is alive (its lists and streams, no failure).
+		require.Eventually(t, func() bool {
+			resp, err := http.Get("http://" + adminAddr + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return strings.Contains(string(b), `mqttauth_backend_calls_total{component="kubewatch",result="ok"}`) &&
+				!strings.Contains(string(b), `mqttauth_backend_calls_total{component="kubewatch",result="failed"}`)
+		}, 10*time.Second, 100*time.Millisecond, "the watch reports its lists and streams")
 		time.Sleep(500 * time.Millisecond)
 
 		start := time.Now()
@@ -135,6 +147,13 @@ func TestSATWatchBrokerProcess(t *testing.T) {
 		require.Equal(t, 1, broker.Out.Count(`msg="satauth: not ready"`), "the probe does not repeat the check at its own pace")
 		exited, _ := broker.Wait(time.Second)
 		require.False(t, exited, "a broker that is not ready keeps running")
+
+		// RBAC granted at run time: the background check notices within
+		// seconds (satauth.DefaultReadyRetry), with no probe, and says so.
+		require.NoError(t, env.BindBroker("proc-norbac"))
+		broker.WaitFor(t, 3*satauth.DefaultReadyRetry, `msg="satauth: ready"`, "not_ready_for=")
+		code, body = readyz(t, adminAddr)
+		require.Equal(t, http.StatusOK, code, body)
 		require.NoError(t, broker.Stop())
 	})
 }

@@ -48,16 +48,7 @@ type Config struct {
 // is logged as a warning and the program runs without. It returns nil
 // when the listener is off or not started.
 func Start(cfg Config) (*admin.Server, error) {
-	addr, explicit := cfg.Broker.Admin.Address, false
-	if s := cfg.Config.Settings.Admin; s != nil && s.Address != nil {
-		explicit = true
-	}
-	if cfg.Flag != "" {
-		addr, explicit = cfg.Flag, true
-		if addr == Off {
-			addr = ""
-		}
-	}
+	addr, explicit := resolve(cfg)
 	if addr == "" {
 		cfg.Logger.Info("admin listener off")
 		return nil, nil
@@ -87,6 +78,42 @@ func Start(cfg Config) (*admin.Server, error) {
 	cfg.Logger.Info("admin listening", slog.String("address", srv.Addr().String()),
 		slog.Bool("pprof", cfg.Pprof || cfg.Broker.Admin.Pprof))
 	return srv, nil
+}
+
+// resolve returns the admin address (empty: off) of the flag, else the
+// configuration, else the default, and whether it was given explicitly.
+func resolve(cfg Config) (addr string, explicit bool) {
+	addr = cfg.Broker.Admin.Address
+	if s := cfg.Config.Settings.Admin; s != nil && s.Address != nil {
+		explicit = true
+	}
+	if cfg.Flag != "" {
+		addr, explicit = cfg.Flag, true
+		if addr == Off {
+			addr = ""
+		}
+	}
+	return addr, explicit
+}
+
+// Apply writes the -admin-addr and -pprof flags into cfg.Broker.Admin, so
+// that cfg.Broker.Describe (-check-config) prints the admin listener that
+// Start serves ("admin: off" under -admin-addr off).
+func Apply(cfg Config) {
+	cfg.Broker.Admin.Address, _ = resolve(cfg)
+	cfg.Broker.Admin.Pprof = cfg.Broker.Admin.Pprof || cfg.Pprof
+}
+
+// AuditAllowsFlag is the -audit-allows flag's default: the configuration's
+// admin.audit.sampleAllows applies.
+const AuditAllowsFlag = -1
+
+// ApplyAuditAllows sets b.Audit.SampleAllows to the -audit-allows flag
+// unless it kept its default (AuditAllowsFlag).
+func ApplyAuditAllows(b *aioconfig.Broker, flag int64) {
+	if flag >= 0 {
+		b.Audit.SampleAllows = uint64(flag)
+	}
 }
 
 // Stop shuts srv down (nil: nothing), waiting at most 5 s.

@@ -78,6 +78,8 @@ type Broker struct {
 
 	throttle     *throttle.Throttle // nil when disabled
 	throttleDesc string
+
+	live map[string]*livePolicy // BrokerAuthorizations from the Kubernetes API, by name
 }
 
 // AdminListener is the admin listener's resolved settings.
@@ -211,6 +213,10 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 						return nil, fmt.Errorf("aioconfig: BrokerAuthorization %q: %w", key, err)
 					}
 					authzs[key] = pol
+					if c.live {
+						// From the Kubernetes API: swapped on change (cluster.go).
+						authzs[key], authzPorts[key] = b.livePolicy(key, pol)
+					}
 				default:
 					authzs[key] = auth.AllowAuthenticated
 				}

@@ -52,6 +52,7 @@ import (
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
+	"github.com/mqttauth/mqttauth/examples/internal/clustersrc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
@@ -80,6 +81,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
+	cluster := clustersrc.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,7 +97,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(newHandler(slog.LevelInfo))
 
-	isTutorial := len(cfgPaths) == 0
+	isTutorial := len(cfgPaths) == 0 && !cluster.Enabled()
 	if isTutorial {
 		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
@@ -103,7 +105,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		cfgPaths = []string{path}
 	}
-	cfg, err := aioconfig.Load(cfgPaths...)
+	var cfg *aioconfig.Config
+	var err error
+	if cluster.Enabled() {
+		cfg, err = cluster.Load(ctx, cfgPaths, log)
+		defer cluster.Close()
+	} else {
+		cfg, err = aioconfig.Load(cfgPaths...)
+	}
 	if err != nil {
 		return err
 	}
@@ -123,13 +132,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		opts.Observer = exp
 	}
-	b, err := aioconfig.Build(ctx, cfg, opts)
+	b, err := cluster.Build(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 	if *check {
-		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
+		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(append(cfgPaths, cluster.Name()...), ", "))
 		return b.Describe(stdout)
 	}
 	// Start-up readiness (a ServiceAccountToken method's RBAC): each source

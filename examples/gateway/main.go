@@ -43,6 +43,7 @@ import (
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
+	"github.com/mqttauth/mqttauth/examples/internal/clustersrc"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
@@ -74,6 +75,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
+	cluster := clustersrc.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,14 +86,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(h)
 
-	if *cfgPath == "" {
+	if *cfgPath == "" && !cluster.Enabled() {
 		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
 			return err
 		}
 		*cfgPath = path
 	}
-	cfg, err := aioconfig.Load(*cfgPath)
+	var cfg *aioconfig.Config
+	var err error
+	if cluster.Enabled() {
+		var files []string
+		if *cfgPath != "" {
+			files = []string{*cfgPath}
+		}
+		cfg, err = cluster.Load(ctx, files, log)
+		defer cluster.Close()
+	} else {
+		cfg, err = aioconfig.Load(*cfgPath)
+	}
 	if err != nil {
 		return err
 	}
@@ -104,7 +117,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := aioconfig.Build(ctx, cfg, aioconfig.Options{Logger: log, Observer: exp})
+	b, err := cluster.Build(ctx, cfg, aioconfig.Options{Logger: log, Observer: exp})
 	if err != nil {
 		return err
 	}

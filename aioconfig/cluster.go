@@ -919,9 +919,9 @@ func resourceDoc(raw json.RawMessage, kind string) ([]byte, error) {
 
 // reference is a ConfigMap or Secret a resource names.
 type reference struct {
-	resource, name    string // "configmaps", NAME
+	resource, name     string // "configmaps", NAME
 	kind, owner, field string
-	keys              []string // keys that must exist
+	keys               []string // keys that must exist
 }
 
 // references lists the ConfigMaps and Secrets c names (values that are

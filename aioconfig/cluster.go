@@ -37,7 +37,7 @@ var (
 	// connection error, a timeout, a 5xx answer.
 	ErrUnavailable = errors.New("aioconfig: Kubernetes API unavailable")
 	// ErrForbidden means the identity lacks an RBAC permission
-	// ([Cluster.Permissions]).
+	// ([ClusterPermissions]).
 	ErrForbidden = errors.New("aioconfig: the Kubernetes API refused the broker's identity (RBAC)")
 )
 
@@ -284,7 +284,7 @@ func (k *Cluster) Dir() string { return k.dir }
 
 // Build builds the Broker of the configuration in force (see [Build]),
 // with every BrokerAuthorization swappable in place, adds the source's
-// start-up and readiness checks (its RBAC, see [Cluster.Permissions]) and
+// start-up and readiness checks (its RBAC, see [ClusterPermissions]) and
 // starts the watches. Call it once; closing the Broker stops the watches.
 func (k *Cluster) Build(ctx context.Context, opts Options) (*Broker, error) {
 	k.mu.Lock()
@@ -326,23 +326,38 @@ func (k *Cluster) stop() {
 	k.wg.Wait()
 }
 
-// Permissions returns what the broker's identity needs in the namespace:
-// list and watch the three resources, the ConfigMaps and the Secrets (a
-// Role may limit configmaps and secrets to the referenced names with
-// resourceNames: the source lists and watches each by name), and create
-// events.
-func (k *Cluster) Permissions() []kubeapi.Permission {
-	ns := k.cfg.Namespace
-	var out []kubeapi.Permission
+// Permission is one thing the identity of a [Cluster] must be allowed to
+// do in its namespace.
+type Permission struct {
+	Verb     string // "list", "watch", "create"
+	Group    string // API group: "" for the core group
+	Resource string // "brokerauthorizations", "configmaps", "events"
+}
+
+// String returns "list brokerauthorizations.mqttbroker.iotoperations.azure.com"
+// or "create events".
+func (p Permission) String() string {
+	if p.Group == "" {
+		return p.Verb + " " + p.Resource
+	}
+	return p.Verb + " " + p.Resource + "." + p.Group
+}
+
+// ClusterPermissions returns what the identity of a [Cluster] needs in
+// its namespace (a Role): list and watch the three resources, the
+// ConfigMaps and the Secrets (a Role may limit configmaps and secrets to
+// the referenced names with resourceNames: the source lists and watches
+// each by name, with a metadata.name field selector), and create events.
+// deploy/kubernetes/rbac.yaml grants exactly these.
+func ClusterPermissions() []Permission {
+	var out []Permission
 	for _, r := range []string{ResourceListeners, ResourceAuthentications, ResourceAuthorizations} {
-		out = append(out, kubeapi.Permission{Verb: "list", Group: Group, Resource: r, Namespace: ns},
-			kubeapi.Permission{Verb: "watch", Group: Group, Resource: r, Namespace: ns})
+		out = append(out, Permission{"list", Group, r}, Permission{"watch", Group, r})
 	}
 	for _, r := range []string{"configmaps", "secrets"} {
-		out = append(out, kubeapi.Permission{Verb: "list", Resource: r, Namespace: ns},
-			kubeapi.Permission{Verb: "watch", Resource: r, Namespace: ns})
+		out = append(out, Permission{"list", "", r}, Permission{"watch", "", r})
 	}
-	return append(out, kubeapi.Permission{Verb: "create", Resource: "events", Namespace: ns})
+	return append(out, Permission{"create", "", "events"})
 }
 
 // ErrClusterNotReady is the error of [Cluster.CheckReady] when the
@@ -350,7 +365,7 @@ func (k *Cluster) Permissions() []kubeapi.Permission {
 var ErrClusterNotReady = errors.New("aioconfig: Kubernetes source not ready")
 
 // CheckReady checks with SelfSubjectAccessReviews that the broker's
-// identity has every [Cluster.Permissions] in the namespace, and logs one
+// identity has every [ClusterPermissions] in the namespace, and logs one
 // line: at Error with what is missing and the Role rules that grant it, or
 // at Info that the source is ready.
 func (k *Cluster) CheckReady(ctx context.Context) error {
@@ -367,7 +382,11 @@ func (k *Cluster) CheckReady(ctx context.Context) error {
 }
 
 func (k *Cluster) checkReady(ctx context.Context) error {
-	missing, err := k.kube.Missing(ctx, k.Permissions())
+	var perms []kubeapi.Permission
+	for _, p := range ClusterPermissions() {
+		perms = append(perms, kubeapi.Permission{Verb: p.Verb, Group: p.Group, Resource: p.Resource, Namespace: k.cfg.Namespace})
+	}
+	missing, err := k.kube.Missing(ctx, perms)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrClusterNotReady, err)
 	}
@@ -376,7 +395,7 @@ func (k *Cluster) checkReady(ctx context.Context) error {
 	}
 	names := make([]string, len(missing))
 	for i, p := range missing {
-		names[i] = p.String()
+		names[i] = strings.TrimSuffix(p.String(), " in "+k.cfg.Namespace)
 	}
 	return fmt.Errorf("%w: the broker's identity may not %s; grant them with a Role in namespace %s bound to it (deploy/kubernetes/rbac.yaml)",
 		ErrClusterNotReady, strings.Join(names, ", "), k.cfg.Namespace)
@@ -705,7 +724,7 @@ func (k *Cluster) rebuild(ctx context.Context) {
 			lp.set(pol)
 			applied++
 			k.log.LogAttrs(ctx, slog.LevelInfo, "aioconfig: BrokerAuthorization applied", slog.String("namespace", k.cfg.Namespace),
-				slog.String("name", a.Name), slog.Int("rules", a.Rules), slog.Uint64("generation", pol.Generation()))
+				slog.String("name", a.Name), slog.Int("rules", a.Rules))
 		}
 	}
 	if restart {

@@ -146,8 +146,13 @@ func res(method string, topics ...string) map[string]any {
 	return r
 }
 
-func TestClusterSourceBrokerProcess(t *testing.T) {
-	env := kubetest.Require(t)
+// setupTutorial installs the CRDs and rbac.yaml, and applies (creates or
+// replaces) seed 003's tutorial: the ConfigMap fabrikam-ca, the Secret
+// broker-server-cert and the three resources. It returns the directory
+// of the development PKI and a token file of the ServiceAccount of
+// rbac.yaml.
+func setupTutorial(t *testing.T, env *kubetest.Env) (pki, token string) {
+	t.Helper()
 	for _, o := range readManifest(t, "crds.yaml") {
 		create(t, env, o, false, true)
 	}
@@ -157,14 +162,9 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 	}
 	waitServed(t, env, ns)
 
-	pki := t.TempDir()
+	pki = t.TempDir()
 	_, err := devpki.Ensure(pki, time.Now())
 	require.NoError(t, err)
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(pki, name))
-		require.NoError(t, err)
-		return string(b)
-	}
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 	// The tutorial's Kubernetes objects (kubectl create configmap
@@ -173,9 +173,9 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 	x509Settings := seed003(t, "x509-settings.json")
 	for _, o := range []map[string]any{
 		{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "fabrikam-ca", "namespace": ns},
-			"data": map[string]any{"client_ca.pem": read(devpki.ClientRootCA)}},
+			"data": map[string]any{"client_ca.pem": read(t, pki, devpki.ClientRootCA)}},
 		{"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": map[string]any{"name": "broker-server-cert", "namespace": ns},
-			"data": map[string]any{"tls.crt": b64(read(devpki.ServerCert)), "tls.key": b64(read(devpki.ServerKey))}},
+			"data": map[string]any{"tls.crt": b64(read(t, pki, devpki.ServerCert)), "tls.key": b64(read(t, pki, devpki.ServerKey))}},
 		resource("BrokerListener", "mqtts-endpoint", map[string]any{"serviceType": "LoadBalancer", "ports": []any{map[string]any{
 			"port": 8883, "authenticationRef": "x509-auth", "authorizationRef": "abac-authz", "protocol": "Mqtt",
 			"tls": map[string]any{"mode": "Manual", "manual": map[string]any{"secretRef": "broker-server-cert"}}}}}),
@@ -189,8 +189,21 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 		applyYAML(t, env, string(raw))
 	}
 
+	return pki, saToken(t, env, ns, "mqttauth")
+}
+
+// read returns a file of the development PKI.
+func read(t *testing.T, pki, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(pki, name))
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestClusterSourceBrokerProcess(t *testing.T) {
+	env := kubetest.Require(t)
+	pki, token := setupTutorial(t, env)
 	// The broker, as the ServiceAccount of rbac.yaml: exactly its Role.
-	token := saToken(t, env, ns, "mqttauth")
 	addr, adminAddr := proc.FreeAddr(t), proc.FreeAddr(t)
 	bin := proc.Binary(t, "github.com/mqttauth/mqttauth/examples/broker")
 	broker := proc.Start(t, bin, "-config-from-cluster", ns, "-kube-apiserver", env.URL, "-kube-ca", env.CAFile, "-kube-token", token,
@@ -238,7 +251,7 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 
 	t.Run("new_ca_in_configmap_trusted", func(t *testing.T) {
 		mergePatch(t, env, "/api/v1/namespaces/"+ns+"/configmaps/fabrikam-ca", map[string]any{
-			"data": map[string]any{"intruder_ca.pem": read(devpki.UntrustedRootCA)}})
+			"data": map[string]any{"intruder_ca.pem": read(t, pki, devpki.UntrustedRootCA)}})
 		written := time.Now()
 		var c *client
 		took := until(t, written, within, "a client of the new CA connects", func() bool {
@@ -295,4 +308,49 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 		t.Logf("after the API server restart: policy applied %v after the write", took)
 		broker.WaitFor(t, 2*time.Second, `msg="aioconfig: resource valid again"`, "name=abac-authz")
 	})
+}
+
+// The example gateway in front of mosquitto, configured from the cluster
+// the same way: a policy change through the API denies the connected
+// thermostat's next publish and disconnects lightbulb, which lost Connect.
+func TestClusterSourceGatewayProcess(t *testing.T) {
+	env := kubetest.Require(t)
+	pki, token := setupTutorial(t, env)
+	_, upstream := proc.StartMosquitto(t, "")
+	addr, adminAddr := proc.FreeAddr(t), proc.FreeAddr(t)
+	gw := proc.Start(t, proc.Binary(t, "github.com/mqttauth/mqttauth/examples/gateway"),
+		"-config-from-cluster", ns, "-kube-apiserver", env.URL, "-kube-ca", env.CAFile, "-kube-token", token,
+		"-cluster-dir", t.TempDir(), "-addr", addr, "-admin-addr", adminAddr, "-upstream", upstream)
+	gw.WaitFor(t, 30*time.Second, `msg="gateway listening"`)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 50*time.Millisecond, "the gateway's /readyz, with the Kubernetes source's check")
+	require.Equal(t, 1, gw.Out.Count(`msg="aioconfig: Kubernetes source ready"`))
+
+	thermostat, err := dial(t, pki, addr, "thermostat")
+	require.NoError(t, err)
+	// mosquitto answers 16 (No matching subscribers) to an allowed publish.
+	require.NotEqual(t, byte(0x87), thermostat.publish(t, "telemetry/temperature"))
+	lightbulb, err := dial(t, pki, addr, "lightbulb")
+	require.NoError(t, err)
+
+	mergePatch(t, env, brokerGroup+"/brokerauthorizations/abac-authz", rules(
+		rule(map[string]any{"attributes": []any{map[string]any{"group": "thermostat_group"}}}, res("Connect"), res("Publish", "telemetry/other")),
+	))
+	written := time.Now()
+	denied := until(t, written, within, "thermostat's publish denied by the gateway", func() bool {
+		return thermostat.publish(t, "telemetry/temperature") == 0x87
+	})
+	select {
+	case at := <-lightbulb.disconnected:
+		t.Logf("gateway, latency from the API write's answer: publish denied after %v, lost-Connect client disconnected after %v", denied, at.Sub(written))
+		require.Less(t, at.Sub(written), within)
+	case <-time.After(within - time.Since(written)):
+		t.Fatalf("lightbulb, which lost Connect, is still connected %v after the write", within)
+	}
 }

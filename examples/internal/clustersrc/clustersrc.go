@@ -1,7 +1,3 @@
-// Package clustersrc gives the example programs their -config-from-cluster
-// flags: the configuration read from the Kubernetes API (package aioconfig's
-// Cluster) instead of files, with the flags that point at an API server
-// outside a cluster.
 package clustersrc
 
 import (

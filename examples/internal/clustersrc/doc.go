@@ -3,6 +3,7 @@
 // Cluster) instead of files, with the flags that point at an API server
 // outside a cluster.
 package clustersrc
+
 //
 //	cluster := clustersrc.Flags(fs)
 //	fs.Parse(args)
@@ -10,4 +11,3 @@ package clustersrc
 //		cfg, err = cluster.Load(ctx, files, log) // defer cluster.Close()
 //	}
 //	b, err := cluster.Build(ctx, cfg, opts)      // aioconfig.Build without the flag
-

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/internal/kubeapi"
+	"github.com/mqttauth/mqttauth/truststore"
 )
 
 // Group is the API group of the Azure IoT Operations broker resources.
@@ -565,7 +566,12 @@ func (k *Cluster) keyedEvent(resource, name, typ string, o kubeapi.Object) {
 		return
 	}
 	k.maps[key] = kd
-	err := k.writeKeyed(resource, name, kd)
+	var err error
+	if kd.exists {
+		// A deleted object's files stay: the sources keep their last good
+		// content while the reference is reported as missing.
+		err = k.writeKeyed(resource, name, kd)
+	}
 	k.mu.Unlock()
 	if err != nil {
 		k.log.LogAttrs(k.ctx, slog.LevelError, "aioconfig: writing a ConfigMap or Secret", slog.String("resource", resource), slog.String("name", name), slog.Any("err", err))
@@ -619,9 +625,10 @@ func decodeData(resource string, raw json.RawMessage) (map[string][]byte, error)
 
 // writeKeyed makes Dir/RESOURCE/NAME hold exactly the keys of kd, each
 // written to a dot-file and renamed into place, so that a watcher never
-// reads half a file (dot-files are skipped in CA directories); a deleted
-// object leaves an empty directory, which the sources read as nothing to
-// trust rather than a missing path.
+// reads half a file (dot-files are skipped in CA directories). With
+// kd.exists false it empties the directory; keyedEvent does not call it
+// for a deleted object, whose last content stays in force while the
+// reference is reported missing.
 func (k *Cluster) writeKeyed(resource, name string, kd *keyed) error {
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 		return fmt.Errorf("invalid name %q", name)
@@ -855,6 +862,20 @@ func (k *Cluster) parse(ctx context.Context) (*Config, error) {
 					Err: ErrNotFound, Hint: "the Secret has no key " + key}
 			}
 		}
+		if r.check == nil {
+			continue
+		}
+		keys := make([]string, 0, len(kd.data))
+		for key := range kd.data {
+			keys = append(keys, key)
+		}
+		slices.Sort(keys)
+		for _, key := range keys {
+			if err := r.check(kd.data[key]); err != nil {
+				return nil, &Error{Source: "namespace " + k.cfg.Namespace, Kind: r.kind, Name: r.owner, Field: r.field, Value: r.name,
+					Err: fmt.Errorf("%w: key %s of ConfigMap %s: %w", ErrInvalidValue, key, r.name, err)}
+			}
+		}
 	}
 	for _, a := range c.Authorizations {
 		if _, err := abac.Parse(a.Policy); err != nil {
@@ -940,42 +961,57 @@ func resourceDoc(raw json.RawMessage, kind string) ([]byte, error) {
 type reference struct {
 	resource, name     string // "configmaps", NAME
 	kind, owner, field string
-	keys               []string // keys that must exist
+	keys               []string           // keys that must exist
+	check              func([]byte) error // each key's content, when set
 }
+
+// The checks of ConfigMaps of CA certificates and of CRLs: what the
+// truststore would refuse to load is reported on the resource that names
+// the ConfigMap (the truststore itself keeps its last good set).
+func checkCerts(b []byte) error { _, err := truststore.ParseCertificates(b); return err }
+func checkCRLs(b []byte) error  { _, err := truststore.ParseCRLs(b); return err }
 
 // references lists the ConfigMaps and Secrets c names (values that are
 // paths are files, not references).
 func references(c *Config) []reference {
 	var out []reference
 	seen := map[string]bool{}
+	var check func([]byte) error
 	add := func(resource, name, kind, owner, field string, keys ...string) {
 		if name == "" || strings.ContainsAny(name, `/\`) || seen[resource+"/"+name+field] {
 			return
 		}
 		seen[resource+"/"+name+field] = true
-		out = append(out, reference{resource: resource, name: name, kind: kind, owner: owner, field: field, keys: keys})
+		out = append(out, reference{resource: resource, name: name, kind: kind, owner: owner, field: field, keys: keys, check: check})
+	}
+	certs := func(resource, name, kind, owner, field string) {
+		check = checkCerts
+		add(resource, name, kind, owner, field)
+		check = nil
 	}
 	for _, a := range c.Authentications {
 		for i, m := range a.Methods {
 			at := fmt.Sprintf("spec.authenticationMethods[%d].%s", i, settingsField(m.Method, a.API))
 			switch {
 			case m.X509 != nil:
-				add("configmaps", m.X509.TrustedClientCaCert, KindAuthentication, a.Name, at+".trustedClientCaCert")
+				certs("configmaps", m.X509.TrustedClientCaCert, KindAuthentication, a.Name, at+".trustedClientCaCert")
+				check = checkCRLs
 				for j, crl := range m.X509.CRLs {
 					add("configmaps", crl, KindAuthentication, a.Name, fmt.Sprintf("%s.crls[%d]", at, j))
 				}
+				check = nil
 				if m.X509.Attributes != nil {
 					add("secrets", m.X509.Attributes.SecretName, KindAuthentication, a.Name, at+".attributes.secretName")
 				}
 			case m.Custom != nil:
-				add("configmaps", cmpOr(m.Custom.CACert, m.Custom.CACertConfigMap), KindAuthentication, a.Name, at+".caCert")
+				certs("configmaps", cmpOr(m.Custom.CACert, m.Custom.CACertConfigMap), KindAuthentication, a.Name, at+".caCert")
 				if x := m.Custom.Auth; x != nil && x.X509 != nil {
 					add("secrets", cmpOr(x.X509.SecretRef, x.X509.SecretName), KindAuthentication, a.Name, at+".auth.x509", "tls.crt", "tls.key")
 				}
 			case m.SCRAM != nil:
 				add("secrets", m.SCRAM.UsersFile, KindAuthentication, a.Name, at+".usersFile")
 			case m.JWT != nil:
-				add("configmaps", m.JWT.CACert, KindAuthentication, a.Name, at+".caCert")
+				certs("configmaps", m.JWT.CACert, KindAuthentication, a.Name, at+".caCert")
 			}
 		}
 	}

@@ -263,6 +263,19 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 		require.NotNil(t, c)
 	})
 
+	t.Run("garbage_ca_keeps_last_good_trust_and_is_reported", func(t *testing.T) {
+		cm := "/api/v1/namespaces/" + ns + "/configmaps/fabrikam-ca"
+		mergePatch(t, env, cm, map[string]any{"data": map[string]any{"broken.pem": "-----BEGIN CERTIFICATE-----\nnot base64\n"}})
+		broker.WaitFor(t, 5*time.Second, `msg="aioconfig: invalid configuration in the cluster; keeping the last good one"`,
+			"kind=BrokerAuthentication", "name=x509-auth", "field=spec.authenticationMethods[0].x509Settings.trustedClientCaCert")
+		broker.WaitFor(t, 5*time.Second, `msg="truststore: reload failed; keeping the last good set"`)
+		waitEvent(t, env, "BrokerAuthentication", "x509-auth")
+		_, err := dial(t, pki, addr, "heater") // another client identifier: thermostat stays connected
+		require.NoError(t, err, "the last good CAs are still trusted")
+		mergePatch(t, env, cm, map[string]any{"data": map[string]any{"broken.pem": nil}})
+		broker.WaitFor(t, 5*time.Second, `msg="aioconfig: resource valid again"`, "name=x509-auth")
+	})
+
 	t.Run("invalid_resource_keeps_last_good_and_is_reported", func(t *testing.T) {
 		mergePatch(t, env, policy, rules(
 			rule(map[string]any{"usernames": []any{"heater"}}, res("Bogus", "x")),
@@ -270,29 +283,7 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 		broker.WaitFor(t, 5*time.Second, `msg="aioconfig: invalid configuration in the cluster; keeping the last good one"`,
 			"kind=BrokerAuthorization", "name=abac-authz", "field=rules[0].brokerResources[0].method")
 		require.Zero(t, thermostat.publish(t, "telemetry/other"), "the last good policy stays in force")
-		require.Eventually(t, func() bool {
-			body, err := env.Call(http.MethodGet, "/api/v1/namespaces/"+ns+"/events?fieldSelector="+
-				"involvedObject.name%3Dabac-authz%2Creason%3DInvalidConfiguration", env.AdminToken, nil)
-			require.NoError(t, err)
-			var list struct {
-				Items []struct {
-					Type           string `json:"type"`
-					Message        string `json:"message"`
-					InvolvedObject struct {
-						Kind string `json:"kind"`
-						UID  string `json:"uid"`
-					} `json:"involvedObject"`
-				} `json:"items"`
-			}
-			require.NoError(t, json.Unmarshal([]byte(body), &list))
-			for _, e := range list.Items {
-				if e.Type == "Warning" && e.InvolvedObject.Kind == "BrokerAuthorization" && e.InvolvedObject.UID != "" {
-					t.Logf("Event: %s", e.Message)
-					return true
-				}
-			}
-			return false
-		}, 5*time.Second, 100*time.Millisecond, "a Warning Event on the BrokerAuthorization")
+		waitEvent(t, env, "BrokerAuthorization", "abac-authz")
 	})
 
 	t.Run("watch_resumes_after_api_server_restart", func(t *testing.T) {
@@ -353,4 +344,33 @@ func TestClusterSourceGatewayProcess(t *testing.T) {
 	case <-time.After(within - time.Since(written)):
 		t.Fatalf("lightbulb, which lost Connect, is still connected %v after the write", within)
 	}
+}
+
+// waitEvent waits for a Warning Event InvalidConfiguration on the
+// resource kind/name (with its UID) and logs its message.
+func waitEvent(t *testing.T, env *kubetest.Env, kind, name string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		body, err := env.Call(http.MethodGet, "/api/v1/namespaces/"+ns+"/events?fieldSelector="+
+			"involvedObject.name%3D"+name+"%2Creason%3DInvalidConfiguration", env.AdminToken, nil)
+		require.NoError(t, err)
+		var list struct {
+			Items []struct {
+				Type           string `json:"type"`
+				Message        string `json:"message"`
+				InvolvedObject struct {
+					Kind string `json:"kind"`
+					UID  string `json:"uid"`
+				} `json:"involvedObject"`
+			} `json:"items"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &list))
+		for _, e := range list.Items {
+			if e.Type == "Warning" && e.InvolvedObject.Kind == kind && e.InvolvedObject.UID != "" {
+				t.Logf("Event on %s %s: %s", kind, name, e.Message)
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 100*time.Millisecond, "a Warning Event on %s %s", kind, name)
 }

@@ -1,14 +1,18 @@
 package aioconfig
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttauth/mqttauth/internal/kubeapi"
 )
 
 // Every field that names a ConfigMap or a Secret is followed by name; a
@@ -106,4 +110,29 @@ func TestClusterWriteKeyed(t *testing.T) {
 	for _, bad := range []string{"", ".", "..", "../x", `a\b`} {
 		require.Error(t, k.writeKeyed("configmaps", bad, &keyed{exists: true}), bad)
 	}
+}
+
+// A deleted ConfigMap leaves its last content in place (the truststore
+// keeps trusting it while the reference is reported missing); a new
+// version replaces it.
+func TestClusterDeletedKeepsFiles(t *testing.T) {
+	k := &Cluster{dir: t.TempDir(), maps: map[string]*keyed{}, kick: make(chan struct{}, 1), ctx: context.Background(), log: slog.New(slog.DiscardHandler)}
+	obj := func(pem string) kubeapi.Object {
+		raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"name": "ca"}, "data": map[string]string{"ca.pem": pem}})
+		return kubeapi.Object{Meta: kubeapi.ObjectMeta{Name: "ca"}, Raw: raw}
+	}
+	file := filepath.Join(k.dir, "configmaps", "ca", "ca.pem")
+	k.keyedEvent("configmaps", "ca", "ADDED", obj("ONE"))
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "ONE", string(b))
+	k.keyedEvent("configmaps", "ca", "DELETED", obj("ONE"))
+	require.False(t, k.maps["configmaps/ca"].exists, "known as deleted: parse reports the reference")
+	b, err = os.ReadFile(file)
+	require.NoError(t, err, "the last content stays")
+	require.Equal(t, "ONE", string(b))
+	k.keyedEvent("configmaps", "ca", "ADDED", obj("TWO"))
+	b, err = os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "TWO", string(b))
 }

@@ -299,6 +299,19 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 		t.Logf("after the API server restart: policy applied %v after the write", took)
 		broker.WaitFor(t, 2*time.Second, `msg="aioconfig: resource valid again"`, "name=abac-authz")
 	})
+
+	t.Run("listener_change_needs_a_restart", func(t *testing.T) {
+		mergePatch(t, env, brokerGroup+"/brokerlisteners/mqtts-endpoint", map[string]any{"spec": map[string]any{"serviceName": "renamed"}})
+		mergePatch(t, env, brokerGroup+"/brokerauthentications/x509-auth", map[string]any{"spec": map[string]any{"authenticationMethods": []any{
+			map[string]any{"method": "X509", "x509Settings": map[string]any{"trustedClientCaCert": "fabrikam-ca"}}}}})
+		broker.WaitFor(t, 5*time.Second, `msg="aioconfig: a BrokerListener or BrokerAuthentication changed; restart to apply it (the running configuration is kept)"`,
+			"kind=BrokerAuthentication", "name=x509-auth")
+		require.Zero(t, broker.Out.Count("restart to apply", "kind=BrokerListener"), "serviceName is accepted and ignored: no restart")
+		body, err := env.Call(http.MethodGet, "/api/v1/namespaces/"+ns+"/events?fieldSelector=involvedObject.name%3Dx509-auth%2Creason%3DRestartRequired", env.AdminToken, nil)
+		require.NoError(t, err)
+		require.Contains(t, body, `"type":"Warning"`)
+		require.Zero(t, thermostat.publish(t, "telemetry/temperature"), "the running configuration (its attribute mappings) is kept")
+	})
 }
 
 // The example gateway in front of mosquitto, configured from the cluster

@@ -173,9 +173,9 @@ type Cluster struct {
 	ownDir bool
 }
 
-// keyed is a followed ConfigMap or Secret.
+// keyed is a followed ConfigMap or Secret: its keys, or that it does not
+// exist (its last keys stay on disk).
 type keyed struct {
-	obj    kubeapi.Object
 	data   map[string][]byte
 	exists bool
 }
@@ -273,7 +273,9 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) 
 	return k, nil
 }
 
-// Config returns the configuration in force: the last good one.
+// Config returns the last good configuration read. Its policies are in
+// force; its ports and methods are those the Broker was built with unless
+// a change since needs a restart.
 func (k *Cluster) Config() *Config {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -550,7 +552,7 @@ func (k *Cluster) keyedEvent(resource, name, typ string, o kubeapi.Object) {
 		return
 	}
 	key := resource + "/" + name
-	kd := &keyed{obj: o, exists: typ != "DELETED"}
+	kd := &keyed{exists: typ != "DELETED"}
 	if kd.exists {
 		var err error
 		if kd.data, err = decodeData(resource, o.Raw); err != nil {

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -307,9 +308,11 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 		broker.WaitFor(t, 5*time.Second, `msg="aioconfig: a BrokerListener or BrokerAuthentication changed; restart to apply it (the running configuration is kept)"`,
 			"kind=BrokerAuthentication", "name=x509-auth")
 		require.Zero(t, broker.Out.Count("restart to apply", "kind=BrokerListener"), "serviceName is accepted and ignored: no restart")
-		body, err := env.Call(http.MethodGet, "/api/v1/namespaces/"+ns+"/events?fieldSelector=involvedObject.name%3Dx509-auth%2Creason%3DRestartRequired", env.AdminToken, nil)
-		require.NoError(t, err)
-		require.Contains(t, body, `"type":"Warning"`)
+		require.Eventually(t, func() bool { // recorded just after the log line
+			body, err := env.Call(http.MethodGet, "/api/v1/namespaces/"+ns+"/events?fieldSelector=involvedObject.name%3Dx509-auth%2Creason%3DRestartRequired", env.AdminToken, nil)
+			require.NoError(t, err)
+			return strings.Contains(body, `"type":"Warning"`)
+		}, 5*time.Second, 50*time.Millisecond, "a RestartRequired Event on x509-auth")
 		require.Zero(t, thermostat.publish(t, "telemetry/temperature"), "the running configuration (its attribute mappings) is kept")
 	})
 }
@@ -334,7 +337,7 @@ func TestClusterSourceGatewayProcess(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 10*time.Second, 50*time.Millisecond, "the gateway's /readyz, with the Kubernetes source's check")
-	require.Equal(t, 1, gw.Out.Count(`msg="aioconfig: Kubernetes source ready"`))
+	gw.WaitFor(t, 5*time.Second, `msg="aioconfig: Kubernetes source ready"`) // the probe ran the check
 
 	thermostat, err := dial(t, pki, addr, "thermostat")
 	require.NoError(t, err)

@@ -21,11 +21,22 @@ import (
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/internal/freeport"
 	"github.com/mqttauth/mqttauth/mqttconn"
+	"github.com/mqttauth/mqttauth/internal/kubetest"
 	"github.com/mqttauth/mqttauth/scramauth"
 	"github.com/xdg-go/scram"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kubetest.StopShared() // the kube-apiserver of cluster_kube_test.go, if started
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 var quiet = slog.New(slog.DiscardHandler)
 

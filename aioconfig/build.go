@@ -93,6 +93,8 @@ type Broker struct {
 	// User names and methods whose CONNECT user name is no identity, for
 	// the throttle: JWT password markers, SAT and JWT methods.
 	markers, markerMethods []string
+
+	live map[string]*livePolicy // BrokerAuthorizations from the Kubernetes API, by name
 }
 
 // AdminListener is the admin listener's resolved settings.
@@ -239,6 +241,10 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 						return nil, fmt.Errorf("aioconfig: BrokerAuthorization %q: %w", key, err)
 					}
 					authzs[key] = pol
+					if c.live {
+						// From the Kubernetes API: swapped on change (cluster.go).
+						authzs[key], authzPorts[key] = b.livePolicy(key, pol)
+					}
 				default:
 					authzs[key] = auth.AllowAuthenticated
 				}

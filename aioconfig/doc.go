@@ -1,7 +1,7 @@
 // Package aioconfig loads, validates and builds the authentication and
 // authorization of a broker from Azure IoT Operations (AIO) resources, as
-// kubectl prints them, so that a set-up written for the AIO MQTT broker
-// runs here.
+// kubectl prints them or as the Kubernetes API serves them, so that a
+// set-up written for the AIO MQTT broker runs here.
 //
 // # What it reads
 //
@@ -125,6 +125,39 @@
 //		// listen on p.Address with p.TLS (nil: plain TCP), naming the
 //		// listener p.Name so that requests carry it
 //	}
+//
+// # The Kubernetes API as the source
+//
+// [NewCluster] reads the same resources from the API server instead of
+// files: the BrokerListener, BrokerAuthentication and BrokerAuthorization
+// resources of one namespace (group mqttbroker.iotoperations.azure.com,
+// read in v1 or v1beta1; either shape is accepted, since a
+// CustomResourceDefinition without a conversion webhook serves the stored
+// object unchanged), and, by name, the ConfigMaps and Secrets they
+// reference, which it keeps in a private directory laid out as a pod
+// mounts them, so that the truststores and SCRAM users files watch them
+// as they watch volumes. Optional files (Files) add an MqttAuthSettings
+// document. [Cluster.Build] builds the Broker with every
+// BrokerAuthorization swappable in place and starts the list+watch loops
+// (shared with satauth: resumed after the server ends a watch, after 410
+// Gone and after API server restarts).
+//
+// Every change reaches live sessions through the one reload path: a
+// policy change is an auth.Notifier signal of that policy's watch, a new
+// CA a truststore reload. An invalid resource keeps the last good
+// configuration, is logged at Error with its kind, name and field, and is
+// recorded as a Warning Event (reason InvalidConfiguration) on it. A
+// change of ports or authentication methods is validated, logged and
+// recorded (reason RestartRequired) and applies at the next start. The
+// broker's identity needs [ClusterPermissions] in the namespace, checked
+// by [Broker.CheckReady] and the readiness check; deploy/kubernetes/rbac.yaml
+// is that Role.
+//
+//	k, err := aioconfig.NewCluster(ctx, aioconfig.ClusterConfig{Namespace: "mqttauth"}) // in-cluster service account
+//	defer k.Close()
+//	b, err := k.Build(ctx, aioconfig.Options{Logger: log})
+//	defer b.Close()
+//	m, err := auth.NewManager(b.AuthConfig())
 //
 // # Room for more
 //

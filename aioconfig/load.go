@@ -34,6 +34,7 @@ type Config struct {
 	dir          string // the first file's directory: relative paths start there
 	settingsDir  string // the directory of the file that held MqttAuthSettings
 	haveSettings bool
+	live         bool // from the Kubernetes API (Cluster): policies are swapped in place
 }
 
 // Load reads configuration files, each one or more YAML or JSON documents

@@ -1,6 +1,10 @@
 package satauth
 
-import "time"
+import (
+	"time"
+
+	"github.com/mqttauth/mqttauth/internal/kubeapi"
+)
 
 // Hooks for the tests of package satauth_test.
 
@@ -16,9 +20,9 @@ func (a *Authenticator) CacheLen() int { return a.tokens.len() }
 // SetInClusterPaths points the in-cluster defaults elsewhere and returns a
 // function that restores them.
 func SetInClusterPaths(token, ca string) func() {
-	oldT, oldC := inClusterTokenFile, inClusterCAFile
-	inClusterTokenFile, inClusterCAFile = token, ca
-	return func() { inClusterTokenFile, inClusterCAFile = oldT, oldC }
+	oldT, oldC := kubeapi.InClusterTokenFile, kubeapi.InClusterCAFile
+	kubeapi.InClusterTokenFile, kubeapi.InClusterCAFile = token, ca
+	return func() { kubeapi.InClusterTokenFile, kubeapi.InClusterCAFile = oldT, oldC }
 }
 
 // SetWatchTimings shortens the sweep interval and the watch backoff and

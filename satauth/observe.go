@@ -32,9 +32,9 @@ func (c *kubeClient) observe(op string, start time.Time, err *error) {
 // could not be opened, or broke with an error), for
 // backend_calls_total{component="kubewatch"}: a live watch counts one ok
 // per stream (the API server ends each after 5 minutes) and no failure.
-func (c *kubeClient) observeWatch(start time.Time, failed bool) {
+func (c *kubeClient) observeWatch(latency time.Duration, failed bool) {
 	if c.obs != nil {
-		c.obs.Component(auth.ComponentEvent{Component: auth.ComponentKubeWatch, Kind: auth.Call, Failed: failed, Latency: time.Since(start)})
+		c.obs.Component(auth.ComponentEvent{Component: auth.ComponentKubeWatch, Kind: auth.Call, Failed: failed, Latency: latency})
 	}
 }
 

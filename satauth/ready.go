@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mqttauth/mqttauth/internal/kubeapi"
 )
 
 // ErrNotReady means the broker cannot verify tokens as configured: its own
@@ -163,37 +164,11 @@ func (a *Authenticator) checkReady(ctx context.Context) error {
 	return nil
 }
 
-// selfSubjectAccessReview is the SelfSubjectAccessReview of
-// authorization.k8s.io/v1.
-type selfSubjectAccessReview struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Spec       struct {
-		ResourceAttributes struct {
-			Verb     string `json:"verb"`
-			Group    string `json:"group"`
-			Resource string `json:"resource"`
-		} `json:"resourceAttributes"`
-	} `json:"spec"`
-	Status struct {
-		Allowed bool   `json:"allowed"`
-		Reason  string `json:"reason"`
-	} `json:"status"`
-}
-
-const opAccessReview = "create selfsubjectaccessreviews"
+const opAccessReview = kubeapi.OpAccessReview
 
 // canI asks whether the broker may do p in every namespace.
 func (c *kubeClient) canI(ctx context.Context, p Permission) (bool, error) {
-	in := selfSubjectAccessReview{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"}
-	in.Spec.ResourceAttributes.Verb = p.Verb
-	in.Spec.ResourceAttributes.Group = p.Group
-	in.Spec.ResourceAttributes.Resource = p.Resource
-	var out selfSubjectAccessReview
-	if err := c.do(ctx, opAccessReview, http.MethodPost, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", in, &out, nil); err != nil {
-		return false, err
-	}
-	return out.Status.Allowed, nil
+	return c.CanI(ctx, kubeapi.Permission{Verb: p.Verb, Group: p.Group, Resource: p.Resource})
 }
 
 // readyRetry checks readiness again in the background while it fails

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/internal/kubeapi"
 )
 
 // Timings of the watch. Variables so that tests can shorten them.
@@ -329,16 +330,15 @@ func (f *follower) startLocked(ns string) {
 	r.wg.Go(func() { f.follow(ctx, ns, resPods) })
 }
 
-// follow lists and watches resource in ns until ctx ends.
+// follow lists and watches resource in ns until ctx ends (the shared
+// loop of kubeapi.Follow: resume, 410 Gone, backoff).
 func (f *follower) follow(ctx context.Context, ns, resource string) {
-	backoff := watchBackoffMin
-	var lastLog time.Time
-	fail := func(err error) bool {
-		if ctx.Err() != nil {
-			return false
-		}
-		if time.Since(lastLog) > time.Minute {
-			lastLog = time.Now()
+	fl := kubeapi.Follow{
+		Client: f.a.kube.Client,
+		Op:     "watch " + resource, Path: collection(ns, resource), Accept: kubeapi.AcceptMeta,
+		Relist: func(ctx context.Context) (string, error) { return f.relist(ctx, ns, resource) },
+		Event:  func(typ string, o kubeapi.Object) { f.event(ns, resource, typ, o.Meta) },
+		Failed: func(err error, backoff time.Duration) {
 			level := slog.LevelWarn
 			if errors.Is(err, ErrBrokerForbidden) || errors.Is(err, ErrBrokerUnauthorized) {
 				level = slog.LevelError
@@ -346,44 +346,10 @@ func (f *follower) follow(ctx context.Context, ns, resource string) {
 			f.a.log.LogAttrs(ctx, level, "satauth: watch failed; retrying", slog.String("method", Method),
 				slog.String("namespace", ns), slog.String("resource", resource),
 				slog.Duration("backoff", backoff), slog.Any("err", err))
-		}
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		backoff = min(2*backoff, watchBackoffMax)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		}
+		},
+		BackoffMin: watchBackoffMin, BackoffMax: watchBackoffMax,
 	}
-	for ctx.Err() == nil {
-		rv, err := f.relist(ctx, ns, resource)
-		if err != nil {
-			if errors.Is(err, errGone) || fail(err) {
-				continue
-			}
-			return
-		}
-		for ctx.Err() == nil {
-			var err error
-			start := time.Now()
-			rv, err = f.a.kube.watch(ctx, ns, resource, rv, func(typ string, m objectMeta) {
-				backoff = watchBackoffMin // the stream works
-				f.event(ns, resource, typ, m)
-			})
-			if err == nil && time.Since(start) < time.Second {
-				err = fmt.Errorf("%w: watch %s ended at once", ErrUnavailable, resource)
-			}
-			if err == nil {
-				continue // the server ended the call: resume
-			}
-			if !errors.Is(err, errGone) && !fail(err) {
-				return
-			}
-			break // list again
-		}
-	}
+	fl.Run(ctx)
 }
 
 // relist lists resource in ns and reconciles the caches and bindings with

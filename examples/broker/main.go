@@ -55,6 +55,7 @@ import (
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
+	"github.com/mqttauth/mqttauth/examples/internal/clustersrc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/internal/logsink"
@@ -86,6 +87,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
 	auditAllows := fs.Int64("audit-allows", adminserve.AuditAllowsFlag, "log one authorization allow in N (1: every allow, one record per delivered message; 0: none), overriding MqttAuthSettings admin.audit.sampleAllows (default: none)")
+	cluster := clustersrc.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +105,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(newHandler(slog.LevelInfo))
 
-	isTutorial := len(cfgPaths) == 0
+	isTutorial := len(cfgPaths) == 0 && !cluster.Enabled()
 	if isTutorial {
 		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
@@ -111,7 +113,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		cfgPaths = []string{path}
 	}
-	cfg, err := aioconfig.Load(cfgPaths...)
+	var cfg *aioconfig.Config
+	var err error
+	if cluster.Enabled() {
+		cfg, err = cluster.Load(ctx, cfgPaths, log)
+		defer cluster.Close()
+	} else {
+		cfg, err = aioconfig.Load(cfgPaths...)
+	}
 	if err != nil {
 		return err
 	}
@@ -131,7 +140,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		opts.Observer = exp
 	}
-	b, err := aioconfig.Build(ctx, cfg, opts)
+	b, err := cluster.Build(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -142,7 +151,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	adminserve.Apply(adminCfg)
 	adminserve.ApplyAuditAllows(b, *auditAllows)
 	if *check {
-		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
+		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(append(cfgPaths, cluster.Name()...), ", "))
 		return b.Describe(stdout)
 	}
 	// Start-up readiness (a ServiceAccountToken method's RBAC): each source
@@ -186,7 +195,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := srv.Serve(); err != nil {
 		return err
 	}
-	defer srv.Close()
+	// From here on the server ends through h.Shutdown, which closes it
+	// (mochi's Close may run once only).
 	listening.Open()
 	for _, p := range b.Ports {
 		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))

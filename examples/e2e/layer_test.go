@@ -80,8 +80,10 @@ func TestExampleShutdown(t *testing.T) {
 					t.Fatalf("%d of %d clients received DISCONNECT before the deadline:\n%s", i, clients, p.Out.String())
 				}
 			}
-			exited, _ := p.Wait(20 * time.Second)
+			exited, err := p.Wait(20 * time.Second)
 			require.True(t, exited, "the program exits after shutting down")
+			require.NoError(t, err, "the program exits cleanly:\n%s", p.Out.String())
+			require.NotContains(t, p.Out.String(), "panic:")
 		})
 	}
 }

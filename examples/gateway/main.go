@@ -52,6 +52,7 @@ import (
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
+	"github.com/mqttauth/mqttauth/examples/internal/clustersrc"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
 	"github.com/mqttauth/mqttauth/internal/logsink"
@@ -91,6 +92,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
 	auditAllows := fs.Int64("audit-allows", adminserve.AuditAllowsFlag, "log one authorization allow in N (1: every allow, one record per relayed message; 0: none), overriding MqttAuthSettings admin.audit.sampleAllows (default: none)")
+	cluster := clustersrc.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,14 +107,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(h)
 
-	if len(cfgPaths) == 0 {
+	if len(cfgPaths) == 0 && !cluster.Enabled() {
 		path, err := tutorial.Ensure(*devDir, log)
 		if err != nil {
 			return err
 		}
 		cfgPaths = []string{path}
 	}
-	cfg, err := aioconfig.Load(cfgPaths...)
+	var cfg *aioconfig.Config
+	var err error
+	if cluster.Enabled() {
+		cfg, err = cluster.Load(ctx, cfgPaths, log)
+		defer cluster.Close()
+	} else {
+		cfg, err = aioconfig.Load(cfgPaths...)
+	}
 	if err != nil {
 		return err
 	}
@@ -136,7 +145,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		buildOpts.Observer = exp
 	}
-	b, err := aioconfig.Build(ctx, cfg, buildOpts)
+	b, err := cluster.Build(ctx, cfg, buildOpts)
 	if err != nil {
 		return err
 	}
@@ -150,7 +159,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// configuration, else the connection layer's default.
 	lim := limits(*maxPacket, *maxPending, b.Limits)
 	if *check {
-		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(cfgPaths, ", "))
+		fmt.Fprintf(stdout, "configuration %s is valid\n", strings.Join(append(cfgPaths, cluster.Name()...), ", "))
 		if err := b.Describe(stdout); err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package satauth
+package kubeapi
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"testing"
 )
 
@@ -19,7 +18,7 @@ func (b bodyTransport) RoundTrip(*http.Request) (*http.Response, error) {
 
 // FuzzWatchStream feeds arbitrary watch streams to the watch decoder: it
 // must never panic, deliver only ADDED, MODIFIED and DELETED events, and
-// turn an ERROR event with code 410 into errGone.
+// turn an ERROR event with code 410 into ErrGone.
 func FuzzWatchStream(f *testing.F) {
 	f.Add([]byte(`{"type":"ADDED","object":{"metadata":{"name":"a","uid":"1","resourceVersion":"5","annotations":{"aio-broker-auth/x":"y"}}}}` + "\n"))
 	f.Add([]byte(`{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}{"type":"DELETED","object":{"metadata":{"name":"a"}}}`))
@@ -27,9 +26,8 @@ func FuzzWatchStream(f *testing.F) {
 	f.Add([]byte(`{"type":"MODIFIED","object":[]}`))
 	f.Add([]byte(`{"type":"ADDED","object":`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c := &kubeClient{base: &url.URL{Scheme: "https", Host: "kube.invalid"}}
-		c.watchHC = &http.Client{Transport: bodyTransport(body)}
-		_, _ = c.watch(context.Background(), "ns", "serviceaccounts", "1", func(typ string, _ objectMeta) {
+		c := NewForTest("https://kube.invalid", &http.Client{Transport: bodyTransport(body)})
+		_, _ = c.Watch(context.Background(), "watch serviceaccounts", "/api/v1/namespaces/ns/serviceaccounts", AcceptMeta, "1", func(typ string, _ Object) {
 			switch typ {
 			case "ADDED", "MODIFIED", "DELETED":
 			default:
@@ -55,11 +53,10 @@ func TestWatchStream(t *testing.T) {
 		{name: "other_error", body: `{"type":"ERROR","object":{"kind":"Status","code":500}}`, rv: "1", err: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &kubeClient{base: &url.URL{Scheme: "https", Host: "kube.invalid"}}
-			c.watchHC = &http.Client{Transport: bodyTransport(tc.body)}
+			c := NewForTest("https://kube.invalid", &http.Client{Transport: bodyTransport(tc.body)})
 			n := 0
-			rv, err := c.watch(context.Background(), "ns", "pods", "1", func(string, objectMeta) { n++ })
-			if (err != nil) != tc.err || errors.Is(err, errGone) != tc.gone {
+			rv, err := c.Watch(context.Background(), "watch pods", "/api/v1/namespaces/ns/pods", "", "1", func(string, Object) { n++ })
+			if (err != nil) != tc.err || errors.Is(err, ErrGone) != tc.gone {
 				t.Fatalf("err = %v, want error %v, 410 %v", err, tc.err, tc.gone)
 			}
 			if n != tc.events || rv != tc.rv {

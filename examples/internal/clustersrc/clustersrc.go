@@ -1,0 +1,70 @@
+package clustersrc
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+
+	"github.com/mqttauth/mqttauth/aioconfig"
+)
+
+// Source is the flags' values and, once loaded, the Kubernetes source.
+type Source struct {
+	namespace, apiServer, caFile, tokenFile, dir, version string
+
+	cluster *aioconfig.Cluster
+}
+
+// Flags registers the flags on fs.
+func Flags(fs *flag.FlagSet) *Source {
+	s := &Source{}
+	fs.StringVar(&s.namespace, "config-from-cluster", "", "read BrokerListener, BrokerAuthentication and BrokerAuthorization resources (and the ConfigMaps and Secrets they name) from this Kubernetes namespace, and follow their changes; -config files are read with them (MqttAuthSettings)")
+	fs.StringVar(&s.apiServer, "kube-apiserver", "", "with -config-from-cluster: the API server's https:// URL (default: in-cluster, the pod's service account)")
+	fs.StringVar(&s.caFile, "kube-ca", "", "with -kube-apiserver: the PEM CA of the API server")
+	fs.StringVar(&s.tokenFile, "kube-token", "", "with -kube-apiserver: the file of the bearer token (re-read when it changes)")
+	fs.StringVar(&s.dir, "cluster-dir", "", "with -config-from-cluster: where the referenced ConfigMaps and Secrets are kept (default: a temporary directory; in a pod, an emptyDir with medium Memory)")
+	fs.StringVar(&s.version, "cluster-api-version", "v1", "with -config-from-cluster: the version the resources are read in (v1 or v1beta1)")
+	return s
+}
+
+// Enabled reports whether -config-from-cluster was given.
+func (s *Source) Enabled() bool { return s.namespace != "" }
+
+// Load reads the configuration from the cluster, with files (may be
+// empty).
+func (s *Source) Load(ctx context.Context, files []string, log *slog.Logger) (*aioconfig.Config, error) {
+	k, err := aioconfig.NewCluster(ctx, aioconfig.ClusterConfig{
+		Namespace: s.namespace, Version: s.version,
+		APIServer: s.apiServer, CAFile: s.caFile, TokenFile: s.tokenFile,
+		Dir: s.dir, Files: files, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.cluster = k
+	return k.Config(), nil
+}
+
+// Build builds the Broker: from the cluster, following its changes, when
+// Load ran; else aioconfig.Build of cfg.
+func (s *Source) Build(ctx context.Context, cfg *aioconfig.Config, opts aioconfig.Options) (*aioconfig.Broker, error) {
+	if s.cluster == nil {
+		return aioconfig.Build(ctx, cfg, opts)
+	}
+	return s.cluster.Build(ctx, opts)
+}
+
+// Close stops following the cluster (after the Broker's Close).
+func (s *Source) Close() {
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
+}
+
+// Name names the source for messages: ["namespace NS"], or none.
+func (s *Source) Name() []string {
+	if !s.Enabled() {
+		return nil
+	}
+	return []string{"namespace " + s.namespace}
+}

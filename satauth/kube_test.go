@@ -17,8 +17,8 @@ import (
 
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
 	"github.com/mqttauth/mqttauth/satauth"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 const kubeIssuer = kubetest.Issuer

@@ -103,14 +103,17 @@ func consume(ctx context.Context, tmp, proxy, version string) error {
 	if err != nil {
 		return err
 	}
-	gocmd := func(args ...string) (string, error) {
-		fmt.Println("installtest: $ go", strings.Join(args, " "))
+	// gocmd runs the go command as the user, printing its output (only
+	// on failure when quiet) and how long it took.
+	gocmd := func(quiet bool, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir, cmd.Env = dir, env
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
-		os.Stdout.Write(out)
-		fmt.Printf("installtest: (%.1f s)\n", time.Since(start).Seconds())
+		fmt.Printf("installtest: $ go %s (%.1f s)\n", strings.Join(args, " "), time.Since(start).Seconds())
+		if err != nil || !quiet {
+			os.Stdout.Write(out)
+		}
 		if err != nil {
 			return string(out), fmt.Errorf("installtest: go %s: %w", strings.Join(args, " "), err)
 		}
@@ -121,14 +124,14 @@ func consume(ctx context.Context, tmp, proxy, version string) error {
 	// resolve on its own (a nested module that required a version of the
 	// root that does not exist would fail here).
 	for _, m := range []string{root + "/adapters/mochi", root + "/metrics/prometheus", root} {
-		if _, err := gocmd("get", m+"@"+version); err != nil {
+		if _, err := gocmd(false, "get", m+"@"+version); err != nil {
 			return err
 		}
 	}
-	if _, err := gocmd("mod", "tidy"); err != nil {
+	if _, err := gocmd(false, "mod", "tidy"); err != nil {
 		return err
 	}
-	out, err := gocmd("list", "-m", "-f", "{{.Path}} {{.Version}} {{if .Replace}}replaced{{end}}", "all")
+	out, err := gocmd(true, "list", "-m", "-f", "{{.Path}} {{.Version}} {{if .Replace}}replaced{{end}}", "all")
 	if err != nil {
 		return err
 	}
@@ -139,7 +142,7 @@ func consume(ctx context.Context, tmp, proxy, version string) error {
 		}
 	}
 	bin := filepath.Join(tmp, "bin")
-	if _, err := gocmd("build", "-o", filepath.Join(bin, "consumer"), "."); err != nil {
+	if _, err := gocmd(false, "build", "-o", filepath.Join(bin, "consumer"), "."); err != nil {
 		return err
 	}
 	fmt.Println("installtest: $ consumer")
@@ -154,7 +157,7 @@ func consume(ctx context.Context, tmp, proxy, version string) error {
 		return errors.New("installtest: the consumer program did not report CONNACK 0x00")
 	}
 	// A user installs the example broker the way the README says.
-	if _, err := gocmd("install", root+"/examples/broker@"+version); err != nil {
+	if _, err := gocmd(false, "install", root+"/examples/broker@"+version); err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(bin, "broker")); err != nil {

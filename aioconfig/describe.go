@@ -1,6 +1,7 @@
 package aioconfig
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -34,11 +35,11 @@ func (b *Broker) Describe(w io.Writer) error {
 	}
 	s := b.Session
 	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t\n",
-		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
+		cmp.Or(s.OnExpiry, "disconnect"), cmp.Or(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
 	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
 	if l := b.Limits; l != nil {
 		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s\n",
-			orDefault(l.MaxPacketSize), cmpOr(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections))
+			orDefault(l.MaxPacketSize), cmp.Or(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections))
 	} else {
 		fmt.Fprintf(&sb, "limits: the adapter's defaults\n")
 	}

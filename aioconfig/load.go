@@ -3,6 +3,7 @@ package aioconfig
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,7 +173,7 @@ func (c *Config) addDoc(doc []byte, d docRef) error {
 		}
 		return nil
 	}
-	d.name = cmpOr(meta.Name, "default")
+	d.name = cmp.Or(meta.Name, "default")
 	spec, isResource := top["spec"]
 	if kind == "" {
 		kind = inferKind(top)
@@ -875,11 +876,4 @@ func nearMiss(f string, v any) string {
 	}
 	slices.Sort(names)
 	return "known fields: " + strings.Join(names, ", ")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -1,6 +1,7 @@
 package satauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -238,13 +239,13 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		audiences: slices.Clone(cfg.Audiences),
 		issuer:    cfg.Issuer,
 		jwksFile:  cfg.JWKSFile,
-		jwksPath:  cmpOr(cfg.JWKSPath, DefaultJWKSPath),
-		leeway:    cmpOr(cfg.Leeway, DefaultLeeway),
-		prefix:    cmpOr(cfg.AnnotationPrefix, DefaultAnnotationPrefix),
+		jwksPath:  cmp.Or(cfg.JWKSPath, DefaultJWKSPath),
+		leeway:    cmp.Or(cfg.Leeway, DefaultLeeway),
+		prefix:    cmp.Or(cfg.AnnotationPrefix, DefaultAnnotationPrefix),
 		noAttrs:   cfg.DisableAttributes,
-		attrTTL:   cmpOr(cfg.AttributeTTL, DefaultAttributeTTL),
-		cacheTTL:  cmpOr(cfg.CacheTTL, DefaultCacheTTL),
-		maxToken:  cmpOr(cfg.MaxTokenSize, DefaultMaxTokenSize),
+		attrTTL:   cmp.Or(cfg.AttributeTTL, DefaultAttributeTTL),
+		cacheTTL:  cmp.Or(cfg.CacheTTL, DefaultCacheTTL),
+		maxToken:  cmp.Or(cfg.MaxTokenSize, DefaultMaxTokenSize),
 		fallback:  cfg.AllowUsernameFallback,
 		nowFn:     cfg.Now,
 		log:       cfg.Logger,
@@ -277,7 +278,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 			a.algs = append(a.algs, alg)
 		}
 	}
-	size := cmpOr(cfg.CacheSize, DefaultCacheSize)
+	size := cmp.Or(cfg.CacheSize, DefaultCacheSize)
 	a.tokens = newLRU[[32]byte, identity](max(size, 0))
 	// The ServiceAccount cache follows AttributeTTL; disabling the token
 	// cache does not disable it.
@@ -299,20 +300,12 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if a.mode == ModeLocal {
 		a.keys = &keySet{
 			a:        a,
-			interval: cmpOr(cfg.KeyRefreshInterval, DefaultKeyRefreshInterval),
-			maxAge:   cmpOr(cfg.KeyMaxAge, DefaultKeyMaxAge),
+			interval: cmp.Or(cfg.KeyRefreshInterval, DefaultKeyRefreshInterval),
+			maxAge:   cmp.Or(cfg.KeyMaxAge, DefaultKeyMaxAge),
 		}
 		_ = a.keys.refresh(ctx) // logged; retried on first use
 	}
 	return a, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Close stops following Kubernetes (see [Authenticator.RecheckOnChange]),

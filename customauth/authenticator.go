@@ -124,7 +124,7 @@ func New(cfg Config) (*Authenticator, error) {
 		return nil, fmt.Errorf("customauth: %w", err)
 	}
 	if u.Scheme == "http" {
-		a.log.Warn("customauth: InsecureAllowHTTPForTesting: credentials go to the server in clear text", slog.String("endpoint", u.String()))
+		a.log.Warn("customauth: InsecureAllowHTTP: credentials go to the server in clear text", slog.String("endpoint", u.String()))
 	}
 	return a, nil
 }

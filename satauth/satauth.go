@@ -55,8 +55,8 @@ const (
 	// ModeLocal verifies tokens with the cluster's public keys (OIDC
 	// discovery and JWKS from the API server, or Config.JWKSFile), with no
 	// API call per connect. Deleting a service account is still noticed
-	// through the attribute lookup (at once while the watch of
-	// RecheckOnChange runs, else within Config.AttributeTTL), unless
+	// through the attribute lookup (at once while the watch
+	// ([Authenticator.Watch]) runs, else within Config.AttributeTTL), unless
 	// attributes are disabled; deleting a pod only through the watch.
 	ModeLocal
 )
@@ -139,7 +139,7 @@ type Config struct {
 	AttributeTTL time.Duration
 
 	// DisableWatch turns off following Kubernetes while clients are
-	// connected ([Authenticator.RecheckOnChange]): without it, a deleted
+	// connected ([Authenticator.Watch]): without it, a deleted
 	// service account or pod and changed annotations reach connected
 	// clients only when they re-authenticate or their token expires, and
 	// new connections only after AttributeTTL and CacheTTL. The watch is
@@ -308,7 +308,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
-// Close stops following Kubernetes (see [Authenticator.RecheckOnChange]),
+// Close stops following Kubernetes (see [Authenticator.Watch]),
 // waiting for its goroutines to end, and releases the idle connections to
 // the API server.
 func (a *Authenticator) Close() {

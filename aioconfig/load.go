@@ -620,6 +620,17 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 	if f, err := decodeStrict(spec, &s); err != nil {
 		return d.err(prefix+f, "", err, nearMiss(f, &s))
 	}
+	if err := checkSettings(&s, d, prefix); err != nil {
+		return err
+	}
+	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
+	return nil
+}
+
+// checkSettings checks the values of MqttAuthSettings that can be checked
+// without building; prefix is the path of its fields ("spec." in a
+// resource).
+func checkSettings(s *Settings, d docRef, prefix string) error {
 	switch s.Session.OnExpiry {
 	case "", "disconnect", "close":
 	default:
@@ -654,7 +665,6 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 			return d.err(prefix+"admin."+f, v, err, hint)
 		}
 	}
-	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
 	return nil
 }
 

@@ -81,7 +81,9 @@ func startWatchBroker(tb testing.TB) *watchBroker {
 	require.NoError(tb, a.CheckReady(context.Background()))
 	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: groupTopics, Logger: log})
 	require.NoError(tb, err)
-	tb.Cleanup(a.RecheckOnChange(m))
+	stop, err := m.Watch(a.Watch(time.Minute))
+	require.NoError(tb, err)
+	tb.Cleanup(stop)
 
 	srv := mqtt.New(&mqtt.Options{Logger: mochi.ServerLogger(slog.DiscardHandler)})
 	_, err = mochi.Attach(srv, mochi.Config{Manager: m, Logger: log})

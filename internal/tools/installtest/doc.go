@@ -27,6 +27,7 @@
 //	go run ./internal/tools/installtest             # HEAD at v0.1.0
 //	go run ./internal/tools/installtest -worktree   # the work tree, uncommitted changes included
 //	go run ./internal/tools/installtest -proxy-only DIR   # write the proxy to DIR and stop
+//	go run ./internal/tools/installtest -list       # the released modules' directories, in tag order
 //
 // scripts/release uses -proxy-only to fill the nested modules' go.sum with
 // the checksums of the versions it is about to tag; .ci/run runs the whole

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"errors"
@@ -24,7 +25,14 @@ func main() {
 	worktree := flag.Bool("worktree", false, "use the work tree (uncommitted changes included) instead of -rev")
 	proxyOnly := flag.String("proxy-only", "", "write the module proxy to this directory and stop")
 	keep := flag.Bool("keep", false, "keep the temporary directory (printed) for inspection")
+	list := flag.Bool("list", false, "print the released modules' directories in tag order (. for the root) and stop")
 	flag.Parse()
+	if *list {
+		for _, m := range Released {
+			fmt.Println(cmp.Or(m.Dir, "."))
+		}
+		return
+	}
 	if err := run(*version, *rev, *worktree, *proxyOnly, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

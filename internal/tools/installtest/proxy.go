@@ -27,8 +27,9 @@ type Module struct {
 }
 
 // Released are the modules a release tags, in the order their tags are
-// cut: each requires only modules before it. scripts/release has the same
-// list.
+// cut: each requires only modules before it. scripts/release and
+// scripts/apicheck read this list (installtest -list): a new module is
+// added here.
 var Released = []Module{
 	{"github.com/mqttauth/mqttauth", ""},
 	{"github.com/mqttauth/mqttauth/adapters/mochi", "adapters/mochi"},

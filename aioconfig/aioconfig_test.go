@@ -21,7 +21,7 @@ import (
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/internal/freeport"
 	"github.com/mqttauth/mqttauth/mqttconn"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 	"github.com/mqttauth/mqttauth/scramauth"
 	"github.com/xdg-go/scram"
 )

@@ -1,6 +1,7 @@
 package aioconfig
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -299,11 +300,11 @@ func (b *Broker) buildThrottle(s *Throttle) error {
 		if off {
 			return "off"
 		}
-		return fmt.Sprintf("%d failures in a row, then one per %s", cmpOrInt(l.Burst, throttle.DefaultBurst), cmpOrDur(l.Every, throttle.DefaultEvery))
+		return fmt.Sprintf("%d failures in a row, then one per %s", cmp.Or(l.Burst, throttle.DefaultBurst), cmp.Or(l.Every, throttle.DefaultEvery))
 	}
 	b.throttleDesc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
-		cmpOrInt(s.IPv4Prefix, throttle.DefaultIPv4Prefix), cmpOrInt(s.IPv6Prefix, throttle.DefaultIPv6Prefix),
-		describe(cfg.Address, s.DisableAddress), describe(cfg.Identity, s.DisableIdentity), cmpOrInt(s.MaxEntries, throttle.DefaultMaxEntries))
+		cmp.Or(s.IPv4Prefix, throttle.DefaultIPv4Prefix), cmp.Or(s.IPv6Prefix, throttle.DefaultIPv6Prefix),
+		describe(cfg.Address, s.DisableAddress), describe(cfg.Identity, s.DisableIdentity), cmp.Or(s.MaxEntries, throttle.DefaultMaxEntries))
 	if len(markers) > 0 {
 		b.throttleDesc += fmt.Sprintf("; user names %q are markers, never identities", markers)
 	}
@@ -311,20 +312,6 @@ func (b *Broker) buildThrottle(s *Throttle) error {
 		b.throttleDesc += fmt.Sprintf("; the user name of methods %q is not counted (they do not verify it)", methods)
 	}
 	return nil
-}
-
-func cmpOrInt(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func cmpOrDur(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // onPorts limits a re-check to the sessions of the given ports: a change
@@ -399,7 +386,7 @@ func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtA
 func (b *Broker) custom(s *CustomSettings) (auth.Authenticator, string, error) {
 	cfg := customauth.Config{Endpoint: s.Endpoint, Logger: b.log, Observer: b.obs}
 	desc := "Custom " + s.Endpoint
-	if ca := cmpOr(cmpOr(s.CACert, s.CACertConfigMap), s.CACertFile); ca != "" {
+	if ca := cmp.Or(cmp.Or(s.CACert, s.CACertConfigMap), s.CACertFile); ca != "" {
 		path, err := b.cfg.resolve(ca, false)
 		if err != nil {
 			return nil, "", err
@@ -414,7 +401,7 @@ func (b *Broker) custom(s *CustomSettings) (auth.Authenticator, string, error) {
 	if s.Auth != nil && s.Auth.X509 != nil {
 		x := s.Auth.X509
 		certFile, keyFile := b.cfg.Path(x.CertFile), b.cfg.Path(x.KeyFile)
-		if ref := cmpOr(x.SecretRef, x.SecretName); ref != "" {
+		if ref := cmp.Or(x.SecretRef, x.SecretName); ref != "" {
 			var err error
 			if certFile, err = b.cfg.resolveKey(ref, "tls.crt", true); err != nil {
 				return nil, "", err
@@ -501,8 +488,8 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 		Logger:                b.log,
 		Observer:              b.obs,
 	}
-	cfg.CacheTTL, _ = time.ParseDuration(cmpOr(s.CacheTTL, "0s"))         // checked by Load
-	cfg.AttributeTTL, _ = time.ParseDuration(cmpOr(s.AttributeTTL, "0s")) // checked by Load
+	cfg.CacheTTL, _ = time.ParseDuration(cmp.Or(s.CacheTTL, "0s"))         // checked by Load
+	cfg.AttributeTTL, _ = time.ParseDuration(cmp.Or(s.AttributeTTL, "0s")) // checked by Load
 	if s.Mode == "local" {
 		cfg.Mode = satauth.ModeLocal
 	}
@@ -529,7 +516,7 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 	b.startup = append(b.startup, startup)
 	b.ready = append(b.ready, ready)
 	desc := fmt.Sprintf("ServiceAccountToken audiences %v, %s, cacheTTL %s, attributeTTL %s, watch %s",
-		s.Audiences, cmpOr(s.Mode, "tokenReview"), cmpOr(s.CacheTTL, "5m"), cmpOr(s.AttributeTTL, "1m"), onOff(a.Following()))
+		s.Audiences, cmp.Or(s.Mode, "tokenReview"), cmp.Or(s.CacheTTL, "5m"), cmp.Or(s.AttributeTTL, "1m"), onOff(a.Following()))
 	return a, desc, nil
 }
 
@@ -621,7 +608,7 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 		desc += ", clientAuth extended key usage required"
 	}
 	if r := s.Revocation; r != nil {
-		desc += fmt.Sprintf(", revocation %s %s", cmpOr(r.Mode, RevocationHardFail), revocationSources(r))
+		desc += fmt.Sprintf(", revocation %s %s", cmp.Or(r.Mode, RevocationHardFail), revocationSources(r))
 	}
 	return a, desc, nil
 }
@@ -644,7 +631,7 @@ func (b *Broker) revocation(s *RevocationSettings) (*revocation.Checker, error) 
 		{s.Timeout, &cfg.Timeout}, {s.Wait, &cfg.Wait}, {s.RefreshBefore, &cfg.RefreshBefore},
 		{s.RetryInterval, &cfg.RetryInterval}, {s.RefreshInterval, &cfg.RefreshInterval}, {s.MaxAge, &cfg.MaxAge},
 	} {
-		*d.dst, _ = time.ParseDuration(cmpOr(d.v, "0s"))
+		*d.dst, _ = time.ParseDuration(cmp.Or(d.v, "0s"))
 	}
 	if s.Wait != "" && cfg.Wait == 0 {
 		cfg.Wait = -1
@@ -691,13 +678,13 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 		{s.Leeway, &cfg.Leeway}, {s.KeyRefreshInterval, &cfg.KeyRefreshInterval},
 		{s.KeyMaxAge, &cfg.KeyMaxAge}, {s.RequestTimeout, &cfg.RequestTimeout},
 	} {
-		*d.dst, _ = time.ParseDuration(cmpOr(d.v, "0s"))
+		*d.dst, _ = time.ParseDuration(cmp.Or(d.v, "0s"))
 	}
 	if s.Leeway != "" && cfg.Leeway == 0 {
 		cfg.Leeway = -1
 	}
 	desc := fmt.Sprintf("JWT issuer %s, audiences %v", s.Issuer, s.Audiences)
-	if ca := cmpOr(s.CACert, s.CACertFile); ca != "" {
+	if ca := cmp.Or(s.CACert, s.CACertFile); ca != "" {
 		path, err := b.cfg.resolve(ca, false)
 		if err != nil {
 			return nil, "", fmt.Errorf("caCert: %w", err)
@@ -708,7 +695,7 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: cmpOrDur(cfg.RequestTimeout, jwtauth.DefaultRequestTimeout)}
+		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: cmp.Or(cfg.RequestTimeout, jwtauth.DefaultRequestTimeout)}
 		b.onClose(tr.CloseIdleConnections)
 		desc += ", issuer CA " + ca
 	}
@@ -723,7 +710,7 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 			desc += " of user name " + s.PasswordUsername
 		}
 		// The user name is a marker every client sends, not an identity.
-		b.markers = append(b.markers, cmpOr(s.PasswordUsername, DefaultJWTPasswordMarker))
+		b.markers = append(b.markers, cmp.Or(s.PasswordUsername, DefaultJWTPasswordMarker))
 	} else {
 		desc += ", token in the Authentication Data of method " + a.Method()
 		b.markerMethods = append(b.markerMethods, a.Method())

@@ -25,7 +25,7 @@ import (
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 // installCRDs creates the CRDs of deploy/kubernetes/crds.yaml and waits

@@ -2,6 +2,7 @@ package aioconfig
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -331,9 +332,9 @@ func references(c *Config) []reference {
 					add("secrets", m.X509.Attributes.SecretName, KindAuthentication, a.Name, at+".attributes.secretName")
 				}
 			case m.Custom != nil:
-				certs("configmaps", cmpOr(m.Custom.CACert, m.Custom.CACertConfigMap), KindAuthentication, a.Name, at+".caCert")
+				certs("configmaps", cmp.Or(m.Custom.CACert, m.Custom.CACertConfigMap), KindAuthentication, a.Name, at+".caCert")
 				if x := m.Custom.Auth; x != nil && x.X509 != nil {
-					add("secrets", cmpOr(x.X509.SecretRef, x.X509.SecretName), KindAuthentication, a.Name, at+".auth.x509", "tls.crt", "tls.key")
+					add("secrets", cmp.Or(x.X509.SecretRef, x.X509.SecretName), KindAuthentication, a.Name, at+".auth.x509", "tls.crt", "tls.key")
 				}
 			case m.SCRAM != nil:
 				add("secrets", m.SCRAM.UsersFile, KindAuthentication, a.Name, at+".usersFile")

@@ -38,12 +38,12 @@ func (b *Broker) Describe(w io.Writer) error {
 	}
 	s := b.Session
 	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t, reauth %d in a row then 1 per %s\n",
-		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange,
-		cmp.Or(s.ReauthBurst, auth.DefaultReauthBurst), cmpOr(s.ReauthInterval, "1s"))
+		cmp.Or(s.OnExpiry, "disconnect"), cmp.Or(s.ExchangeTimeout, "30s"), s.AllowIdentityChange,
+		cmp.Or(s.ReauthBurst, auth.DefaultReauthBurst), cmp.Or(s.ReauthInterval, "1s"))
 	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
 	if l := b.Limits; l != nil {
 		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s, maxUnauthenticatedPerSource %s\n",
-			orDefault(l.MaxPacketSize), cmpOr(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections),
+			orDefault(l.MaxPacketSize), cmp.Or(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections),
 			orDefault(l.MaxUnauthenticatedPerSource))
 	} else {
 		fmt.Fprintf(&sb, "limits: the adapter's defaults\n")

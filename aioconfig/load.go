@@ -3,6 +3,7 @@ package aioconfig
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func (c *Config) addDoc(doc []byte, d docRef) error {
 		}
 		return nil
 	}
-	d.name = cmpOr(meta.Name, "default")
+	d.name = cmp.Or(meta.Name, "default")
 	spec, isResource := top["spec"]
 	if kind == "" {
 		kind = inferKind(top)
@@ -620,6 +621,17 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 	if f, err := decodeStrict(spec, &s); err != nil {
 		return d.err(prefix+f, "", err, nearMiss(f, &s))
 	}
+	if err := checkSettings(&s, d, prefix); err != nil {
+		return err
+	}
+	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
+	return nil
+}
+
+// checkSettings checks the values of MqttAuthSettings that can be checked
+// without building; prefix is the path of its fields ("spec." in a
+// resource).
+func checkSettings(s *Settings, d docRef, prefix string) error {
 	switch s.Session.OnExpiry {
 	case "", "disconnect", "close":
 	default:
@@ -667,7 +679,6 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 			return d.err(prefix+"admin."+f, v, err, hint)
 		}
 	}
-	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
 	return nil
 }
 
@@ -889,11 +900,4 @@ func nearMiss(f string, v any) string {
 	}
 	slices.Sort(names)
 	return "known fields: " + strings.Join(names, ", ")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

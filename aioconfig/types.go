@@ -475,8 +475,10 @@ func (l *Limits) Conn() mqttconn.Limits {
 	}
 }
 
-// ConnectTimeoutDuration returns ConnectTimeout, zero when unset (the
-// configuration was validated when loaded) or when l is nil.
+// ConnectTimeoutDuration returns ConnectTimeout, zero when it is unset or
+// l is nil. A value that does not parse also gives zero: Parse refuses one
+// while decoding and [Config.Validate] (which Build runs) refuses one set
+// in Go, so use it on a validated configuration.
 func (l *Limits) ConnectTimeoutDuration() time.Duration {
 	if l == nil || l.ConnectTimeout == "" {
 		return 0

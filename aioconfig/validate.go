@@ -10,8 +10,9 @@ import (
 )
 
 // Validate checks the configuration as a whole: every method has its
-// required settings, every port names resources that exist, no two ports
-// share an address. It reads no file; [Build] does, and reports missing
+// required settings, every value is well-formed (durations such as "10s"
+// included, for a Config built in Go), every port names resources that
+// exist, no two ports share an address. It reads no file; [Build] does, and reports missing
 // ones.
 func (c *Config) Validate() error {
 	var errs []error
@@ -55,6 +56,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.checkValues()...)
 	if len(c.Listeners) == 0 {
 		errs = append(errs, &Error{Kind: KindListener, Err: ErrMissing, Hint: "at least one BrokerListener with its ports"})
 	}

@@ -41,9 +41,13 @@ type PrincipalInfo struct {
 	// ClientID is the MQTT client identifier. A Session fills it in from the
 	// CONNECT packet when it is empty.
 	ClientID string
-	// Listener names the listener the client connected to. A Session
-	// sets it from Request.Listener, whatever the authenticator said, so
-	// that an authorizer can decide per listener.
+	// Listener names the listener the client connected to. An
+	// authenticator leaves it empty: a Session always sets it from
+	// Request.Listener, whatever the authenticator said, so that an
+	// authorizer can decide per listener and no method can move a client
+	// to another listener's policy. Set it when building a principal
+	// outside a session, for instance to test an authorizer that decides
+	// per listener (aioconfig's Broker).
 	Listener string
 	// Attributes are the principal's authorization attributes. They are
 	// copied.

@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -90,10 +91,10 @@ func New(cfg Config) (*Authenticator, error) {
 		endpoint: u,
 		client:   &http.Client{Transport: cfg.transport(), CheckRedirect: noRedirects},
 		headers:  headers,
-		timeout:  cmpOr(cfg.Timeout, DefaultTimeout),
-		maxBody:  cmpOr(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
-		sem:      make(chan struct{}, cmpOr(cfg.MaxConcurrent, DefaultMaxConcurrent)),
-		method:   cmpOr(cfg.MethodName, DefaultMethodName),
+		timeout:  cmp.Or(cfg.Timeout, DefaultTimeout),
+		maxBody:  cmp.Or(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
+		sem:      make(chan struct{}, cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)),
+		method:   cmp.Or(cfg.MethodName, DefaultMethodName),
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		hashKey:  make([]byte, 32),
@@ -109,31 +110,23 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	if !cfg.Breaker.Disabled {
 		a.breaker = &breaker{
-			threshold: cmpOr(cfg.Breaker.Failures, DefaultBreakerFailures),
-			coolDown:  cmpOr(cfg.Breaker.CoolDown, DefaultBreakerCoolDown),
+			threshold: cmp.Or(cfg.Breaker.Failures, DefaultBreakerFailures),
+			coolDown:  cmp.Or(cfg.Breaker.CoolDown, DefaultBreakerCoolDown),
 			now:       a.now,
 			log:       a.log,
 		}
 	}
 	if cfg.Cache.TTL > 0 {
-		a.cache = newCache(cfg.Cache.TTL, cmpOr(cfg.Cache.MaxEntries, DefaultCacheEntries), a.now)
+		a.cache = newCache(cfg.Cache.TTL, cmp.Or(cfg.Cache.MaxEntries, DefaultCacheEntries), a.now)
 	}
 	a.observeWith(cfg.Observer)
 	if _, err := rand.Read(a.hashKey); err != nil {
 		return nil, fmt.Errorf("customauth: %w", err)
 	}
 	if u.Scheme == "http" {
-		a.log.Warn("customauth: InsecureAllowHTTPForTesting: credentials go to the server in clear text", slog.String("endpoint", u.String()))
+		a.log.Warn("customauth: InsecureAllowHTTP: credentials go to the server in clear text", slog.String("endpoint", u.String()))
 	}
 	return a, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 func noRedirects(*http.Request, []*http.Request) error {

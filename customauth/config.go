@@ -37,7 +37,7 @@ const (
 type Config struct {
 	// Endpoint is the custom authentication server's URL, for example
 	// https://auth.example.com/. It must be https unless
-	// InsecureAllowHTTPForTesting is set. Requests go to
+	// InsecureAllowHTTP is set. Requests go to
 	// Endpoint?api-version=0.5.0. Required.
 	Endpoint string
 	// RootCAs verifies the server's certificate; nil means the system
@@ -82,10 +82,10 @@ type Config struct {
 	// with it). It must do TLS itself.
 	Transport http.RoundTripper
 
-	// InsecureAllowHTTPForTesting allows a plain http:// Endpoint. It sends
+	// InsecureAllowHTTP allows a plain http:// Endpoint. It sends
 	// client passwords and tokens in clear text over the network: for tests
 	// on loopback only.
-	InsecureAllowHTTPForTesting bool
+	InsecureAllowHTTP bool
 }
 
 // BreakerConfig configures the circuit breaker: after Failures
@@ -129,9 +129,9 @@ func (c *Config) validate() (*url.URL, error) {
 	case u.Host == "":
 		return nil, fmt.Errorf("customauth: Config.Endpoint %q has no host", c.Endpoint)
 	case u.Scheme == "https":
-	case u.Scheme == "http" && c.InsecureAllowHTTPForTesting:
+	case u.Scheme == "http" && c.InsecureAllowHTTP:
 	case u.Scheme == "http":
-		return nil, fmt.Errorf("customauth: Config.Endpoint %q: plain HTTP would send credentials in clear text; use https (InsecureAllowHTTPForTesting exists for tests)", c.Endpoint)
+		return nil, fmt.Errorf("customauth: Config.Endpoint %q: plain HTTP would send credentials in clear text; use https (InsecureAllowHTTP exists for tests)", c.Endpoint)
 	default:
 		return nil, fmt.Errorf("customauth: Config.Endpoint %q: scheme must be https", c.Endpoint)
 	}

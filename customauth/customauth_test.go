@@ -243,7 +243,7 @@ func TestConfig(t *testing.T) {
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
-	a, err := customauth.New(customauth.Config{Endpoint: "http://127.0.0.1:1/", InsecureAllowHTTPForTesting: true, Logger: discard})
+	a, err := customauth.New(customauth.Config{Endpoint: "http://127.0.0.1:1/", InsecureAllowHTTP: true, Logger: discard})
 	require.NoError(t, err, "plain HTTP with the loud switch")
 	require.Equal(t, customauth.APIVersion, a.Version())
 }

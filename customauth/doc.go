@@ -57,7 +57,7 @@
 // (or the system roots), the broker may present a client certificate
 // (mutual TLS), extra headers are sent with every request, connections are
 // reused, and each request is bounded by the caller's context and
-// Config.Timeout. Plain HTTP needs Config.InsecureAllowHTTPForTesting.
+// Config.Timeout. Plain HTTP needs Config.InsecureAllowHTTP.
 // Passwords, tokens and Authentication Data never reach a log or an error.
 //
 // Package [github.com/mqttauth/mqttauth/customauth/authserver] is a

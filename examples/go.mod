@@ -5,7 +5,8 @@ go 1.25.0
 require (
 	github.com/eclipse/paho.golang v0.23.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
-	github.com/mqttauth/mqttauth v0.0.0
+	github.com/mqttauth/mqttauth v0.1.0
+	github.com/prometheus/client_golang v1.24.1
 	github.com/stretchr/testify v1.12.1
 	github.com/xdg-go/scram v1.4.0
 	go.uber.org/goleak v1.3.0
@@ -17,7 +18,6 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/prometheus/client_golang v1.24.1 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.70.1 // indirect
 	github.com/prometheus/procfs v0.21.1 // indirect
@@ -33,16 +33,10 @@ require (
 require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/go-jose/go-jose/v4 v4.1.8 // indirect
-	github.com/mqttauth/mqttauth/adapters/mochi v0.0.0
-	github.com/mqttauth/mqttauth/metrics/prometheus v0.0.0
+	github.com/mqttauth/mqttauth/adapters/mochi v0.1.0
+	github.com/mqttauth/mqttauth/metrics/prometheus v0.1.0
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/term v0.45.0
 )
-
-replace github.com/mqttauth/mqttauth => ../
-
-replace github.com/mqttauth/mqttauth/adapters/mochi => ../adapters/mochi
-
-replace github.com/mqttauth/mqttauth/metrics/prometheus => ../metrics/prometheus

@@ -2,6 +2,7 @@ package jwtauth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -186,13 +187,13 @@ func New(cfg Config) (*Authenticator, error) {
 		jwksURL:   cfg.JWKSURL,
 		audiences: slices.Clone(cfg.Audiences),
 		algs:      algs,
-		leeway:    cmpOr(cfg.Leeway, DefaultLeeway),
-		userClaim: cmpOr(cfg.UsernameClaim, DefaultUsernameClaim),
+		leeway:    cmp.Or(cfg.Leeway, DefaultLeeway),
+		userClaim: cmp.Or(cfg.UsernameClaim, DefaultUsernameClaim),
 		from:      cfg.TokenFrom,
-		method:    cmpOr(cfg.Method, DefaultMethod),
+		method:    cmp.Or(cfg.Method, DefaultMethod),
 		pwUser:    cfg.PasswordUsername,
-		timeout:   cmpOr(cfg.RequestTimeout, DefaultRequestTimeout),
-		maxToken:  cmpOr(cfg.MaxTokenSize, DefaultMaxTokenSize),
+		timeout:   cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout),
+		maxToken:  cmp.Or(cfg.MaxTokenSize, DefaultMaxTokenSize),
 		insecure:  cfg.InsecureAllowHTTP,
 		hc:        cfg.HTTPClient,
 		nowFn:     cfg.Now,
@@ -242,8 +243,8 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	a.keys = jwks.New(jwks.Config{
 		Fetch:    fetch,
-		Interval: cmpOr(cfg.KeyRefreshInterval, DefaultKeyRefreshInterval),
-		MaxAge:   cmpOr(cfg.KeyMaxAge, DefaultKeyMaxAge),
+		Interval: cmp.Or(cfg.KeyRefreshInterval, DefaultKeyRefreshInterval),
+		MaxAge:   cmp.Or(cfg.KeyMaxAge, DefaultKeyMaxAge),
 		Now:      a.nowFn,
 		Fetched: func(ctx context.Context, err error) {
 			if err != nil {
@@ -253,14 +254,6 @@ func New(cfg Config) (*Authenticator, error) {
 		},
 	})
 	return a, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 func (a *Authenticator) checkURL(raw string) error {

@@ -563,8 +563,8 @@ func (c *Checker) Notify(fn func()) (cancel func()) { return c.OnRevoke(fn) }
 // Watch returns the auth.Watch that re-checks the live sessions of a
 // Manager with check (an x509auth.Authenticator's Check, which consults
 // this Checker) each time a fetch finds a certificate newly revoked. Give
-// it to the Manager in auth.Config.Watches; it is [Checker.RecheckOnRevoke]
-// through the Manager's own change path. timeout bounds one re-check (zero
+// it to the Manager in auth.Config.Watches (or to auth.Manager.Watch).
+// timeout bounds one re-check (zero
 // means auth.DefaultRecheckTimeout).
 func (c *Checker) Watch(check auth.CheckFunc, timeout time.Duration) auth.Watch {
 	return auth.Watch{Name: "revocation", Source: c, Check: check, Timeout: timeout}
@@ -590,9 +590,11 @@ func (c *Checker) notifyRevoked() {
 // 0x87, or x509auth's Config.RevokedCode). Revocations found during a
 // re-check are coalesced into one more. timeout bounds one re-check (zero
 // means 30 seconds). It returns a function that stops listening, cancels a
-// re-check in progress and waits for it. [Checker.Watch] is the same
-// re-check through the Manager's one change path, with no Manager needed
-// beforehand; prefer it.
+// re-check in progress and waits for it.
+//
+// Deprecated: Use [Checker.Watch] in auth.Config.Watches (or
+// auth.Manager.Watch): the same re-check through the Manager's one change
+// path, with no Manager needed beforehand. See API.md.
 func (c *Checker) RecheckOnRevoke(m *auth.Manager, check auth.CheckFunc, timeout time.Duration) (stop func()) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second

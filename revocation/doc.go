@@ -98,9 +98,10 @@
 // # Live revocation
 //
 // When a fetch finds a certificate newly revoked (an OCSP answer, or a CRL
-// that lists a serial its predecessor did not), [Checker.RecheckOnRevoke]
-// re-checks every live session through auth.Manager.Recheck with the
-// given check (x509auth.Authenticator.Check), which now fails for that
+// that lists a serial its predecessor did not), the watch [Checker.Watch]
+// (in auth.Config.Watches) re-checks every live session through
+// auth.Manager.Recheck with the given check
+// (x509auth.Authenticator.Check), which now fails for that
 // certificate: its client gets DISCONNECT 0x87. [Checker.OnRevoke] is the
 // underlying hook. The Checker is also an auth.Notifier (Checker.Notify,
 // the same signal): [Checker.Watch] is that re-check as an auth.Watch for

@@ -66,8 +66,8 @@
 //
 // [Authenticator.Watch] (on unless Config.DisableWatch) is the follower as
 // an auth.Watch for auth.Config.Watches: the Manager subscribes to it
-// itself and its Close stops it; [Authenticator.RecheckOnChange] runs the
-// same for a Manager built without it. The follower watches,
+// itself and its Close stops it (auth.Manager.Watch adds it to a Manager
+// built without it). The follower watches,
 // with the API's list+watch (plain HTTP, metadata only, no client-go), the
 // ServiceAccounts and Pods of each namespace that a connected client's
 // service account is in. The watch of a namespace starts when the first
@@ -99,7 +99,7 @@
 // at once. Memory is bounded by the live sessions (one small binding
 // each, dropped at the sweep after the session ends) and the caches'
 // sizes; the Manager's Close (or the Authenticator's, or the function
-// RecheckOnChange returns) ends every goroutine. Tokens bound to Secrets (legacy) are not followed.
+// auth.Manager.Watch returns) ends every goroutine. Tokens bound to Secrets (legacy) are not followed.
 //
 // # What the broker's identity needs
 //

@@ -123,5 +123,5 @@ const (
 
 // ErrPodDeleted means the pod a token is bound to was deleted (or replaced
 // by another pod of the same name) while its client was connected; the
-// watch of [Authenticator.RecheckOnChange] disconnects such clients.
+// watch ([Authenticator.Watch]) disconnects such clients.
 var ErrPodDeleted = errors.New("satauth: the token's pod was deleted")

@@ -2,7 +2,7 @@ package satauth_test
 
 // Integration tests against a real kube-apiserver and etcd, built by
 // scripts/kube-testenv and started once per test package on loopback by
-// package internal/kubetest.
+// package satauth/kubetest.
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
 	"github.com/mqttauth/mqttauth/satauth"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 const kubeIssuer = kubetest.Issuer

@@ -1,6 +1,7 @@
 package satauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -183,7 +184,7 @@ type readyRetry struct {
 }
 
 func (r *readyRetry) init(every, timeout time.Duration) {
-	r.every, r.timeout = cmpOr(every, DefaultReadyRetry), cmpOr(timeout, DefaultRequestTimeout)
+	r.every, r.timeout = cmp.Or(every, DefaultReadyRetry), cmp.Or(timeout, DefaultRequestTimeout)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 }
 

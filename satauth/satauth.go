@@ -1,6 +1,7 @@
 package satauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -55,8 +56,8 @@ const (
 	// ModeLocal verifies tokens with the cluster's public keys (OIDC
 	// discovery and JWKS from the API server, or Config.JWKSFile), with no
 	// API call per connect. Deleting a service account is still noticed
-	// through the attribute lookup (at once while the watch of
-	// RecheckOnChange runs, else within Config.AttributeTTL), unless
+	// through the attribute lookup (at once while the watch
+	// ([Authenticator.Watch]) runs, else within Config.AttributeTTL), unless
 	// attributes are disabled; deleting a pod only through the watch.
 	ModeLocal
 )
@@ -139,7 +140,7 @@ type Config struct {
 	AttributeTTL time.Duration
 
 	// DisableWatch turns off following Kubernetes while clients are
-	// connected ([Authenticator.RecheckOnChange]): without it, a deleted
+	// connected ([Authenticator.Watch]): without it, a deleted
 	// service account or pod and changed annotations reach connected
 	// clients only when they re-authenticate or their token expires, and
 	// new connections only after AttributeTTL and CacheTTL. The watch is
@@ -248,13 +249,13 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		audiences: slices.Clone(cfg.Audiences),
 		issuer:    cfg.Issuer,
 		jwksFile:  cfg.JWKSFile,
-		jwksPath:  cmpOr(cfg.JWKSPath, DefaultJWKSPath),
-		leeway:    cmpOr(cfg.Leeway, DefaultLeeway),
-		prefix:    cmpOr(cfg.AnnotationPrefix, DefaultAnnotationPrefix),
+		jwksPath:  cmp.Or(cfg.JWKSPath, DefaultJWKSPath),
+		leeway:    cmp.Or(cfg.Leeway, DefaultLeeway),
+		prefix:    cmp.Or(cfg.AnnotationPrefix, DefaultAnnotationPrefix),
 		noAttrs:   cfg.DisableAttributes,
-		attrTTL:   cmpOr(cfg.AttributeTTL, DefaultAttributeTTL),
-		cacheTTL:  cmpOr(cfg.CacheTTL, DefaultCacheTTL),
-		maxToken:  cmpOr(cfg.MaxTokenSize, DefaultMaxTokenSize),
+		attrTTL:   cmp.Or(cfg.AttributeTTL, DefaultAttributeTTL),
+		cacheTTL:  cmp.Or(cfg.CacheTTL, DefaultCacheTTL),
+		maxToken:  cmp.Or(cfg.MaxTokenSize, DefaultMaxTokenSize),
 		fallback:  cfg.AllowUsernameFallback,
 		nowFn:     cfg.Now,
 		log:       cfg.Logger,
@@ -288,7 +289,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 			a.algs = append(a.algs, alg)
 		}
 	}
-	size := cmpOr(cfg.CacheSize, DefaultCacheSize)
+	size := cmp.Or(cfg.CacheSize, DefaultCacheSize)
 	a.tokens = newLRU[[32]byte, identity](max(size, 0))
 	// The ServiceAccount cache follows AttributeTTL; disabling the token
 	// cache does not disable it.
@@ -310,23 +311,15 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if a.mode == ModeLocal {
 		a.keys = &keySet{
 			a:        a,
-			interval: cmpOr(cfg.KeyRefreshInterval, DefaultKeyRefreshInterval),
-			maxAge:   cmpOr(cfg.KeyMaxAge, DefaultKeyMaxAge),
+			interval: cmp.Or(cfg.KeyRefreshInterval, DefaultKeyRefreshInterval),
+			maxAge:   cmp.Or(cfg.KeyMaxAge, DefaultKeyMaxAge),
 		}
 		_ = a.keys.refresh(ctx) // logged; retried on first use
 	}
 	return a, nil
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
-// Close stops following Kubernetes (see [Authenticator.RecheckOnChange]),
+// Close stops following Kubernetes (see [Authenticator.Watch]),
 // waiting for its goroutines to end, and releases the idle connections to
 // the API server.
 func (a *Authenticator) Close() {

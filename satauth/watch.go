@@ -133,9 +133,8 @@ const WatchName = "satauth"
 // [auth.Watch], for auth.Config.Watches: the Manager subscribes to its
 // Source itself, and the follower runs from that subscription until the
 // Manager's Close (or the Authenticator's). Source signals each change of
-// a service account or pod that a live session was verified from (see
-// [Authenticator.RecheckOnChange] for what is followed and what a change
-// does); Check re-checks one session against the changes: it returns
+// a service account or pod that a live session was verified from (what is
+// followed and what a change does is below); Check re-checks one session against the changes: it returns
 // ErrServiceAccountNotFound or ErrPodDeleted (DISCONNECT 0x87) or gives
 // the session a principal with the new attributes. Every sweep (30 s) the
 // Source signals once more while SAT sessions are live, so that the
@@ -143,29 +142,8 @@ const WatchName = "satauth"
 // line then appears with nothing disconnected. timeout bounds one
 // re-check (zero: auth.DefaultRecheckTimeout).
 //
-// With Config.DisableWatch, or when the Authenticator needs no API, the
-// Source never signals and Check passes every session.
-func (a *Authenticator) Watch(timeout time.Duration) auth.Watch {
-	if a.follow == nil {
-		return auth.Watch{Name: WatchName, Source: new(auth.Signal), Timeout: timeout,
-			Check: func(context.Context, *auth.Session) error { return nil }}
-	}
-	return auth.Watch{Name: WatchName, Source: a.follow, Check: a.follow.check, Timeout: timeout}
-}
-
-// Following reports whether the Authenticator follows Kubernetes: false
-// with Config.DisableWatch or when it needs no API.
-func (a *Authenticator) Following() bool { return a.follow != nil }
-
-// RecheckOnChange follows Kubernetes for the live sessions of m whose
-// principals this Authenticator verified, until the returned function is
-// called. It is [Authenticator.Watch] given to m's [auth.Manager.Watch];
-// prefer Watch in auth.Config.Watches, which needs no Manager beforehand.
-// Call it once, right after auth.NewManager and before clients connect:
-// sessions authenticated before it are not followed.
-//
-// For every namespace that a connected client's service account is in, it
-// lists and watches that namespace's ServiceAccounts and Pods (metadata
+// For every namespace that a connected client's service account is in, the
+// follower lists and watches that namespace's ServiceAccounts and Pods (metadata
 // only) with the Kubernetes list+watch API; the watch of a namespace starts
 // when the first session from it authenticates and stops within four sweeps
 // (every 30 s) after the last one has ended. On a change it updates the
@@ -191,7 +169,31 @@ func (a *Authenticator) Following() bool { return a.follow != nil }
 // The broker's identity needs list and watch on serviceaccounts and pods
 // (see [Authenticator.CheckReady]). With Config.DisableWatch, or when the
 // Authenticator needs no API (ModeLocal with a JWKS file and no
-// attributes), it does nothing.
+// attributes), the follower does nothing.
+//
+// With Config.DisableWatch, or when the Authenticator needs no API, the
+// Source never signals and Check passes every session.
+func (a *Authenticator) Watch(timeout time.Duration) auth.Watch {
+	if a.follow == nil {
+		return auth.Watch{Name: WatchName, Source: new(auth.Signal), Timeout: timeout,
+			Check: func(context.Context, *auth.Session) error { return nil }}
+	}
+	return auth.Watch{Name: WatchName, Source: a.follow, Check: a.follow.check, Timeout: timeout}
+}
+
+// Following reports whether the Authenticator follows Kubernetes: false
+// with Config.DisableWatch or when it needs no API.
+func (a *Authenticator) Following() bool { return a.follow != nil }
+
+// RecheckOnChange follows Kubernetes for the live sessions of m whose
+// principals this Authenticator verified, until the returned function is
+// called. It is [Authenticator.Watch] given to m's [auth.Manager.Watch].
+// Call it once, right after auth.NewManager and before clients connect:
+// sessions authenticated before it are not followed.
+//
+// Deprecated: Use [Authenticator.Watch] in auth.Config.Watches, which
+// needs no Manager beforehand (or auth.Manager.Watch(a.Watch(time.Minute))):
+// the same follower. See API.md.
 func (a *Authenticator) RecheckOnChange(m *auth.Manager) (stop func()) {
 	if a.follow == nil || m == nil {
 		return func() {}

@@ -1,6 +1,7 @@
 package throttle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -138,8 +139,8 @@ func newRule(l Limit, off bool) (rule, error) {
 	if l.Every < 0 || l.Burst < 0 {
 		return rule{}, fmt.Errorf("negative Limit %+v", l)
 	}
-	every := int64(cmpOr(l.Every, DefaultEvery))
-	burst := int64(cmpOr(l.Burst, DefaultBurst))
+	every := int64(cmp.Or(l.Every, DefaultEvery))
+	burst := int64(cmp.Or(l.Burst, DefaultBurst))
 	return rule{on: !off, every: every, limit: (burst - 1) * every, max: burst * every}, nil
 }
 
@@ -158,9 +159,9 @@ func New(next auth.Authenticator, cfg Config) (*Throttle, error) {
 	}
 	t := &Throttle{
 		next:  next,
-		v4:    cmpOr(cfg.IPv4Prefix, DefaultIPv4Prefix),
-		v6:    cmpOr(cfg.IPv6Prefix, DefaultIPv6Prefix),
-		code:  cmpOr(cfg.Code, auth.ConnectionRateExceeded),
+		v4:    cmp.Or(cfg.IPv4Prefix, DefaultIPv4Prefix),
+		v6:    cmp.Or(cfg.IPv6Prefix, DefaultIPv6Prefix),
+		code:  cmp.Or(cfg.Code, auth.ConnectionRateExceeded),
 		nowFn: cfg.Now,
 		log:   cfg.Logger,
 		seed:  maphash.MakeSeed(),
@@ -178,7 +179,7 @@ func New(next auth.Authenticator, cfg Config) (*Throttle, error) {
 	if !t.code.ValidConnackFailure() {
 		return nil, fmt.Errorf("throttle: Config.Code %s is not a CONNACK failure code", t.code)
 	}
-	maxAll := cmpOr(cfg.MaxEntries, DefaultMaxEntries)
+	maxAll := cmp.Or(cfg.MaxEntries, DefaultMaxEntries)
 	if maxAll < numShards {
 		return nil, fmt.Errorf("throttle: Config.MaxEntries %d is below %d", maxAll, numShards)
 	}
@@ -205,14 +206,6 @@ func set(names []string) map[string]bool {
 		m[n] = true
 	}
 	return m
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // keys are the counters a request touches; zero hashes are absent.

@@ -106,8 +106,9 @@ type Config struct {
 	// CRL distribution points (see [RevocationChecker]); nil checks only
 	// the truststore's CRLs.
 	Revocation RevocationChecker
-	// RecheckTimeout bounds one re-check of all sessions started by
-	// RecheckOnChange; zero means 30 seconds.
+	// RecheckTimeout bounds one re-check of all sessions started by a
+	// change of the truststore ([Authenticator.Watch]); zero means 30
+	// seconds.
 	RecheckTimeout time.Duration
 	// Now is the time source; nil means time.Now.
 	Now func() time.Time

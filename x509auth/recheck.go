@@ -24,8 +24,11 @@ func (a *Authenticator) Watch(store *truststore.Store) auth.Watch {
 // that arrive during a re-check are coalesced into one more re-check.
 //
 // It returns a function that stops listening, cancels a re-check in
-// progress and waits for it to end. [Authenticator.Watch] is the same
-// re-check through the Manager's one change path; prefer it.
+// progress and waits for it to end.
+//
+// Deprecated: Use [Authenticator.Watch] in auth.Config.Watches (or, for a
+// Manager that exists already, auth.Manager.Watch(a.Watch(store))): the
+// same re-check through the Manager's one change path. See API.md.
 func (a *Authenticator) RecheckOnChange(m *auth.Manager, store *truststore.Store) (stop func()) {
 	stop, err := m.Watch(a.Watch(store))
 	if err != nil { // a nil store

@@ -289,7 +289,8 @@ func startTutorial(t *testing.T) *tutorial {
 	policy, err := abac.Parse([]byte(tutorialPolicy))
 	require.NoError(t, err)
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy})
-	stop := a.RecheckOnChange(m, store)
+	stop, err := m.Watch(a.Watch(store))
+	require.NoError(t, err)
 	t.Cleanup(stop)
 
 	srv := mqtt.New(&mqtt.Options{Logger: quiet})

@@ -50,7 +50,8 @@ func TestOCSP(t *testing.T) {
 	a, err := x509auth.New(x509auth.Config{Trust: set, Revocation: rc, Logger: quiet})
 	require.NoError(t, err)
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{a}, Authorizer: auth.AllowAuthenticated})
-	stop := rc.RecheckOnRevoke(m, a.Check, 0)
+	stop, err := m.Watch(rc.Watch(a.Check, 0))
+	require.NoError(t, err)
 
 	srv := mqtt.New(&mqtt.Options{Logger: quiet})
 	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet})

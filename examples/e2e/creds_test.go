@@ -12,8 +12,8 @@ import (
 
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
-	"github.com/mqttauth/mqttauth/internal/promtest"
 	"github.com/mqttauth/mqttauth/jwtauth/jwttest"
+	"github.com/mqttauth/mqttauth/metrics/prometheus/promtest"
 	"github.com/mqttauth/mqttauth/revocation/revocationtest"
 )
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
-	"github.com/mqttauth/mqttauth/internal/promtest"
+	"github.com/mqttauth/mqttauth/metrics/prometheus/promtest"
 )
 
 // stack is a broker process with the custom authentication server process

@@ -17,7 +17,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
-	"github.com/mqttauth/mqttauth/internal/promtest"
+	"github.com/mqttauth/mqttauth/metrics/prometheus/promtest"
 )
 
 // metricsConfig is a port with X.509 (the truststore is the directory

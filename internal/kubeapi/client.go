@@ -2,6 +2,7 @@ package kubeapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -324,9 +325,9 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", c.name, r.Op, err)
 		}
-		req.Header.Set("Accept", cmpOr(r.Accept, "application/json"))
+		req.Header.Set("Accept", cmp.Or(r.Accept, "application/json"))
 		if payload != nil {
-			req.Header.Set("Content-Type", cmpOr(r.ContentType, "application/json"))
+			req.Header.Set("Content-Type", cmp.Or(r.ContentType, "application/json"))
 		}
 		sent, err := c.authorize(req, attempt > 0)
 		if err != nil {
@@ -399,11 +400,4 @@ func Truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

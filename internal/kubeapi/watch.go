@@ -1,6 +1,7 @@
 package kubeapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -200,7 +201,7 @@ func (c *Client) stream(ctx context.Context, op, u, accept string) (*http.Respon
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", c.name, op, err)
 		}
-		req.Header.Set("Accept", cmpOr(accept, "application/json"))
+		req.Header.Set("Accept", cmp.Or(accept, "application/json"))
 		sent, err := c.authorize(req, attempt > 0)
 		if err != nil {
 			return nil, err

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/aioconfig"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 // manifests are the files of deploy/kubernetes, in the order of the

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 // deployDir is deploy/kubernetes of the repository.

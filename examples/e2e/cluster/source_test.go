@@ -31,7 +31,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 const (

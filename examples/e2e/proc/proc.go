@@ -18,14 +18,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mqttauth/mqttauth/internal/freeport"
+	"github.com/mqttauth/mqttauth/auth/authtest"
 )
 
 // Buffer is a process's output, safe for the copier and the test to share.
@@ -219,16 +218,13 @@ func WaitFor(tb testing.TB, b *Buffer, d time.Duration, parts ...string) {
 	}
 }
 
-// FreeAddr returns a free loopback address, 127.0.0.1:PORT, with a port
-// below the ephemeral range (see internal/freeport), so that no outgoing
-// connection takes it before the program started with it binds it.
+// FreeAddr returns a free loopback address, 127.0.0.1:PORT, for a
+// program started with it ([authtest.FreeAddr]: a port below the ephemeral
+// range, so that no outgoing connection takes it before the program binds
+// it).
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	port, err := freeport.Loopback()
-	if err != nil {
-		tb.Fatalf("proc: %v", err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return authtest.FreeAddr(tb)
 }
 
 // StartBroker writes cfg (YAML) to dir/broker.yaml, starts the example

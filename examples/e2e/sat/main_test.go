@@ -7,7 +7,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 func TestMain(m *testing.M) {

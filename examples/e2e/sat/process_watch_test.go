@@ -19,8 +19,8 @@ import (
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
 	"github.com/mqttauth/mqttauth/satauth"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 // watchedSATConfig is proc.SATConfig in tokenReview mode with the new

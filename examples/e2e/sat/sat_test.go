@@ -1,7 +1,7 @@
 package sat_test
 
 // K8S-SAT end to end against a REAL kube-apiserver (package
-// internal/kubetest, binaries from scripts/kube-testenv): the example
+// satauth/kubetest, binaries from scripts/kube-testenv): the example
 // broker binary verifies TokenRequest tokens with TokenReview or the local
 // JWKS, takes the attributes from the ServiceAccount annotations and
 // authorizes with ABAC rules that use them; mosquitto_pub and the
@@ -21,7 +21,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 func TestSATKube(t *testing.T) {

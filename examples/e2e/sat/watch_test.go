@@ -1,7 +1,7 @@
 package sat_test
 
 // satauth's watch end to end: a mochi broker in process with the mqttauth
-// hook, satauth against a REAL kube-apiserver (internal/kubetest), and
+// hook, satauth against a REAL kube-apiserver (satauth/kubetest), and
 // connected paho.golang and mosquitto_sub clients. Deleting a client's
 // ServiceAccount or the pod its token is bound to disconnects it within
 // seconds; changing an annotation re-authorizes its publishes.
@@ -26,8 +26,8 @@ import (
 	"github.com/mqttauth/mqttauth/adapters/mochi"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/e2e/proc"
-	"github.com/mqttauth/mqttauth/internal/kubetest"
 	"github.com/mqttauth/mqttauth/satauth"
+	"github.com/mqttauth/mqttauth/satauth/kubetest"
 )
 
 // groupTopics allows Connect to principals with a "group" attribute and
@@ -81,7 +81,9 @@ func startWatchBroker(tb testing.TB) *watchBroker {
 	require.NoError(tb, a.CheckReady(context.Background()))
 	m, err := auth.NewManager(auth.Config{Authenticator: auth.Chain{a}, Authorizer: groupTopics, Logger: log})
 	require.NoError(tb, err)
-	tb.Cleanup(a.RecheckOnChange(m))
+	stop, err := m.Watch(a.Watch(time.Minute))
+	require.NoError(tb, err)
+	tb.Cleanup(stop)
 
 	srv := mqtt.New(&mqtt.Options{Logger: mochi.ServerLogger(slog.DiscardHandler)})
 	_, err = mochi.Attach(srv, mochi.Config{Manager: m, Logger: log})

@@ -1,14 +1,9 @@
-// Package promtest runs a real Prometheus server for end-to-end tests and
-// reads results back through its HTTP query API. It is shared by the
-// exporter's e2e test (metrics/prometheus) and the example broker's
-// (examples/e2e).
 package promtest
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqttauth/mqttauth/internal/freeport"
+	"github.com/mqttauth/mqttauth/auth/authtest"
 )
 
 // Binary returns the path of the prometheus program, or skips the test
@@ -77,11 +72,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		tb.Fatalf("promtest: %v", err)
 	}
-	port, err := freeport.Loopback()
-	if err != nil {
-		tb.Fatalf("promtest: %v", err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := authtest.FreeAddr(tb)
 	out := &lockedBuffer{}
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,

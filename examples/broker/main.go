@@ -186,7 +186,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := srv.Serve(); err != nil {
 		return err
 	}
-	defer srv.Close()
+	// h.Shutdown below closes srv (mochi's Close panics when called twice:
+	// no deferred srv.Close).
 	listening.Open()
 	for _, p := range b.Ports {
 		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))

@@ -269,7 +269,7 @@ func TestGatewayCheckConfig(t *testing.T) {
 		"admin: off\n",
 		"every authorization allow logged", // the file says sampleAllows: 1
 		"upstream: 127.0.0.1:1883, plain TCP, PROXY protocol off",
-		"gateway limits: maxPacketSize 1048576, maxUnauthenticatedConnections 64 per port, connectTimeout 10s",
+		"gateway limits: maxPacketSize 1048576, maxUnauthenticatedConnections 64 per port (8 per source), connectTimeout 10s",
 	} {
 		require.Contains(t, out, want)
 	}

@@ -23,14 +23,15 @@ const limitsSettings = `---
 apiVersion: mqttauth.dev/v1alpha1
 kind: MqttAuthSettings
 spec:
-  limits: {maxPacketSize: 2048, connectTimeout: 2s, maxUnauthenticatedConnections: 6}
+  limits: {maxPacketSize: 2048, connectTimeout: 2s, maxUnauthenticatedConnections: 8, maxUnauthenticatedPerSource: 6}
 `
 
 // The example broker closes peers that never authenticate: a TCP peer that
 // never starts TLS and a TLS peer that never sends CONNECT are closed at
 // the configured connectTimeout, a CONNECT declaring more than
-// maxPacketSize at once, and connections past maxUnauthenticatedConnections
-// at once; meanwhile a client sending its CONNECT connects (mosquitto_pub).
+// maxPacketSize at once, and connections past maxUnauthenticatedPerSource
+// from one address at once, while another address still gets in; meanwhile
+// a client sending its CONNECT connects (mosquitto_pub).
 func TestExampleBrokerLimits(t *testing.T) {
 	pub := proc.RequireTool(t, "mosquitto_pub", "mosquitto-clients")
 	dev := t.TempDir()
@@ -44,7 +45,7 @@ func TestExampleBrokerLimits(t *testing.T) {
 
 	out, err := proc.Run(t, 30*time.Second, binary(t, "broker"), "-config", cfg, "-check-config")
 	require.NoError(t, err, out)
-	require.Contains(t, out, "limits: maxPacketSize 2048, connectTimeout 2s, maxUnauthenticatedConnections 6")
+	require.Contains(t, out, "limits: maxPacketSize 2048, connectTimeout 2s, maxUnauthenticatedConnections 8, maxUnauthenticatedPerSource 6")
 
 	addr := proc.FreeAddr(t)
 	startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr)
@@ -85,7 +86,8 @@ func TestExampleBrokerLimits(t *testing.T) {
 	}
 	t.Logf("silent peers closed %v after the last connected", time.Since(start).Round(10*time.Millisecond))
 
-	// Six unauthenticated connections are held; the seventh is closed at once.
+	// Six unauthenticated connections from 127.0.0.1 are held; the seventh
+	// from there is closed at once (its share), one from 127.0.0.2 is not.
 	for range 6 {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		require.NoError(t, err)
@@ -97,7 +99,12 @@ func TestExampleBrokerLimits(t *testing.T) {
 	defer over.Close()
 	start = time.Now()
 	require.True(t, closedBy(over, 5*time.Second))
-	require.Less(t, time.Since(start), 1500*time.Millisecond, "a connection past maxUnauthenticatedConnections is closed at once")
+	require.Less(t, time.Since(start), 1500*time.Millisecond, "a connection past maxUnauthenticatedPerSource is closed at once")
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	other, err := d.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer other.Close()
+	require.False(t, closedBy(other, time.Second), "a connection from another address is held (it has its own share)")
 }
 
 // closedBy reports whether the peer closed c within d.

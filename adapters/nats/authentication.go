@@ -31,9 +31,6 @@ const DefaultSweepInterval = 5 * time.Second
 var (
 	// ErrNotBound means a client arrived before [Authentication.Bind].
 	ErrNotBound = errors.New("nats: Authentication used before Bind")
-	// ErrMultiStep means an authenticator asked for a multi-step
-	// exchange (SCRAM), which neither MQTT 3.1.1 nor NATS can carry.
-	ErrMultiStep = errors.New("nats: multi-step authentication (SCRAM) cannot run over MQTT 3.1.1 or NATS: no AUTH packet")
 )
 
 // Config configures an [Authentication].
@@ -202,11 +199,6 @@ func (a *Authentication) Check(c server.ClientAuthentication) bool {
 	resp := s.Connect(ctx, &req)
 	cancel()
 	clear(req.Password)
-	if resp.Packet.Type == auth.AUTH {
-		s.Close()
-		a.refused(c, req.ClientID, ErrMultiStep)
-		return false
-	}
 	if resp.Packet.Type != auth.CONNACK || resp.Packet.Code != auth.Success {
 		s.Close() // the Session logged the decision
 		return false

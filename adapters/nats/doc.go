@@ -23,9 +23,12 @@
 // So X.509, a user name and password against a custom authentication
 // server (customauth), and Kubernetes service account tokens or OIDC JWTs
 // sent as the password (satauth's user name fallback, jwtauth.FromPassword)
-// all work. SCRAM cannot: neither MQTT 3.1.1 nor NATS has an AUTH packet,
-// no client can name an Authentication Method, and an authenticator that
-// asks for a second step is refused with [ErrMultiStep].
+// all work. SCRAM cannot: neither MQTT 3.1.1 nor NATS has an AUTH packet
+// or an Authentication Method, so scramauth in the chain is never relevant
+// (the client is refused as no method is relevant, CONNACK 5 Not
+// authorized), and an authenticator that asks for a second step is
+// refused by the Session ("an authenticator asked to continue but the
+// client named no authentication method").
 //
 // The MQTT client identifier is not part of nats-server's
 // ClientAuthentication interface; it is read, by reflection and never

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -162,6 +163,10 @@ func startTutorial(t *testing.T) *tutorial {
 	t.Cleanup(func() { _ = w.Close() })
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{xa}, Authorizer: w})
 	t.Cleanup(xa.RecheckOnChange(m, store))
+	// The tutorial's server certificate, also valid for 127.0.0.1, which
+	// mosquitto's clients check against the host they dial.
+	pki.Server = pki.ContosoIntermediate.Leaf(t, "mqtts-endpoint", authtest.WithDNSNames("localhost"),
+		authtest.WithIPs(net.ParseIP("127.0.0.1")), authtest.WithExtKeyUsage(x509.ExtKeyUsageServerAuth))
 	tlsCfg := xa.ServerTLSConfig(authtest.ServerTLSConfig(t, pki.Server))
 	b := startBroker(t, brokerConfig{manager: m, policy: w, mqttTLS: tlsCfg, natsTLS: tlsCfg})
 	stop, err := m.Watch(auth.Watch{Name: "abac policy", Source: w, Check: b.a.CheckPermissions})

@@ -37,8 +37,9 @@ func (b *Broker) Describe(w io.Writer) error {
 		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
 	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
 	if l := b.Limits; l != nil {
-		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s\n",
-			orDefault(l.MaxPacketSize), cmpOr(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections))
+		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s, maxUnauthenticatedPerSource %s\n",
+			orDefault(l.MaxPacketSize), cmpOr(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections),
+			orDefault(l.MaxUnauthenticatedPerSource))
 	} else {
 		fmt.Fprintf(&sb, "limits: the adapter's defaults\n")
 	}

@@ -647,6 +647,10 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 			return d.err(prefix+"limits.maxUnauthenticatedConnections", fmt.Sprint(l.MaxUnauthenticatedConnections), ErrInvalidValue,
 				"a number of connections; zero for the default")
 		}
+		if l.MaxUnauthenticatedPerSource < 0 || (l.MaxUnauthenticatedConnections > 0 && l.MaxUnauthenticatedPerSource > l.MaxUnauthenticatedConnections) {
+			return d.err(prefix+"limits.maxUnauthenticatedPerSource", fmt.Sprint(l.MaxUnauthenticatedPerSource), ErrInvalidValue,
+				"a number of connections, at most maxUnauthenticatedConnections; zero for an eighth of it")
+		}
 	}
 	if a := s.Admin; a != nil {
 		if f, v, hint, err := checkAdmin(a); err != nil {

@@ -3,6 +3,8 @@ package aioconfig
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // The API groups and kinds this package reads.
@@ -432,11 +434,12 @@ type Settings struct {
 }
 
 // Limits bound what a peer may hold before it has authenticated (ours):
-// the example broker hands them to the mochi adapter, the example gateway
-// to the gateway. Zero values keep their defaults, which are safe: 1 MiB
-// packets, 10 s for the TLS handshake and CONNECT, 256 (broker) or 1024
-// (gateway) connections not yet authenticated. A peer over a limit is
-// closed and counted; a client within them is never refused.
+// the connection layer's limits (mqttconn.Limits), the same for the
+// example broker and the example gateway. Zero values keep their
+// defaults, which are safe: 1 MiB packets, 10 s for the TLS handshake and
+// CONNECT, 256 connections not yet authenticated, of which one source (an
+// IPv4 address, an IPv6 /64) may hold 32. A peer over a limit is closed
+// and counted; a client within them is never refused.
 type Limits struct {
 	// MaxPacketSize is the largest packet accepted, in bytes; a packet
 	// that declares more is refused from its fixed header, before its body
@@ -448,6 +451,25 @@ type Limits struct {
 	// MaxUnauthenticatedConnections bounds the connections that have not
 	// yet authenticated; connections beyond it are closed at once.
 	MaxUnauthenticatedConnections int `json:"maxUnauthenticatedConnections,omitempty"`
+	// MaxUnauthenticatedPerSource bounds the connections of one source (an
+	// IPv4 address, an IPv6 /64) that have not yet authenticated, so that
+	// one source cannot keep the others out; zero means an eighth of
+	// MaxUnauthenticatedConnections.
+	MaxUnauthenticatedPerSource int `json:"maxUnauthenticatedPerSource,omitempty"`
+}
+
+// Conn returns the connection layer's limits that l sets; zero fields keep
+// the layer's defaults. A nil l sets none.
+func (l *Limits) Conn() mqttconn.Limits {
+	if l == nil {
+		return mqttconn.Limits{}
+	}
+	return mqttconn.Limits{
+		MaxPacketSize:       uint32(l.MaxPacketSize), // at most 268435455, checked by Load
+		ConnectTimeout:      l.ConnectTimeoutDuration(),
+		MaxPending:          l.MaxUnauthenticatedConnections,
+		MaxPendingPerSource: l.MaxUnauthenticatedPerSource,
+	}
 }
 
 // ConnectTimeoutDuration returns ConnectTimeout, zero when unset (the

@@ -135,6 +135,7 @@ func appendCertIDs(attrs []slog.Attr, serial, fp string) []slog.Attr {
 // reportEndLocked tells the Observer how a session ended: refused before
 // CONNACK, or disconnected after it for cause.
 func (s *Session) reportEndLocked(code ReasonCode, cause Cause) {
+	s.endCause = cause
 	ev := SessionEvent{Kind: SessionRefused, Code: code}
 	if s.state == stateConnected || s.state == stateReauthing {
 		ev.Kind, ev.Cause = SessionDisconnected, cause

@@ -32,6 +32,10 @@ var (
 	// that authenticated at CONNECT: it never had access, so nothing was
 	// revoked. The CONNACK is 0x87 (Not authorized).
 	ErrNotAuthorized = errors.New("auth: not authorized to connect")
+	// ErrReauthRate means a client re-authenticated more often than
+	// Config.ReauthInterval and Config.ReauthBurst allow; the session is
+	// disconnected with 0x96 (Message rate too high).
+	ErrReauthRate = errors.New("auth: re-authentication rate exceeded")
 )
 
 // DenyError is an error that carries the reason code to send.

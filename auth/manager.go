@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -29,6 +30,14 @@ const (
 	DefaultMaxMethodLength = 256
 	DefaultMaxDataLength   = 65535
 	DefaultExchangeTimeout = 30 * time.Second
+	// DefaultReauthInterval and DefaultReauthBurst bound how often one
+	// connection may re-authenticate: DefaultReauthBurst re-authentications
+	// in a row, then one per DefaultReauthInterval. An honest client
+	// re-authenticates once per credential lifetime (minutes to hours); a
+	// client that loops makes every method call its backend (a SCRAM
+	// verification, a TokenReview, a custom-server request) each time.
+	DefaultReauthInterval = time.Second
+	DefaultReauthBurst    = 5
 )
 
 // Config configures a [Manager] and the sessions it creates.
@@ -60,6 +69,14 @@ type Config struct {
 	// defaults; longer values fail with 0x8C and 0x95 (Packet too large).
 	MaxMethodLength int
 	MaxDataLength   int
+	// ReauthInterval and ReauthBurst bound the re-authentications of one
+	// connection with a token bucket: ReauthBurst in a row, then one per
+	// ReauthInterval. A client beyond it is sent DISCONNECT 0x96 (Message
+	// rate too high) and closed; the Observer sees a disconnect with
+	// CauseRate. Zero means DefaultReauthInterval and DefaultReauthBurst;
+	// a negative ReauthInterval means no bound.
+	ReauthInterval time.Duration
+	ReauthBurst    int
 	// Watches are the reloadable sources whose changes re-check every
 	// live session (a truststore, a policy file, a users file). The
 	// Manager subscribes to them itself; Close unsubscribes.
@@ -95,6 +112,8 @@ type Manager struct {
 	exchangeTimeout time.Duration
 	maxMethod       int
 	maxData         int
+	reauthInterval  time.Duration
+	reauthBurst     int
 	watch           *watcher
 	obs             Observer
 	quietAllows     bool // NopObserver and no allow sampled: Session.Authorize reports no allow
@@ -115,8 +134,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.OnExpiry > CloseOnExpiry {
 		return nil, fmt.Errorf("auth: invalid Config.OnExpiry %d", cfg.OnExpiry)
 	}
-	if cfg.MaxMethodLength < 0 || cfg.MaxDataLength < 0 {
-		return nil, errors.New("auth: negative Config.MaxMethodLength or Config.MaxDataLength")
+	if cfg.MaxMethodLength < 0 || cfg.MaxDataLength < 0 || cfg.ReauthBurst < 0 {
+		return nil, errors.New("auth: negative Config.MaxMethodLength, MaxDataLength or ReauthBurst")
 	}
 	m := &Manager{
 		authn:           ObserveMethods(cfg.Authenticator, cfg.Observer),
@@ -128,6 +147,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		exchangeTimeout: cfg.ExchangeTimeout,
 		maxMethod:       cfg.MaxMethodLength,
 		maxData:         cfg.MaxDataLength,
+		reauthInterval:  cmp.Or(cfg.ReauthInterval, DefaultReauthInterval),
+		reauthBurst:     cmp.Or(cfg.ReauthBurst, DefaultReauthBurst),
 		live:            make(map[*Session]struct{}),
 		obs:             cfg.Observer,
 		audit:           newAudit(cfg.Audit),
@@ -175,6 +196,16 @@ func (m *Manager) NewSession(conn Conn) *Session {
 
 // Authorizer returns the configured Authorizer.
 func (m *Manager) Authorizer() Authorizer { return m.authz }
+
+// ExchangeTimeout returns how long a client may take to answer an AUTH
+// 0x18 challenge (Config.ExchangeTimeout with its default applied;
+// negative means no limit). An adapter that reads the client's answer
+// with a deadline derives it from this, so the configured timeout holds
+// end to end.
+func (m *Manager) ExchangeTimeout() time.Duration { return m.exchangeTimeout }
+
+// Clock returns the Manager's time source (Config.Clock, or SystemClock).
+func (m *Manager) Clock() Clock { return m.clock }
 
 // Len returns the number of live (authenticated, not closed) sessions.
 func (m *Manager) Len() int {

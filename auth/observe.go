@@ -123,9 +123,10 @@ const (
 	CauseTimeout          // the client left a challenge unanswered
 	CauseProtocol         // the client broke the enhanced-authentication rules
 	CauseReauth           // a re-authentication failed
+	CauseRate             // the client re-authenticated faster than Config.ReauthInterval allows (0x96)
 )
 
-var causeNames = [...]string{"none", "expiry", "revocation", "policy", "timeout", "protocol", "reauth"}
+var causeNames = [...]string{"none", "expiry", "revocation", "policy", "timeout", "protocol", "reauth", "reauth_rate"}
 
 // String returns the cause's metric label.
 func (c Cause) String() string {
@@ -333,6 +334,8 @@ func causeOf(err error) Cause {
 		return CauseRevocation
 	case errors.Is(err, ErrTimeout):
 		return CauseTimeout
+	case errors.Is(err, ErrReauthRate):
+		return CauseRate
 	case errors.Is(err, ErrProtocol), errors.Is(err, ErrBadMethod):
 		return CauseProtocol
 	}

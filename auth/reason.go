@@ -24,7 +24,9 @@ const (
 	ServerBusy                  ReasonCode = 0x89 // Server busy
 	Banned                      ReasonCode = 0x8A // Banned (CONNACK only)
 	BadAuthenticationMethod     ReasonCode = 0x8C // Bad authentication method
+	ServerShuttingDown          ReasonCode = 0x8B // Server shutting down (DISCONNECT only)
 	PacketTooLarge              ReasonCode = 0x95 // Packet too large
+	MessageRateTooHigh          ReasonCode = 0x96 // Message rate too high (DISCONNECT only)
 	QuotaExceeded               ReasonCode = 0x97 // Quota exceeded
 	UseAnotherServer            ReasonCode = 0x9C // Use another server
 	ServerMoved                 ReasonCode = 0x9D // Server moved
@@ -46,7 +48,9 @@ var reasonNames = map[ReasonCode]string{
 	ServerBusy:                  "Server busy",
 	Banned:                      "Banned",
 	BadAuthenticationMethod:     "Bad authentication method",
+	ServerShuttingDown:          "Server shutting down",
 	PacketTooLarge:              "Packet too large",
+	MessageRateTooHigh:          "Message rate too high",
 	QuotaExceeded:               "Quota exceeded",
 	UseAnotherServer:            "Use another server",
 	ServerMoved:                 "Server moved",

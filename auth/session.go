@@ -81,6 +81,17 @@ type Session struct {
 
 	certDone           bool   // certSerial and certFP are set, for the audit log
 	certSerial, certFP string // the client certificate's, or empty
+
+	// last is the principal the session had when it ended, and endCause
+	// why it ended (CauseNone: the connection ended, Close): the Will is
+	// judged with them (see AuthorizeWill).
+	last     *Principal
+	endCause Cause
+
+	// reauthTokens and reauthAt are the re-authentication token bucket
+	// (Config.ReauthInterval, Config.ReauthBurst).
+	reauthTokens float64
+	reauthAt     time.Time
 }
 
 // Principal returns the connection's current principal, or nil before a
@@ -201,6 +212,10 @@ func (s *Session) Auth(ctx context.Context, p Packet) Response {
 	case stateConnected:
 		switch {
 		case p.Code == ReAuthenticate, p.Code == ContinueAuthentication && s.retryable:
+			if !s.reauthAllowedLocked() {
+				return s.endLocked(Packet{Type: DISCONNECT, Code: MessageRateTooHigh, Reason: "re-authentication rate exceeded"},
+					fmt.Errorf("%w: more than %d re-authentications in a row, then one per %v", ErrReauthRate, s.m.reauthBurst, s.m.reauthInterval))
+			}
 			s.retried = p.Code == ContinueAuthentication
 			s.retryable = false
 			s.step = 0
@@ -379,7 +394,7 @@ func (s *Session) reauthResultLocked(ctx context.Context, r Result) Response {
 		s.retryable, s.retried = false, false
 		s.armExpiryLocked(p, now)
 		s.resetAuthz()
-		s.logDecision(ctx, "reauth_pass", p, Success, nil)
+		s.logDecision(ctx, "reauth_pass", p, Success, nil) // at Debug: see AuditConfig
 		s.m.obs.Session(SessionEvent{Kind: SessionReauthenticated})
 		return Response{Packet: Packet{Type: AUTH, Code: Success, Method: method, Data: r.Data}}
 	case Continue:
@@ -475,8 +490,12 @@ func (s *Session) protocolErrorPacket(code ReasonCode) Packet {
 // endLocked logs a protocol violation, closes the session and returns the
 // response that sends out and closes the connection.
 func (s *Session) endLocked(out Packet, err error) Response {
-	s.logDecision(context.Background(), "protocol_error", s.principal.Load(), out.Code, err)
-	s.reportEndLocked(out.Code, CauseProtocol)
+	decision, cause := "protocol_error", CauseProtocol
+	if errors.Is(err, ErrReauthRate) {
+		decision, cause = "reauth_rate", CauseRate
+	}
+	s.logDecision(context.Background(), decision, s.principal.Load(), out.Code, err)
+	s.reportEndLocked(out.Code, cause)
 	s.closeLocked()
 	return Response{Packet: out, Close: true, Err: err}
 }
@@ -486,6 +505,9 @@ func (s *Session) closeLocked() {
 		return
 	}
 	wasLive := s.state == stateConnected || s.state == stateReauthing
+	if wasLive {
+		s.last = s.principal.Load()
+	}
 	s.state = stateClosed
 	s.gen++
 	s.exchange, s.passState = nil, nil
@@ -657,8 +679,14 @@ func wrapUnavailable(err error) error {
 // AuditConfig). It never logs credentials. s.mu is held.
 func (s *Session) logDecision(ctx context.Context, decision string, p *Principal, code ReasonCode, err error) {
 	level := s.m.audit.deny
-	if decision == "pass" || decision == "reauth_pass" {
+	switch decision {
+	case "pass":
 		level = s.m.audit.level
+	case "reauth_pass":
+		// A client may re-authenticate every few minutes for its whole
+		// life: one record per connect is the audit trail, the rest is
+		// detail.
+		level = min(s.m.audit.level, slog.LevelDebug)
 	}
 	if !s.m.log.Enabled(ctx, level) {
 		return
@@ -682,4 +710,59 @@ func (s *Session) logDecision(ctx context.Context, decision string, p *Principal
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
 	s.m.log.LogAttrs(ctx, level, "mqttauth decision", attrs...)
+}
+
+// reauthAllowedLocked takes one token from the session's re-authentication
+// bucket (Config.ReauthBurst tokens, one more every Config.ReauthInterval)
+// and reports whether there was one.
+func (s *Session) reauthAllowedLocked() bool {
+	if s.m.reauthInterval < 0 {
+		return true
+	}
+	now := s.m.clock.Now()
+	burst := float64(s.m.reauthBurst)
+	if s.reauthAt.IsZero() {
+		s.reauthTokens = burst
+	} else if d := now.Sub(s.reauthAt); d > 0 {
+		s.reauthTokens = min(burst, s.reauthTokens+float64(d)/float64(s.m.reauthInterval))
+	}
+	s.reauthAt = now
+	if s.reauthTokens < 1 {
+		return false
+	}
+	s.reauthTokens--
+	return true
+}
+
+// AuthorizeWill decides whether the Will Message of the connection may be
+// published now, as a Publish of topic: with the principal the session has,
+// or had when the connection ended, and the Authorizer's policy in force
+// now (never a decision cached before a reload). The Will of a session that
+// the library ended because its credential expired, was revoked, lost
+// Connect or failed re-authentication is denied: no valid principal stands
+// behind it. So is the Will of a principal whose expiry has passed, or that
+// may no longer Connect. The decision is observed and audited like any
+// other authorization.
+//
+// Adapters call it when they are about to publish the Will (the connection
+// layer, package mqttconn, does); at CONNECT the Will is checked with
+// [Session.Authorize] like any Publish.
+func (s *Session) AuthorizeWill(ctx context.Context, topic string) Decision {
+	a := Action{Kind: Publish, Topic: topic}
+	s.mu.Lock()
+	p := s.principal.Load()
+	if p == nil && s.state == stateClosed {
+		switch s.endCause {
+		case CauseNone, CauseProtocol, CauseTimeout, CauseRate:
+			p = s.last // the principal was still valid when the connection ended
+		}
+	}
+	s.mu.Unlock()
+	if p == nil || p.expired(s.m.clock.Now()) {
+		return s.observeAuthz(ctx, nil, a, Deny)
+	}
+	if d := s.m.authz.Authorize(ctx, p, Action{Kind: Connect}); !d.Allowed {
+		return s.observeAuthz(ctx, p, a, d)
+	}
+	return s.observeAuthz(ctx, p, a, s.m.authz.Authorize(ctx, p, a))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // Attach the hook to a mochi server: every client is authenticated by the
@@ -52,8 +53,9 @@ func ExampleAttach() {
 }
 
 // Serve through the hook's listener: peers must send CONNECT within
-// ConnectTimeout, at most MaxPending may be unauthenticated at once, and
-// packets are bounded by MaxPacketSize (1 MiB by default). For mTLS pass
+// Limits.ConnectTimeout, at most Limits.MaxPending may be unauthenticated at once
+// (Limits.MaxPendingPerSource from one address), and
+// packets are bounded by Limits.MaxPacketSize (1 MiB by default). For mTLS pass
 // an x509auth Authenticator's ServerTLSConfig instead of nil.
 func ExampleHook_Listener() {
 	m, err := auth.NewManager(auth.Config{
@@ -65,7 +67,7 @@ func ExampleHook_Listener() {
 		panic(err)
 	}
 	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	h, err := mochi.Attach(srv, mochi.Config{Manager: m, ConnectTimeout: 5 * time.Second, MaxPending: 100})
+	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Limits: mqttconn.Limits{ConnectTimeout: 5 * time.Second, MaxPending: 100}})
 	if err != nil {
 		panic(err)
 	}

@@ -1,10 +1,8 @@
 package mochi
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,50 +14,29 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // HookID is the ID the hook reports to mochi.
 const HookID = "mqttauth"
 
-// DefaultExchangeReadTimeout bounds each read of a client's AUTH packet during
-// a CONNECT exchange when Config.ExchangeReadTimeout is zero. It is longer
-// than auth.DefaultExchangeTimeout so that the Session's own timer, which
-// sends CONNACK 0x87, normally fires first.
-const DefaultExchangeReadTimeout = auth.DefaultExchangeTimeout + 5*time.Second
-
 // Config configures a [Hook].
 type Config struct {
 	// Manager creates the session of every client. Required.
 	Manager *auth.Manager
-	// ExchangeReadTimeout bounds each wait for the client's AUTH answer
-	// during a CONNECT exchange; zero means DefaultExchangeReadTimeout.
-	ExchangeReadTimeout time.Duration
-	// WriteTimeout bounds the write of a DISCONNECT the hook sends on its
-	// own (expiry, revocation), so a client that does not read cannot hold
-	// up a re-check; zero means 5 seconds.
-	WriteTimeout time.Duration
+	// Limits protect the server from peers that have not authenticated
+	// (mqttconn.Limits: packet size, CONNECT deadline, write timeout, the
+	// bound on unauthenticated connections and its per-source share); the
+	// zero value means the connection layer's defaults, the same for every
+	// adapter. Limits.MaxPacketSize becomes the server's
+	// Capabilities.MaximumPacketSize when that is 0 (mochi's default:
+	// unlimited), and is announced in CONNACK; a server whose
+	// MaximumPacketSize is already set keeps it. The deadline and the
+	// bound apply to the connections of [Hook.Listener].
+	Limits mqttconn.Limits
 	// Logger receives the hook's records; nil means slog.Default(). Secrets
 	// are never logged.
 	Logger *slog.Logger
-	// MaxPacketSize is the largest packet, in bytes, the server accepts
-	// (fixed header included): it becomes the server's
-	// Capabilities.MaximumPacketSize when that is 0 (mochi's default:
-	// unlimited), and is announced in CONNACK. Zero means
-	// DefaultMaxPacketSize. A server whose MaximumPacketSize is already set
-	// keeps it.
-	MaxPacketSize uint32
-	// ConnectTimeout bounds the time from accepting a connection on a
-	// [Hook.Listener] to reading its CONNECT, TLS handshake included; zero
-	// means DefaultConnectTimeout.
-	ConnectTimeout time.Duration
-	// MaxPending bounds the connections accepted by the hook's listeners
-	// that have not yet been authenticated (from accept to the end of
-	// OnConnect); a connection beyond it is closed at once. Zero means
-	// DefaultMaxPending.
-	MaxPending int
-	// Now returns the current time; nil means time.Now. It decides whether
-	// the principal of an offline session has expired.
-	Now func() time.Time
 	// InsecureAllowOtherAuthHooks lets the server run with other hooks that
 	// provide OnConnectAuthenticate or OnACLCheck. mochi lets any hook that
 	// allows win, so such a hook can grant what this one denies. Leave it
@@ -75,7 +52,8 @@ var ErrOtherAuthHook = errors.New("mochi: another hook provides OnConnectAuthent
 
 // errEnded is returned to mochi from OnAuthPacket when the session ended the
 // connection: it is not a packets.Code, so mochi does not send a second
-// DISCONNECT, and it is an error, so mochi publishes the Will message.
+// DISCONNECT, and it is an error, so mochi publishes the Will message (if
+// OnWill lets it).
 var errEnded = errors.New("mochi: connection ended by authentication")
 
 // errRefused is returned from OnConnect when the hook refuses every client
@@ -120,16 +98,9 @@ type Hook struct {
 
 	srv         *mqtt.Server
 	m           *auth.Manager
-	readTimeout time.Duration
-	writeTO     time.Duration
+	conn        *mqttconn.Server
 	log         *slog.Logger
 	allowOthers bool
-	now         func() time.Time
-
-	connectTimeout time.Duration
-	maxPending     int64
-	pendingConns   atomic.Int64 // accepted by a Listener, not yet through OnConnect
-	stats          stats
 
 	// offline maps a client ID to the client of a persistent session whose
 	// connection ended: mochi still delivers to it (queueing), checked with
@@ -168,36 +139,22 @@ func Attach(srv *mqtt.Server, cfg Config) (*Hook, error) {
 	if cfg.Manager == nil {
 		return nil, errors.New("mochi: Config.Manager is required")
 	}
-	if cfg.ExchangeReadTimeout < 0 || cfg.WriteTimeout < 0 || cfg.ConnectTimeout < 0 || cfg.MaxPending < 0 {
-		return nil, errors.New("mochi: negative Config.ExchangeReadTimeout, WriteTimeout, ConnectTimeout or MaxPending")
+	log := cmp.Or(cfg.Logger, slog.Default())
+	conn, err := mqttconn.New(mqttconn.Config{Manager: cfg.Manager, Limits: cfg.Limits, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("mochi: %w", err)
 	}
 	h := &Hook{
-		srv:            srv,
-		m:              cfg.Manager,
-		readTimeout:    cfg.ExchangeReadTimeout,
-		writeTO:        cfg.WriteTimeout,
-		log:            cfg.Logger,
-		allowOthers:    cfg.InsecureAllowOtherAuthHooks,
-		now:            cfg.Now,
-		connectTimeout: cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout),
-		maxPending:     int64(cmp.Or(cfg.MaxPending, DefaultMaxPending)),
-		pending:        make(map[*client]struct{}),
-		offline:        make(map[string]*client),
-	}
-	if h.now == nil {
-		h.now = time.Now
+		srv:         srv,
+		m:           cfg.Manager,
+		conn:        conn,
+		log:         log,
+		allowOthers: cfg.InsecureAllowOtherAuthHooks,
+		pending:     make(map[*client]struct{}),
+		offline:     make(map[string]*client),
 	}
 	if srv.Options.Capabilities != nil && srv.Options.Capabilities.MaximumPacketSize == 0 {
-		srv.Options.Capabilities.MaximumPacketSize = cmp.Or(cfg.MaxPacketSize, DefaultMaxPacketSize)
-	}
-	if h.readTimeout == 0 {
-		h.readTimeout = DefaultExchangeReadTimeout
-	}
-	if h.writeTO == 0 {
-		h.writeTO = 5 * time.Second
-	}
-	if h.log == nil {
-		h.log = slog.Default()
+		srv.Options.Capabilities.MaximumPacketSize = conn.Limits().MaxPacketSize
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if err := h.checkOthers(); err != nil {
@@ -211,6 +168,30 @@ func Attach(srv *mqtt.Server, cfg Config) (*Hook, error) {
 	return h, nil
 }
 
+// Shutdown shuts the server down in order through the connection layer
+// (mqttconn.Server.Shutdown): it stops accepting on the hook's listeners,
+// sends DISCONNECT 0x8B to every connected MQTT 5 client, lets the
+// authentication exchanges in flight finish until ctx ends, and then
+// closes the mochi server. It returns ctx's error when it had to cut
+// exchanges short.
+func (h *Hook) Shutdown(ctx context.Context) error {
+	err := h.conn.Shutdown(ctx)
+	_ = h.srv.Close()
+	return err
+}
+
+// Drain is Shutdown with DISCONNECT 0x9C (Use another server) and
+// serverReference as the Server Reference (see mqttconn.Server.Drain).
+func (h *Hook) Drain(ctx context.Context, serverReference string) error {
+	err := h.conn.Drain(ctx, serverReference)
+	_ = h.srv.Close()
+	return err
+}
+
+// Stats returns the connection layer's counts: connections refused before
+// authentication, Wills dropped.
+func (h *Hook) Stats() mqttconn.Stats { return h.conn.Stats() }
+
 // ID returns HookID.
 func (h *Hook) ID() string { return HookID }
 
@@ -219,7 +200,8 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnStarted, mqtt.OnStopped, mqtt.OnConnect, mqtt.OnConnectAuthenticate,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
-		mqtt.OnAuthPacket, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnClientExpired:
+		mqtt.OnAuthPacket, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnClientExpired,
+		mqtt.OnWill:
 		return true
 	}
 	return false
@@ -258,6 +240,7 @@ func (h *Hook) OnStarted() {
 func (h *Hook) OnStopped() {
 	h.cancel()
 	h.sweep(true)
+	_ = h.conn.Close()
 }
 
 // Len returns the number of clients the hook holds state for: connected
@@ -277,7 +260,7 @@ func (h *Hook) Offline() int {
 // Session returns the session of cl, or nil.
 func (h *Hook) Session(cl *mqtt.Client) *auth.Session {
 	if c := h.lookup(cl); c != nil {
-		return c.s
+		return c.s()
 	}
 	return nil
 }
@@ -304,7 +287,7 @@ func (h *Hook) forget(c *client) {
 	h.pmu.Lock()
 	delete(h.pending, c)
 	h.pmu.Unlock()
-	c.s.Close()
+	c.lc.Close()
 }
 
 // sweep forgets pending clients whose connection has closed (all of them
@@ -329,29 +312,22 @@ func (h *Hook) sweep(all bool) {
 	}
 }
 
-// OnConnect authenticates the client before CONNACK: it runs the whole
-// enhanced-authentication exchange (AUTH 0x18 out, the client's AUTH in,
-// with a read deadline), sends a failing CONNACK itself and returns an error
-// when the client is refused, and scrubs the password and Authentication
-// Data once they have been judged.
+// OnConnect authenticates the client before CONNACK through the connection
+// layer (mqttconn.Client.Connect): the CONNECT's malformed-packet checks,
+// the whole enhanced-authentication exchange (AUTH 0x18 out, the client's
+// AUTH in, read with the deadline of the Manager's ExchangeTimeout), the
+// Will as a Publish of its topic, and the refusing CONNACK for the
+// client's protocol version. It returns an error when the client is
+// refused, and scrubs the password and Authentication Data once judged.
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	// The CONNECT has been read: the connection leaves the listener's
-	// deadline, and its pending slot once it has been judged.
-	if g := guardOf(cl.Net.Conn); g != nil {
-		g.connected()
-		defer g.release()
-	}
 	h.sweep(false)
-	if h.refused.Load() {
-		h.refuse(cl, auth.ServerUnavailable, "")
-		return errRefused
-	}
 	c := &client{h: h, cl: cl}
-	c.s = h.m.NewSession(c)
+	c.lc = h.conn.NewClient(cl.Net.Conn, transport{c}, cl.Net.Listener)
 	h.clients.Store(cl, c)
 	h.n.Add(1)
 
-	req := auth.Request{
+	cp := mqttconn.Connect{
+		ProtocolVersion: pk.ProtocolVersion,
 		ClientID:        cl.ID,
 		Username:        string(pk.Connect.Username),
 		HasUsername:     pk.Connect.UsernameFlag,
@@ -359,120 +335,87 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		HasPassword:     pk.Connect.PasswordFlag,
 		AuthMethod:      pk.Properties.AuthenticationMethod,
 		AuthData:        pk.Properties.AuthenticationData,
-		Listener:        cl.Net.Listener,
-		ProtocolVersion: pk.ProtocolVersion,
 	}
-	if conn := cl.Net.Conn; conn != nil {
-		req.RemoteAddr = conn.RemoteAddr()
-		if tc, ok := conn.(*tls.Conn); ok {
-			cs := tc.ConnectionState()
-			req.TLS = &cs
-		}
+	if pk.Connect.WillFlag {
+		cp.Will = &mqttconn.Will{Topic: pk.Connect.WillTopic, QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain}
 	}
-	resp := c.s.Connect(h.ctx, &req)
-	// The credentials have been judged: scrub them from the packet mochi
-	// hands to later hooks and from the properties storage hooks persist.
-	clear(pk.Connect.Password)
-	clear(pk.Properties.AuthenticationData)
+	var res mqttconn.Result
+	if h.refused.Load() {
+		res = c.lc.Refuse(auth.ServerUnavailable, "", errRefused)
+	} else {
+		res = c.lc.Connect(h.ctx, &cp)
+	}
+	// The credentials have been judged (and cleared by the layer): drop
+	// them from the properties storage hooks persist.
 	cl.Properties.Props.AuthenticationData = nil
-
-	for {
-		switch resp.Packet.Type {
-		case auth.AUTH:
-			if err := c.write(resp.Packet); err != nil {
-				h.forget(c)
-				return fmt.Errorf("mochi: sending AUTH: %w", err)
-			}
-			next, err := c.readExchange()
-			if err != nil {
-				h.forget(c)
-				return err
-			}
-			resp = next
-			continue
-		case auth.CONNACK:
-			if resp.Packet.Code == auth.Success {
-				c.connackMethod = resp.Packet.Method
-				c.connackData = resp.Packet.Data
-				h.pmu.Lock()
-				h.pending[c] = struct{}{}
-				h.pmu.Unlock()
-				return nil
-			}
-			h.refuse(cl, resp.Packet.Code, resp.Packet.Reason)
-			h.forget(c)
-			return &RefusedError{Code: resp.Packet.Code, Err: resp.Err}
-		default: // a close without a packet
-			h.forget(c)
-			if resp.Err != nil {
-				return fmt.Errorf("mochi: %w", resp.Err)
-			}
-			return errEnded
+	if !res.OK {
+		h.forget(c)
+		if res.Code != 0 {
+			return &RefusedError{Code: res.Code, Err: res.Err}
 		}
+		if res.Err != nil {
+			return fmt.Errorf("mochi: %w", res.Err)
+		}
+		return errEnded
 	}
+	c.connackMethod, c.connackData = res.Method, res.Data
+	h.pmu.Lock()
+	h.pending[c] = struct{}{}
+	h.pmu.Unlock()
+	return nil
 }
 
-// refuse sends the failing CONNACK for code. An MQTT 3.1.1 client gets the
-// 3.1.1 return code of auth.ReasonCode.ConnackV311, or no CONNACK at all
-// when 3.1.1 has none (the connection is then closed): mochi's own mapping
-// misses most v5 codes and would send them as they are.
-func (h *Hook) refuse(cl *mqtt.Client, code auth.ReasonCode, reason string) {
-	if cl.Properties.ProtocolVersion < 5 {
-		rc, ok := code.ConnackV311()
-		if ok {
-			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: rc})
-		}
-		return
+// transport is the connection layer's view of a mochi client: raw writes
+// under mochi's own write lock, reads of the exchange through mochi's
+// reader, and mochi's Stop.
+type transport struct{ c *client }
+
+// Write writes an encoded packet with mochi's client lock held, as
+// mochi's own WritePacket does, bounded by the write timeout.
+func (t transport) Write(b []byte) error {
+	cl := t.c.cl
+	conn := cl.Net.Conn
+	if conn == nil || cl.Closed() {
+		return mqtt.ErrConnectionClosed
 	}
-	_ = h.srv.SendConnack(cl, packets.Code{Code: byte(code), Reason: reason}, false, nil)
+	cl.Lock()
+	defer cl.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(t.c.h.conn.Limits().WriteTimeout))
+	_, err := conn.Write(b)
+	_ = conn.SetWriteDeadline(time.Time{})
+	return err
 }
 
-// readExchange reads the client's answer to an AUTH 0x18 during CONNECT and
-// hands it to the session.
-func (c *client) readExchange() (auth.Response, error) {
-	conn := c.cl.Net.Conn
-	if conn == nil {
-		return auth.Response{}, errors.New("mochi: client has no network connection")
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(c.h.readTimeout))
+// ReadExchange reads the client's next packet with mochi's reader (the
+// read loop has not started: OnConnect runs before it).
+func (t transport) ReadExchange() (mqttconn.Inbound, error) {
+	cl := t.c.cl
 	var fh packets.FixedHeader
-	err := c.cl.ReadFixedHeader(&fh)
+	err := cl.ReadFixedHeader(&fh)
 	var pk packets.Packet
 	if err == nil {
-		pk, err = c.cl.ReadPacket(&fh)
+		pk, err = cl.ReadPacket(&fh)
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		if c.s.Closed() {
-			// The session's exchange timer ended it and sent the CONNACK.
-			return auth.Response{}, fmt.Errorf("mochi: authentication exchange ended: %w", auth.ErrTimeout)
-		}
-		var ne interface{ Timeout() bool }
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.s.Close()
-			c.h.refuse(c.cl, auth.NotAuthorized, "")
-			return auth.Response{}, fmt.Errorf("mochi: %w", auth.ErrTimeout)
-		}
-		c.s.Close()
 		var code packets.Code
-		if errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code {
-			// A malformed packet: say so before closing, as for CONNECT.
-			c.h.refuse(c.cl, auth.ReasonCode(code.Code), code.Reason)
+		switch {
+		case errors.Is(err, packets.ErrPacketTooLarge):
+			return mqttconn.Inbound{}, fmt.Errorf("%w: %w", mqttconn.ErrPacketTooLarge, err)
+		case errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code:
+			return mqttconn.Inbound{}, fmt.Errorf("%w: %w", mqttconn.ErrMalformed, err)
 		}
-		return auth.Response{}, fmt.Errorf("mochi: reading the client's AUTH: %w", err)
+		return mqttconn.Inbound{}, err
 	}
-	switch pk.FixedHeader.Type {
-	case packets.Auth:
-		resp := c.s.Auth(c.h.ctx, authPacket(pk))
-		clear(pk.Properties.AuthenticationData)
-		return resp, nil
-	case packets.Disconnect:
-		c.s.Close()
-		return auth.Response{}, errors.New("mochi: the client disconnected during the authentication exchange")
-	default:
-		return c.s.OtherPacket(), nil
+	in := mqttconn.Inbound{Type: pk.FixedHeader.Type}
+	if pk.FixedHeader.Type == packets.Auth {
+		in.Auth = authPacket(pk)
 	}
+	return in, nil
 }
+
+// Close stops the mochi client: its read loop ends, mochi publishes the
+// Will (see OnWill) and calls OnDisconnect.
+func (t transport) Close() { t.c.cl.Stop(errEnded) }
 
 func authPacket(pk packets.Packet) auth.Packet {
 	return auth.Packet{
@@ -487,7 +430,7 @@ func authPacket(pk packets.Packet) auth.Packet {
 // authenticated.
 func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	c := h.lookup(cl)
-	return c != nil && c.s.Principal() != nil && !h.refused.Load()
+	return c != nil && c.s().Principal() != nil && !h.refused.Load()
 }
 
 // OnSessionEstablish scrubs the Authentication Data again, in case a hook
@@ -513,7 +456,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // the new connection anyway.
 func (h *Hook) recheckInherited(c *client, old *mqtt.Client) {
 	for filter := range old.State.Subscriptions.GetAll() {
-		if c.s.Authorize(h.ctx, auth.Action{Kind: auth.Subscribe, Topic: filter}).Allowed {
+		if c.s().Authorize(h.ctx, auth.Action{Kind: auth.Subscribe, Topic: filter}).Allowed {
 			continue
 		}
 		old.State.Subscriptions.Delete(filter)
@@ -522,13 +465,13 @@ func (h *Hook) recheckInherited(c *client, old *mqtt.Client) {
 		}
 		h.log.LogAttrs(h.ctx, slog.LevelInfo, "mqttauth: subscription of the resumed session removed",
 			slog.String("decision", "deny"), slog.String("client_id", old.ID),
-			slog.String("username", username(c.s.Principal())), slog.String("topic", filter))
+			slog.String("username", username(c.s().Principal())), slog.String("topic", filter))
 	}
 	for _, pk := range old.State.Inflight.GetAll(false) {
 		if pk.FixedHeader.Type != packets.Publish {
 			continue
 		}
-		if pk.TopicName != "" && c.s.Authorize(h.ctx, auth.Action{Kind: auth.Subscribe, Topic: pk.TopicName}).Allowed {
+		if pk.TopicName != "" && c.s().Authorize(h.ctx, auth.Action{Kind: auth.Subscribe, Topic: pk.TopicName}).Allowed {
 			continue
 		}
 		if old.State.Inflight.Delete(pk.PacketID) {
@@ -543,6 +486,7 @@ func (h *Hook) recheckInherited(c *client, old *mqtt.Client) {
 // client's, or was discarded.
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c := h.lookup(cl); c != nil {
+		c.lc.Connected()
 		h.pmu.Lock()
 		delete(h.pending, c)
 		h.pmu.Unlock()
@@ -574,25 +518,42 @@ func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 }
 
 // OnAuthPacket handles an AUTH packet after CONNACK: re-authentication and
-// the rules about AUTH. It writes the session's answer itself (mochi sends
-// nothing for AUTH): AUTH 0x00 or 0x18, or DISCONNECT with the session's
-// reason code and reason string before closing.
+// the rules about AUTH, through the connection layer (mqttconn.Client.Auth),
+// which writes the answer itself (mochi sends nothing for AUTH): AUTH 0x00
+// or 0x18, or DISCONNECT with the session's reason code before closing.
 func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	c := h.lookup(cl)
 	if c == nil {
 		return pk, packets.ErrProtocolViolation
 	}
-	resp := c.s.Auth(h.ctx, authPacket(pk))
+	ended, err := c.lc.Auth(h.ctx, authPacket(pk))
 	// mochi logs a packet whose handling failed: scrub its data first.
 	clear(pk.Properties.AuthenticationData)
-	c.carry(resp.Packet, resp.Close)
-	if resp.Close {
-		if resp.Err != nil {
-			return pk, fmt.Errorf("%w: %w", errEnded, resp.Err)
+	if ended {
+		if err != nil {
+			return pk, fmt.Errorf("%w: %w", errEnded, err)
 		}
 		return pk, errEnded
 	}
 	return pk, nil
+}
+
+// OnWill authorizes the Will when mochi is about to publish it (the
+// connection ended without DISCONNECT 0x00), through the connection layer
+// (mqttconn.Client.WillAllowed): with the principal the session has or had
+// when it ended and the policy in force now. A Will that may no longer be
+// published (a policy reload removed the right, the session expired or was
+// revoked) is dropped and counted in [Hook.Stats]. mochi publishes whatever
+// OnWill returns, and an error would make it publish the original, so a
+// dropped Will is returned with an empty topic, which no subscription
+// matches and which is neither retained nor delivered. A Will with a Will
+// Delay Interval is judged here, when the connection ends: mochi publishes
+// it later without asking any hook.
+func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if c := h.lookup(cl); c != nil && c.lc.WillAllowed(h.ctx) {
+		return will, nil
+	}
+	return mqtt.Will{}, nil
 }
 
 // OnACLCheck answers mochi's publish, subscribe and delivery checks through
@@ -617,13 +578,13 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	var d auth.Decision
 	p := c.offline.Load()
 	if p == nil {
-		d = c.s.Authorize(h.ctx, a)
-	} else if !write && (p.Expiry().IsZero() || h.now().Before(p.Expiry())) {
-		d = c.s.Authorizer().Authorize(h.ctx, p, a)
+		d = c.s().Authorize(h.ctx, a)
+	} else if !write && (p.Expiry().IsZero() || h.m.Clock().Now().Before(p.Expiry())) {
+		d = c.s().Authorizer().Authorize(h.ctx, p, a)
 	}
 	if !d.Allowed && h.log.Enabled(h.ctx, slog.LevelDebug) {
 		if p == nil {
-			p = c.s.Principal()
+			p = c.s().Principal()
 		}
 		h.log.LogAttrs(h.ctx, slog.LevelDebug, "mqttauth: denied",
 			slog.String("decision", "deny"), slog.String("client_id", cl.ID),
@@ -655,7 +616,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if c == nil {
 		return
 	}
-	p := c.s.Principal()
+	p := c.s().Principal()
 	if expire || p == nil || cl.IsTakenOver() {
 		h.forget(c)
 		return
@@ -680,7 +641,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		h.forget(c)
 		return
 	}
-	c.s.Close() // ends timers and leaves the Manager; the principal is kept above
+	c.lc.Close() // ends timers and leaves the Manager; the principal is kept above
 }
 
 // OnClientExpired drops what the hook kept for an offline session that
@@ -691,12 +652,11 @@ func (h *Hook) OnClientExpired(cl *mqtt.Client) {
 	}
 }
 
-// client is the hook's state for one mochi client, and the auth.Conn its
-// Session ends the connection through.
+// client is the hook's state for one mochi client.
 type client struct {
 	h  *Hook
 	cl *mqtt.Client
-	s  *auth.Session
+	lc *mqttconn.Client
 
 	// offline is the principal the session last had, set while mochi keeps
 	// the session of a closed connection.
@@ -708,47 +668,5 @@ type client struct {
 	connackData   []byte
 }
 
-// Close implements auth.Conn: the session ends the connection on its own
-// (expiry, revocation, a stalled exchange).
-func (c *client) Close(final auth.Packet) {
-	if conn := c.cl.Net.Conn; conn != nil {
-		_ = conn.SetWriteDeadline(time.Now().Add(c.h.writeTO))
-	}
-	c.carry(final, true)
-}
-
-// carry sends p (unless it is None) and closes the connection when end is
-// set. A DISCONNECT goes through mochi's DisconnectClient, which always
-// writes the reason code byte and then stops the client.
-func (c *client) carry(p auth.Packet, end bool) {
-	switch p.Type {
-	case auth.DISCONNECT:
-		if c.cl.Properties.ProtocolVersion < 5 {
-			break // MQTT 3 has no server DISCONNECT: close silently
-		}
-		// DisconnectClient stops the client too, unless the server runs with
-		// Compatibilities.PassiveClientDisconnect: then Stop below does.
-		_ = c.h.srv.DisconnectClient(c.cl, packets.Code{Code: byte(p.Code), Reason: p.Reason})
-	case auth.CONNACK:
-		c.h.refuse(c.cl, p.Code, p.Reason)
-	case auth.AUTH:
-		_ = c.write(p)
-	}
-	if end {
-		c.cl.Stop(errEnded)
-	}
-}
-
-// write sends an AUTH packet.
-func (c *client) write(p auth.Packet) error {
-	out := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Auth},
-		ReasonCode:  byte(p.Code),
-		Properties: packets.Properties{
-			AuthenticationMethod: p.Method,
-			AuthenticationData:   bytes.Clone(p.Data),
-			ReasonString:         p.Reason,
-		},
-	}
-	return c.cl.WritePacket(out)
-}
+// s returns the client's session.
+func (c *client) s() *auth.Session { return c.lc.Session() }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/auth/authtest/conformance"
 	"github.com/mqttauth/mqttauth/truststore"
@@ -79,7 +80,8 @@ func settle(t *testing.T, base int) {
 // keeps such connections forever.
 func TestSilentPeersClosed(t *testing.T) {
 	const timeout = 2 * time.Second
-	h, tcpAddr, tlsAddr, clientTLS := guarded(t, mochi.Config{ConnectTimeout: timeout})
+	// Every peer dials from 127.0.0.1: the per-source share is the whole bound.
+	h, tcpAddr, tlsAddr, clientTLS := guarded(t, mochi.Config{Limits: mqttconn.Limits{ConnectTimeout: timeout, MaxPendingPerSource: mqttconn.DefaultMaxPending}})
 	base := runtime.NumGoroutine()
 	const n = 20
 	var conns []net.Conn
@@ -148,13 +150,13 @@ func TestMaxPacketSizeDefault(t *testing.T) {
 	for _, tc := range []struct {
 		server, config, want uint32
 	}{
-		{0, 0, mochi.DefaultMaxPacketSize},
+		{0, 0, mqttconn.DefaultMaxPacketSize},
 		{0, 4096, 4096},
 		{65536, 4096, 65536},
 	} {
 		srv := mqtt.New(&mqtt.Options{Logger: quiet})
 		srv.Options.Capabilities.MaximumPacketSize = tc.server
-		_, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet, MaxPacketSize: tc.config})
+		_, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet, Limits: mqttconn.Limits{MaxPacketSize: tc.config}})
 		require.NoError(t, err)
 		require.Equal(t, tc.want, srv.Options.Capabilities.MaximumPacketSize)
 	}
@@ -165,7 +167,7 @@ func TestMaxPacketSizeDefault(t *testing.T) {
 // pending ones go, valid clients connect again.
 func TestPendingBound(t *testing.T) {
 	const bound = 5
-	h, tcpAddr, tlsAddr, _ := guarded(t, mochi.Config{MaxPending: bound, ConnectTimeout: time.Minute})
+	h, tcpAddr, tlsAddr, _ := guarded(t, mochi.Config{Limits: mqttconn.Limits{MaxPending: bound, MaxPendingPerSource: bound, ConnectTimeout: time.Minute}})
 	base := runtime.NumGoroutine()
 	var pending []net.Conn
 	for i := range bound {
@@ -201,8 +203,8 @@ func TestPendingBound(t *testing.T) {
 func TestLimitsConfigValidated(t *testing.T) {
 	m := newManager(t, auth.Config{Authenticator: userAuthn, Authorizer: auth.AllowAuthenticated})
 	for _, cfg := range []mochi.Config{
-		{Manager: m, ConnectTimeout: -1},
-		{Manager: m, MaxPending: -1},
+		{Manager: m, Limits: mqttconn.Limits{ConnectTimeout: -1}},
+		{Manager: m, Limits: mqttconn.Limits{MaxPending: -1}},
 	} {
 		_, err := mochi.Attach(mqtt.New(&mqtt.Options{Logger: quiet}), cfg)
 		require.Error(t, err)

@@ -44,6 +44,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
@@ -55,6 +56,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 func main() {
@@ -153,10 +155,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// are kept, without the packet dumps that carry credentials.
 	mochiLog := mochi.ServerLogger(newHandler(slog.LevelWarn)).With(slog.String("component", "mochi"))
 	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: mochiLog})
-	// The adapter's defaults bound what a peer holds before it
+	// The connection layer's defaults bound what a peer holds before it
 	// authenticates: 1 MiB packets, 10 s for the TLS handshake and CONNECT,
-	// 256 connections not yet authenticated; MqttAuthSettings limits change
-	// them.
+	// 256 connections not yet authenticated, 32 of them per source;
+	// MqttAuthSettings limits change them.
 	h, err := mochi.Attach(srv, hookConfig(m, b.Limits, log))
 	if err != nil {
 		return err
@@ -185,7 +187,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		printTutorial(stdout, filepath.Dir(cfgPaths[0]), b.Ports[0].Address)
 	}
 	<-ctx.Done()
+	// Orderly: stop accepting, DISCONNECT 0x8B to every MQTT 5 client,
+	// let exchanges in flight finish for up to 10 s.
 	log.Info("broker stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Shutdown(sctx); err != nil {
+		log.Warn("shutdown cut short", slog.String("err", err.Error()))
+	}
 	return nil
 }
 
@@ -200,19 +209,20 @@ func startAdmin(cfg adminserve.Config, h *mochi.Hook) (*admin.Server, *admin.Gat
 	}
 	// The adapter's refusals of peers that never authenticated, by fixed
 	// reason, and the offline sessions it keeps a principal for.
-	pre := func(v func(mochi.Stats) uint64) func() float64 {
+	pre := func(v func(mqttconn.Stats) uint64) func() float64 {
 		return func() float64 { return float64(v(h.Stats())) }
 	}
-	const help = "Connections the adapter closed before authentication, by reason: over_pending (too many pending), timed_out (no TLS handshake and CONNECT in time), too_large, invalid."
+	const help = "Connections the adapter closed before authentication, by reason: over_pending (too many pending), over_source (too many pending from one source), timed_out (no TLS handshake and CONNECT in time), too_large, invalid."
 	var errs []error
 	for _, r := range []struct {
 		reason string
-		v      func(mochi.Stats) uint64
+		v      func(mqttconn.Stats) uint64
 	}{
-		{"over_pending", func(s mochi.Stats) uint64 { return s.OverPending }},
-		{"timed_out", func(s mochi.Stats) uint64 { return s.TimedOut }},
-		{"too_large", func(s mochi.Stats) uint64 { return s.TooLarge }},
-		{"invalid", func(s mochi.Stats) uint64 { return s.Invalid }},
+		{"over_pending", func(s mqttconn.Stats) uint64 { return s.OverPending }},
+		{"over_source", func(s mqttconn.Stats) uint64 { return s.OverSource }},
+		{"timed_out", func(s mqttconn.Stats) uint64 { return s.TimedOut }},
+		{"too_large", func(s mqttconn.Stats) uint64 { return s.TooLarge }},
+		{"invalid", func(s mqttconn.Stats) uint64 { return s.Invalid }},
 	} {
 		errs = append(errs, exp.CounterFunc("preauth_refused_total", help, map[string]string{"reason": r.reason}, pre(r.v)))
 	}
@@ -220,7 +230,9 @@ func startAdmin(cfg adminserve.Config, h *mochi.Hook) (*admin.Server, *admin.Gat
 		exp.GaugeFunc("preauth_pending", "Connections accepted and not yet authenticated.", nil,
 			func() float64 { return float64(h.Stats().Pending) }),
 		exp.GaugeFunc("offline_sessions", "Offline persistent sessions whose principal the adapter keeps.", nil,
-			func() float64 { return float64(h.Offline()) }))
+			func() float64 { return float64(h.Offline()) }),
+		exp.CounterFunc("wills_dropped_total", "Will Messages not published because the principal or the policy in force no longer allowed them.", nil,
+			func() float64 { return float64(h.Stats().WillsDropped) }))
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
@@ -291,11 +303,5 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // hookConfig is the adapter's configuration: the Manager, and the limits
 // of MqttAuthSettings where it sets them.
 func hookConfig(m *auth.Manager, l *aioconfig.Limits, log *slog.Logger) mochi.Config {
-	cfg := mochi.Config{Manager: m, Logger: log}
-	if l != nil {
-		cfg.MaxPacketSize = uint32(l.MaxPacketSize) // at most 268435455, checked by aioconfig
-		cfg.ConnectTimeout = l.ConnectTimeoutDuration()
-		cfg.MaxPending = l.MaxUnauthenticatedConnections
-	}
-	return cfg
+	return mochi.Config{Manager: m, Logger: log, Limits: l.Conn()}
 }

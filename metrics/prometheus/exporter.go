@@ -60,7 +60,7 @@ type Exporter struct {
 
 // causes are the disconnect causes, indexed by auth.Cause.
 var causes = [...]auth.Cause{auth.CauseNone, auth.CauseExpiry, auth.CauseRevocation, auth.CausePolicy,
-	auth.CauseTimeout, auth.CauseProtocol, auth.CauseReauth}
+	auth.CauseTimeout, auth.CauseProtocol, auth.CauseReauth, auth.CauseRate}
 
 // codeCounters are the series of one CounterVec whose last label is a
 // reason code, created on first use (so that only codes that happened are

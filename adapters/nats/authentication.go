@@ -190,7 +190,13 @@ func (a *Authentication) Check(c server.ClientAuthentication) bool {
 		a.refused(c, "", err)
 		return false
 	}
-	req := newRequest(c, ci)
+	cp := connectOf(c, ci)
+	if err := cp.Validate(); err != nil {
+		clear(cp.Password)
+		a.refused(c, "", err)
+		return false
+	}
+	req := cp.Request(c.RemoteAddress(), c.GetTLSConnectionState(), ci.listener())
 	id := c.GetID()
 	cn := &conn{a: a, id: id}
 	s := a.m.NewSession(cn)

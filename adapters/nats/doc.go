@@ -8,8 +8,8 @@
 // # Model
 //
 // nats-server calls Check on the client's goroutine once it has read the
-// CONNECT. Check builds an auth.Request from what nats-server parsed and
-// runs [auth.Session.Connect]:
+// CONNECT. Check builds an mqttconn.Connect from what nats-server parsed,
+// validates it and runs [auth.Session.Connect] on its auth.Request:
 //
 //   - MQTT clients: the MQTT client identifier (nats-server assigns one
 //     when the client sent none), user name and password, the TLS
@@ -84,6 +84,17 @@
 // either acknowledging or closing [MQTT-3.3.5-2]); a denied SUBSCRIBE gets
 // the SUBACK failure code 0x80; a native client gets a permissions
 // violation error and keeps its connection.
+//
+// # The Will
+//
+// nats-server keeps an MQTT client's Will out of reach until after
+// authentication, so it cannot be judged at CONNECT as mqttconn does for
+// the other paths (a forbidden Will topic refusing the CONNECT). It is
+// judged when it is published: nats-server publishes it through the
+// client's permissions, and a Will on a topic the client was not granted
+// is dropped. A client disconnected by a policy re-check still holds the
+// permissions it connected with at that moment, so its Will is judged
+// against those.
 //
 // # Re-checks
 //

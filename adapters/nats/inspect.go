@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // ErrUnsupportedServer means the nats-server in use does not hold the MQTT
@@ -109,36 +109,31 @@ func inspect(c server.ClientAuthentication) (clientInfo, error) {
 	return ci, nil
 }
 
-// newRequest builds the auth.Request of a client's CONNECT from what
-// nats-server has parsed: MQTT clients give their client identifier, user
-// name and password (protocol version 4: nats-server speaks MQTT 3.1.1
-// only); native NATS clients give their connection name as the client
-// identifier, and a token, when they send one instead of a password, as the
-// password. Neither carries an Authentication Method. nats-server keeps no
-// password flag: a password is present when it is not empty.
-//
-// The lead's mqttconn.Connect will build the MQTT part once it lands.
-func newRequest(c server.ClientAuthentication, ci clientInfo) auth.Request {
+// connectOf returns the CONNECT of a client as nats-server parsed it:
+// MQTT clients give their client identifier, user name and password
+// (protocol version 4: nats-server speaks MQTT 3.1.1 only); native NATS
+// clients give their connection name as the client identifier, and a
+// token, when they send one instead of a password, as the password
+// (protocol version 0: not MQTT). Neither carries an Authentication Method
+// or Data. nats-server keeps no password flag: a password is present when
+// it is not empty. The Will is not visible here (nats-server keeps it
+// until after authentication); its publication is checked by nats-server
+// against the permissions given at connect, like any publish.
+func connectOf(c server.ClientAuthentication, ci clientInfo) *mqttconn.Connect {
 	o := c.GetOpts()
-	req := auth.Request{
-		Username:    o.Username,
-		HasUsername: o.Username != "",
-		TLS:         c.GetTLSConnectionState(),
-		RemoteAddr:  c.RemoteAddress(),
-		Listener:    ci.listener(),
-	}
+	cp := &mqttconn.Connect{Username: o.Username, HasUsername: o.Username != ""}
 	pw := o.Password
 	if ci.mqtt {
-		req.ClientID = ci.clientID
-		req.ProtocolVersion = 4
+		cp.ClientID = ci.clientID
+		cp.ProtocolVersion = 4
 	} else {
-		req.ClientID = o.Name
+		cp.ClientID = o.Name
 		if pw == "" {
 			pw = o.Token
 		}
 	}
 	if pw != "" {
-		req.Password, req.HasPassword = []byte(pw), true
+		cp.Password, cp.HasPassword = []byte(pw), true
 	}
-	return req
+	return cp
 }

@@ -109,6 +109,43 @@
 // nats-server closed are ended by a periodic sweep (nats-server has no
 // hook for a closed client; Config.SweepInterval).
 //
+// # Auth callout
+//
+// [Callout] is the same mapping beside the servers rather than inside
+// one: an auth callout service (nats-server 2.10 and later, the stock
+// binary included) that answers the servers' authorization requests on
+// "$SYS.REQ.USER.AUTH" in a queue group, so that every node of a cluster
+// delegates to the same replicated service. Each request (the MQTT client
+// identifier from ClientInformation.MQTT, the user name, password or
+// token, the client's certificate chain, the client's address) runs an
+// auth.Session through mqttconn.Connect; a pass is answered with a user
+// JWT placed in CalloutConfig.Account, carrying the same permissions as
+// above (an empty publish list becomes a publish deny of ">": in a user
+// JWT an empty allow list means everything) and the credential's expiry,
+// signed with the issuer account's nkey named in the servers'
+// auth_callout block; a refusal with an error. The service needs:
+//
+//	accounts {
+//	  AUTH { users: [ { user: auth, password: ... } ] }   # CalloutConfig.Conn
+//	  APP  { jetstream: enabled }                          # CalloutConfig.Account
+//	  SYS  { users: [ { user: sys, password: ... } ] }     # CalloutConfig.System
+//	}
+//	system_account: SYS
+//	authorization { auth_callout { issuer: <account public nkey>, auth_users: [ auth, sys ], account: AUTH } }
+//
+// With a TLS listener that verifies client certificates ("verify: true"
+// and the client CA), the server forwards the verified chain and x509auth
+// checks it again against its own trust, CRLs and revocation included
+// (the stock server has no CRLs). A session that loses access is closed
+// with the system account's kick request ("$SYS.REQ.SERVER.<id>.KICK") on
+// the server that holds the connection, and the servers' disconnect
+// events ("$SYS.ACCOUNT.*.DISCONNECT") end the sessions of closed
+// connections. Each replica keeps the sessions it authenticated: a
+// replica that stops no longer re-checks its clients' connections (their
+// expiry, in the user JWT, still applies), and a connection a server
+// refuses after the service's answer is ended only by its expiry or by
+// the service's Close.
+//
 // # Observability
 //
 // The Manager's Observer and audit log see every authentication, refusal,

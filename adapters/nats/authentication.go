@@ -46,6 +46,8 @@ type Config struct {
 	// Account is the account authenticated clients join; nil means
 	// nats-server's global account.
 	Account *server.Account
+	// Listeners names the listeners; see [Listeners].
+	Listeners Listeners
 	// Timeout bounds one authentication; zero means DefaultTimeout.
 	Timeout time.Duration
 	// SweepInterval is how often sessions whose connection nats-server
@@ -66,6 +68,7 @@ type Authentication struct {
 	m       *auth.Manager
 	policy  Grants
 	account *server.Account
+	names   Listeners
 	timeout time.Duration
 	sweep   time.Duration
 	log     *slog.Logger
@@ -104,6 +107,7 @@ func New(cfg Config) (*Authentication, error) {
 		m:       cfg.Manager,
 		policy:  cfg.Policy,
 		account: cfg.Account,
+		names:   cfg.Listeners,
 		timeout: cmp.Or(cfg.Timeout, DefaultTimeout),
 		sweep:   cmp.Or(cfg.SweepInterval, DefaultSweepInterval),
 		log:     cfg.Logger,
@@ -196,7 +200,7 @@ func (a *Authentication) Check(c server.ClientAuthentication) bool {
 		a.refused(c, "", err)
 		return false
 	}
-	req := cp.Request(c.RemoteAddress(), c.GetTLSConnectionState(), ci.listener())
+	req := cp.Request(c.RemoteAddress(), c.GetTLSConnectionState(), ci.listener(a.names))
 	id := c.GetID()
 	cn := &conn{a: a, id: id}
 	s := a.m.NewSession(cn)

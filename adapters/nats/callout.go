@@ -54,6 +54,8 @@ type CalloutConfig struct {
 	// means no live revocation (expiry still ends connections: it is in
 	// the user JWT).
 	System *natsgo.Conn
+	// Listeners names the listeners; see [Listeners].
+	Listeners Listeners
 	// Queue is the queue group of the service's replicas; empty means
 	// DefaultQueue.
 	Queue string
@@ -76,6 +78,7 @@ type Callout struct {
 	issuer  nkeys.KeyPair
 	issPub  string
 	account string
+	names   Listeners
 	sys     *natsgo.Conn
 	timeout time.Duration
 	log     *slog.Logger
@@ -120,7 +123,7 @@ func NewCallout(cfg CalloutConfig) (*Callout, error) {
 		}
 	}
 	c := &Callout{
-		m: cfg.Manager, policy: cfg.Policy, issuer: cfg.Issuer, issPub: pub, account: cfg.Account,
+		m: cfg.Manager, policy: cfg.Policy, issuer: cfg.Issuer, issPub: pub, account: cfg.Account, names: cfg.Listeners,
 		sys: cfg.System, timeout: cmp.Or(cfg.Timeout, DefaultTimeout), log: cfg.Logger,
 		conns: make(map[connKey]*calloutConn), sessions: make(map[*auth.Session]*calloutConn),
 	}
@@ -206,15 +209,12 @@ func (c *Callout) authorize(rc *jwt.AuthorizationRequestClaims) (string, string)
 	ci := rc.ClientInformation
 	co := rc.ConnectOptions
 	cp := &mqttconn.Connect{Username: co.Username, HasUsername: co.Username != ""}
-	listener := ListenerNATS
+	info := clientInfo{mqtt: ci.MQTT != "" || ci.Type == "mqtt", ws: ci.Type == "websocket"}
 	pw := co.Password
 	switch {
-	case ci.MQTT != "" || ci.Type == "mqtt":
-		cp.ClientID, cp.ProtocolVersion, listener = ci.MQTT, 4, ListenerMQTT
+	case info.mqtt:
+		cp.ClientID, cp.ProtocolVersion = ci.MQTT, 4
 	default:
-		if ci.Type == "websocket" {
-			listener = ListenerWebSocket
-		}
 		cp.ClientID = ci.Name
 		if pw == "" {
 			pw = co.Token
@@ -235,7 +235,7 @@ func (c *Callout) authorize(rc *jwt.AuthorizationRequestClaims) (string, string)
 	if ip := net.ParseIP(ci.Host); ip != nil {
 		remote = &net.TCPAddr{IP: ip}
 	}
-	req := cp.Request(remote, cs, listener)
+	req := cp.Request(remote, cs, info.listener(c.names))
 	cc := &calloutConn{c: c, key: connKey{server: rc.Server.ID, cid: ci.ID}}
 	s := c.m.NewSession(cc)
 	cc.s = s

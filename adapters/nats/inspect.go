@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
@@ -34,14 +35,22 @@ type clientInfo struct {
 	clientID string // the MQTT client identifier; empty for native clients
 }
 
-func (ci clientInfo) listener() string {
+// Listeners names the listener of each kind of connection: the
+// auth.Request.Listener and auth.Principal.Listener, which select a port's
+// chain and policy in an aioconfig.Broker (its Port names). Empty fields
+// keep ListenerMQTT, ListenerNATS and ListenerWebSocket.
+type Listeners struct {
+	MQTT, NATS, WebSocket string
+}
+
+func (ci clientInfo) listener(l Listeners) string {
 	switch {
 	case ci.mqtt:
-		return ListenerMQTT
+		return cmp.Or(l.MQTT, ListenerMQTT)
 	case ci.ws:
-		return ListenerWebSocket
+		return cmp.Or(l.WebSocket, ListenerWebSocket)
 	}
-	return ListenerNATS
+	return cmp.Or(l.NATS, ListenerNATS)
 }
 
 // layout is where nats-server keeps the fields, found once per type.

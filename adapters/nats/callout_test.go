@@ -86,10 +86,24 @@ type stock struct {
 
 func startStock(t *testing.T, pki *authtest.TutorialPKI) *stock {
 	t.Helper()
-	bin := stockServer(t)
-	dir := t.TempDir()
 	issuer, err := nkeys.CreateAccount()
 	require.NoError(t, err)
+	return startStockNode(t, pki, stockNode{name: "stock1", issuer: issuer})
+}
+
+// stockNode describes one stock server: alone, or a node of a cluster.
+type stockNode struct {
+	name        string
+	issuer      nkeys.KeyPair
+	clusterPort int   // 0: no cluster
+	routes      []int // the cluster ports of every node
+}
+
+func startStockNode(t *testing.T, pki *authtest.TutorialPKI, sn stockNode) *stock {
+	t.Helper()
+	bin := stockServer(t)
+	dir := t.TempDir()
+	issuer := sn.issuer
 	issPub, err := issuer.PublicKey()
 	require.NoError(t, err)
 	write := func(name string, data []byte) string {
@@ -101,12 +115,23 @@ func startStock(t *testing.T, pki *authtest.TutorialPKI) *stock {
 	key := write("server.key", pki.Server.KeyPEM(t))
 	ca := write("clients-ca.pem", authtest.CertsPEM(pki.FabrikamRoot.Cert))
 	port, mport := freePort(t), freePort(t)
+	clusterConf, replicas := "", ""
+	if sn.clusterPort != 0 {
+		var routes []string
+		for _, p := range sn.routes {
+			routes = append(routes, fmt.Sprintf("%q", fmt.Sprintf("nats://127.0.0.1:%d", p)))
+		}
+		clusterConf = fmt.Sprintf("cluster { name: stock, listen: \"127.0.0.1:%d\", routes: [%s] }", sn.clusterPort, strings.Join(routes, ", "))
+		replicas = "stream_replicas: 3"
+	}
 	conf := fmt.Sprintf(`
-server_name: stock1
+server_name: %s
 listen: "127.0.0.1:%d"
+%s
 jetstream { store_dir: %q }
 mqtt {
   listen: "127.0.0.1:%d"
+  %s
   tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
 }
 accounts {
@@ -122,7 +147,7 @@ authorization {
     account: AUTH
   }
 }
-`, port, filepath.Join(dir, "js"), mport, cert, key, ca, issPub)
+`, sn.name, port, clusterConf, filepath.Join(dir, "js"), mport, replicas, cert, key, ca, issPub)
 	confPath := write("nats.conf", []byte(conf))
 	logPath := filepath.Join(dir, "nats.log")
 	cmd := exec.Command(bin, "-c", confPath, "-l", logPath)
@@ -244,4 +269,74 @@ func TestCalloutStockServer(t *testing.T) {
 		require.Equal(t, before+4, r2.Len(), "the second replica answered for the four bulbs")
 	})
 	require.False(t, strings.Contains(s.log(), "[FTL]"), s.log())
+}
+
+// Three stock nodes in a cluster (routes, MQTT streams with three
+// replicas) delegate to two replicas of the service, connected to
+// different nodes: a client on one node publishes to a subscriber on
+// another, a revoked certificate is kicked on the node that holds it
+// whichever replica authenticated it, and with one replica stopped the
+// other answers every node.
+func TestCalloutStockCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three nodes with JetStream: not in -short")
+	}
+	pki := authtest.NewTutorialPKI(t, time.Now())
+	pki.Server = pki.ContosoIntermediate.Leaf(t, "mqtts-endpoint", authtest.WithDNSNames("localhost"),
+		authtest.WithIPs(net.ParseIP("127.0.0.1")), authtest.WithExtKeyUsage(x509.ExtKeyUsageServerAuth))
+	issuer, err := nkeys.CreateAccount()
+	require.NoError(t, err)
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var nodes []*stock
+	for i := range 3 {
+		nodes = append(nodes, startStockNode(t, pki, stockNode{name: fmt.Sprintf("s%d", i+1), issuer: issuer, clusterPort: ports[i], routes: ports}))
+	}
+	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
+	require.NoError(t, err)
+	store := truststore.NewMemory(set)
+	policy, err := abac.Parse([]byte(tutorialPolicy))
+	require.NoError(t, err)
+	r1, m1 := calloutReplica(t, nodes[0], store, policy)
+	_, m2 := calloutReplica(t, nodes[1], store, policy)
+
+	dial := func(node int, leaf *authtest.Leaf, id string) *mqttClient {
+		var mc *mqttClient
+		require.Eventually(t, func() bool {
+			var err error
+			mc, err = dialMQTTOpts(t, nodes[node].mqtt, clientTLS(t, pki, leaf), id, true)
+			return err == nil
+		}, 30*time.Second, 200*time.Millisecond, "connect to s%d: %s", node+1, nodes[node].log())
+		return mc
+	}
+	heater := dial(2, pki.Heater, "heater")
+	require.Equal(t, byte(1), heater.subscribe(t, "telemetry/temperature"))
+	thermo := dial(0, pki.Thermostat, "thermostat")
+	require.Eventually(t, func() bool {
+		if err := thermo.publish(t, "telemetry/temperature", "21.5"); err != nil {
+			return false
+		}
+		select {
+		case m := <-heater.got:
+			return m.Topic() == "telemetry/temperature"
+		case <-time.After(500 * time.Millisecond):
+			return false
+		}
+	}, 15*time.Second, 10*time.Millisecond, "published on s1, not received on s3")
+	hygro := dial(1, pki.Hygrometer, "hygrometer")
+	require.Equal(t, 3, m1.Len()+m2.Len())
+
+	now := time.Now()
+	crl, err := x509.ParseRevocationList(pki.FabrikamIntermediate.CRL(t, 1, now.Add(-time.Minute), now.Add(time.Hour), pki.Thermostat.Cert))
+	require.NoError(t, err)
+	set, err = truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, []*x509.RevocationList{crl})
+	require.NoError(t, err)
+	store.Replace(set)
+	thermo.expectLost(t, 10*time.Second)
+	require.True(t, heater.IsConnectionOpen() && hygro.IsConnectionOpen())
+
+	require.NoError(t, r1.Close())
+	for i := range 3 {
+		c := dial(i, pki.Lightbulb, fmt.Sprintf("bulb-%d", i))
+		require.NoError(t, c.publish(t, "health/heartbeat", "ok"))
+	}
 }

@@ -195,7 +195,7 @@ type mqttClient struct {
 	got  chan paho.Message
 }
 
-func dialMQTT(t testing.TB, addr string, tlsCfg *tls.Config, id, user, pass string) (*mqttClient, error) {
+func dialMQTT(t testing.TB, addr string, tlsCfg *tls.Config, id, user, pass string, edit ...func(*paho.ClientOptions)) (*mqttClient, error) {
 	t.Helper()
 	scheme := "tcp"
 	if tlsCfg != nil {
@@ -209,6 +209,9 @@ func dialMQTT(t testing.TB, addr string, tlsCfg *tls.Config, id, user, pass stri
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { mc.got <- m })
 	if user != "" {
 		opts.SetUsername(user).SetPassword(pass)
+	}
+	for _, e := range edit {
+		e(opts)
 	}
 	mc.Client = paho.NewClient(opts)
 	tok := mc.Connect()

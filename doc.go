@@ -26,16 +26,20 @@
 //     server), and [github.com/mqttauth/mqttauth/throttle] in front of them
 //     (brute-force defence).
 //   - [github.com/mqttauth/mqttauth/abac]: attribute-based authorization.
-//   - [github.com/mqttauth/mqttauth/gateway]: all of it in front of any MQTT
-//     broker; the mochi-mqtt hook is the module
-//     github.com/mqttauth/mqttauth/adapters/mochi.
+//   - [github.com/mqttauth/mqttauth/mqttconn]: the connection layer every
+//     way into a broker shares (admission, CONNECT, the exchange, refusals
+//     per protocol version, the Will, shutdown); the conformance suite in
+//     auth/authtest/conformance is its specification.
+//   - The brokers, on that layer: [github.com/mqttauth/mqttauth/gateway],
+//     all of it in front of any MQTT broker, and the mochi-mqtt hook, the
+//     module github.com/mqttauth/mqttauth/adapters/mochi.
 //   - [github.com/mqttauth/mqttauth/admin]: health, readiness, metrics and
 //     profiling over HTTP for operators; the Prometheus exporter is the
 //     module github.com/mqttauth/mqttauth/metrics/prometheus.
 //
-// A broker adapter creates an [auth.Manager] once and an [auth.Session] per
-// connection, hands it the CONNECT and AUTH packets, and sends what it
-// returns:
+// Under the connection layer, an adapter uses an [auth.Manager] once and an
+// [auth.Session] per connection, hands it the CONNECT and AUTH packets, and
+// sends what it returns:
 //
 //	m, err := auth.NewManager(auth.Config{
 //		Authenticator: auth.Chain{first, second, third},

@@ -19,6 +19,7 @@ import (
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
+	"github.com/mqttauth/mqttauth/mqttconn"
 	"github.com/mqttauth/mqttauth/internal/freeport"
 	"github.com/mqttauth/mqttauth/scramauth"
 	"github.com/xdg-go/scram"
@@ -159,6 +160,12 @@ func TestLoadErrors(t *testing.T) {
 			aioconfig.ErrDuplicate, []string{"document 2 (line 6)"}},
 		{"bad_duration", "kind: MqttAuthSettings\nspec: {session: {exchangeTimeout: soon}}",
 			aioconfig.ErrInvalidValue, []string{"session.exchangeTimeout"}},
+		{"bad_reauth_interval", "kind: MqttAuthSettings\nspec: {session: {reauthInterval: 0s}}",
+			aioconfig.ErrInvalidValue, []string{"session.reauthInterval"}},
+		{"bad_reauth_burst", "kind: MqttAuthSettings\nspec: {session: {reauthBurst: -1}}",
+			aioconfig.ErrInvalidValue, []string{"session.reauthBurst"}},
+		{"per_source_over_bound", "kind: MqttAuthSettings\nspec: {limits: {maxUnauthenticatedConnections: 4, maxUnauthenticatedPerSource: 5}}",
+			aioconfig.ErrInvalidValue, []string{"limits.maxUnauthenticatedPerSource"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := aioconfig.Parse([]byte(tc.doc), "test.yaml", "")
@@ -274,7 +281,26 @@ spec:
   configMapDir: mounts/configmaps
   secretDir: mounts/secrets
   session: {onExpiry: close, exchangeTimeout: 10s}
+  limits: {maxUnauthenticatedPerSource: 7}
 `
+
+// The session and limits settings reach auth.Config and the connection
+// layer's limits.
+func TestSessionAndLimitsSettings(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.broker.AuthConfig()
+	require.Equal(t, 10*time.Second, cfg.ExchangeTimeout)
+	require.Zero(t, cfg.ReauthInterval, "unset: the auth default")
+	require.Equal(t, mqttconn.Limits{MaxPendingPerSource: 7}, f.broker.Limits.Conn())
+	var none *aioconfig.Limits
+	require.Equal(t, mqttconn.Limits{}, none.Conn())
+
+	b, _ := build(t, f.dir, strings.ReplaceAll(mustRead(t, f.dir+"/broker.yaml"),
+		"session: {onExpiry: close, exchangeTimeout: 10s}", "session: {reauthInterval: 2s, reauthBurst: 3}"))
+	cfg = b.AuthConfig()
+	require.Equal(t, 2*time.Second, cfg.ReauthInterval)
+	require.Equal(t, 3, cfg.ReauthBurst)
+}
 
 type fixture struct {
 	dir           string

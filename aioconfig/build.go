@@ -765,6 +765,10 @@ func (b *Broker) AuthConfig() auth.Config {
 	if b.Session.ExchangeTimeout != "" {
 		cfg.ExchangeTimeout, _ = time.ParseDuration(b.Session.ExchangeTimeout) // checked by Load
 	}
+	if b.Session.ReauthInterval != "" {
+		cfg.ReauthInterval, _ = time.ParseDuration(b.Session.ReauthInterval) // checked by Load
+	}
+	cfg.ReauthBurst = b.Session.ReauthBurst
 	return cfg
 }
 

@@ -1,11 +1,14 @@
 package aioconfig
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/mqttauth/mqttauth/auth"
 )
 
 // Describe writes the effective configuration: each port with its
@@ -33,8 +36,9 @@ func (b *Broker) Describe(w io.Writer) error {
 		fmt.Fprintf(&sb, "  authorization: %s\n", p.policy)
 	}
 	s := b.Session
-	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t\n",
-		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange)
+	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t, reauth %d in a row then 1 per %s\n",
+		cmpOr(s.OnExpiry, "disconnect"), cmpOr(s.ExchangeTimeout, "30s"), s.AllowIdentityChange,
+		cmp.Or(s.ReauthBurst, auth.DefaultReauthBurst), cmpOr(s.ReauthInterval, "1s"))
 	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
 	if l := b.Limits; l != nil {
 		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s, maxUnauthenticatedPerSource %s\n",

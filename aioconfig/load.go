@@ -627,6 +627,15 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 	if err := checkDuration(s.Session.ExchangeTimeout); err != nil {
 		return d.err(prefix+"session.exchangeTimeout", s.Session.ExchangeTimeout, err, "a Go duration: 30s, 2m")
 	}
+	if err := checkDuration(s.Session.ReauthInterval); err != nil || s.Session.ReauthInterval == "0s" {
+		if err == nil {
+			err = ErrInvalidValue
+		}
+		return d.err(prefix+"session.reauthInterval", s.Session.ReauthInterval, err, "a Go duration: 1s, 10s; -1s for no bound")
+	}
+	if s.Session.ReauthBurst < 0 {
+		return d.err(prefix+"session.reauthBurst", fmt.Sprint(s.Session.ReauthBurst), ErrInvalidValue, "a number of re-authentications; zero for the default, 5")
+	}
 	if t := s.Throttle; t != nil {
 		if f, v, hint, err := checkThrottle(t); err != nil {
 			return d.err(prefix+"throttle."+f, v, err, hint)

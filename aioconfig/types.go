@@ -559,4 +559,10 @@ type Session struct {
 	AllowIdentityChange bool `json:"allowIdentityChange,omitempty"`
 	// ExchangeTimeout bounds an enhanced-authentication exchange ("30s").
 	ExchangeTimeout string `json:"exchangeTimeout,omitempty"`
+	// ReauthInterval and ReauthBurst bound the re-authentications of one
+	// connection: ReauthBurst in a row, then one per ReauthInterval
+	// (defaults "1s" and 5; "-1s" turns the bound off). A client beyond
+	// them is disconnected with 0x96 (Message rate too high).
+	ReauthInterval string `json:"reauthInterval,omitempty"`
+	ReauthBurst    int    `json:"reauthBurst,omitempty"`
 }

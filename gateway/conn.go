@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // readBufferSize is the buffer of each leg's reader: small, since an idle
@@ -22,19 +24,20 @@ import (
 const readBufferSize = 1024
 
 // conn is one client connection and, once the client is authenticated, its
-// broker leg. It is the auth.Conn through which the Session ends it.
+// broker leg. Its connection-layer side (the Session, the Will, refusals,
+// shutdown) is lc, a mqttconn.Client, to which it is the Transport.
 //
 // Goroutines: serve reads the client and writes the broker; downstream
 // reads the broker and writes the client. Writes to the client are
 // serialized by wmu (the serve goroutine answers some packets itself, and
-// the Session writes its final packet from a timer). Each read is followed
-// by a blocking write to the other leg before the next read, so a leg is
-// read only as fast as the other accepts writes.
+// the layer writes the Session's final packet from a timer). Each read is
+// followed by a blocking write to the other leg before the next read, so a
+// leg is read only as fast as the other accepts writes.
 type conn struct {
 	g  *Gateway
 	nc net.Conn // the client leg (a *tls.Conn when Config.TLS is set)
 	cr *bufio.Reader
-	s  *auth.Session
+	lc *mqttconn.Client
 
 	version  byte   // the client's protocol level: 4 or 5
 	clientID string // for logs
@@ -43,11 +46,10 @@ type conn struct {
 	wmu sync.Mutex // serializes writes to nc
 	umu sync.Mutex // serializes writes to up
 
-	mu        sync.Mutex
-	up        net.Conn // the broker leg, once dialed
-	closed    bool     // the legs are (being) closed
-	connacked bool     // the success CONNACK was written to the client
-	released  bool     // the pending slot was given back
+	mu     sync.Mutex
+	up     net.Conn // the broker leg, once dialed
+	closed bool     // the legs are (being) closed
+	upDone bool     // the client's DISCONNECT went upstream: the broker decides the Will
 
 	// Used by the serve goroutine only.
 	upq     batch               // packets for the broker, not yet written
@@ -60,112 +62,103 @@ type conn struct {
 	subs map[uint16][]byte
 }
 
-func (g *Gateway) newConn(nc net.Conn) *conn {
-	return &conn{g: g, nc: nc}
-}
-
 // authorize asks the session about an action with its current principal
 // (the Manager's Authorizer, with the session's own decision cache when
 // that Authorizer gives one: see auth.SessionAuthorizer); before
 // authentication and after the session ended it denies.
 func (c *conn) authorize(kind auth.ActionKind, topic string) bool {
-	return c.s.Authorize(c.g.ctx, auth.Action{Kind: kind, Topic: topic}).Allowed
+	return c.lc.Authorize(c.g.ctx, kind, topic)
 }
 
-// serve runs the connection from accept to close.
-func (c *conn) serve() {
-	defer c.g.untrack(c)
-	defer c.release()
+// serve runs the connection from accept to close. The connection layer
+// set the deadline for the TLS handshake (lazy: on the first read) and the
+// CONNECT.
+func (c *conn) serve() error {
 	defer c.closeLegs()
-	if c.g.cfg.TLS != nil {
-		tc := tls.Server(c.nc, c.g.cfg.TLS)
-		ctx, cancel := context.WithTimeout(c.g.ctx, c.g.cfg.HandshakeTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		c.mu.Lock()
-		c.nc = tc
-		c.mu.Unlock()
-		if err != nil {
-			c.g.log.LogAttrs(c.g.ctx, slog.LevelDebug, "gateway: TLS handshake failed",
-				slog.String("remote", c.nc.RemoteAddr().String()), slog.String("err", err.Error()))
-			return
-		}
-	}
 	c.cr = bufio.NewReaderSize(c.nc, readBufferSize)
-	ur, ok := c.authenticate()
-	if c.s != nil {
-		defer c.s.Close()
+	ur, err := c.authenticate()
+	if c.lc != nil {
+		defer c.lc.Close()
 	}
-	if !ok {
-		return
+	if err != nil {
+		return err
 	}
-	c.release()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		c.downstream(ur)
 	}()
-	err := c.upstreamLoop()
+	err = c.upstreamLoop()
 	c.closeLegs()
 	<-done
 	c.g.log.LogAttrs(c.g.ctx, slog.LevelDebug, "gateway: connection ended",
 		slog.String("client_id", c.clientID), slog.String("username", c.user), slog.Any("err", err))
+	return nil
 }
 
-// release gives back the connection's slot among the unauthenticated ones.
-func (c *conn) release() {
-	c.mu.Lock()
-	r := c.released
-	c.released = true
-	c.mu.Unlock()
-	if !r {
-		<-c.g.pending
-	}
-}
-
-// closeLegs closes both legs; the goroutines blocked on them return.
+// closeLegs closes both legs; the goroutines blocked on them return. When
+// the client had a Will and its connection ends without a DISCONNECT the
+// broker saw, the broker publishes the Will once its leg closes: unless
+// the connection layer decides that the Will may no longer be published
+// (a policy reload removed the right, the session expired or was revoked),
+// in which case the gateway first sends the broker a normal DISCONNECT,
+// which deletes the Will [MQTT-3.1.2-10].
 func (c *conn) closeLegs() {
-	c.mu.Lock()
-	c.closed = true
-	nc, up := c.nc, c.up
-	c.mu.Unlock()
-	_ = nc.Close()
-	if up != nil {
-		_ = up.Close()
-	}
-}
-
-// Close implements auth.Conn: the Session ends the connection on its own
-// (expiry, revocation, a stalled exchange). It sends final when the client
-// can receive it, then closes both legs.
-func (c *conn) Close(final auth.Packet) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
 	c.closed = true
-	connacked := c.connacked
+	nc, up, upDone := c.nc, c.up, c.upDone
 	c.mu.Unlock()
-	switch {
-	case final.Type == auth.DISCONNECT && !connacked:
-		// The client has no CONNACK yet: a DISCONNECT would precede it.
-	case final.Type == auth.CONNACK && connacked:
-	default:
-		_ = c.send(final)
+	_ = nc.Close()
+	if up == nil {
+		return
 	}
-	if final.Type == auth.DISCONNECT && connacked {
-		c.g.log.LogAttrs(c.g.ctx, slog.LevelInfo, "gateway: disconnected by authentication",
-			slog.String("client_id", c.clientID), slog.String("reason_code", final.Code.String()))
+	if !upDone && c.lc.Will() != nil && !c.lc.WillAllowed(c.g.ctx) {
+		c.umu.Lock()
+		_ = up.SetWriteDeadline(time.Now().Add(c.g.lim.WriteTimeout))
+		_, _ = up.Write([]byte{packets.DISCONNECT << 4, 0}) // Normal disconnection: no Will
+		c.umu.Unlock()
 	}
-	c.closeLegs()
+	_ = up.Close()
 }
+
+// transport is the connection layer's view of a gateway client.
+type transport struct{ c *conn }
+
+// Write writes one packet to the client.
+func (t transport) Write(b []byte) error { return t.c.writeClient(b) }
+
+// ReadExchange reads the client's answer to an AUTH 0x18 before CONNACK.
+func (t transport) ReadExchange() (mqttconn.Inbound, error) {
+	c := t.c
+	p, err := readPacket(c.cr, int(c.g.lim.MaxPacketSize))
+	if err != nil {
+		return mqttconn.Inbound{}, err
+	}
+	in := mqttconn.Inbound{Type: p.typ()}
+	if in.Type == packets.AUTH {
+		a := &packets.Auth{Properties: &packets.Properties{}}
+		if err := a.Unpack(bytes.NewBuffer(p.body)); err != nil {
+			return mqttconn.Inbound{}, fmt.Errorf("%w: AUTH: %w", ErrMalformed, err)
+		}
+		in.Auth = auth.Packet{Type: auth.AUTH, Code: auth.ReasonCode(a.ReasonCode),
+			Method: a.Properties.AuthMethod, Data: a.Properties.AuthData}
+		clear(p.raw)
+	}
+	return in, nil
+}
+
+// Close closes both legs.
+func (t transport) Close() { t.c.closeLegs() }
 
 // writeClient writes one packet to the client.
 func (c *conn) writeClient(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.lim.WriteTimeout))
 	_, err := c.nc.Write(b)
 	return err
 }
@@ -185,7 +178,7 @@ func (c *conn) writeUp(b []byte) error {
 func (c *conn) flushUp() error {
 	c.umu.Lock()
 	defer c.umu.Unlock()
-	return c.upq.flush(c.up, c.g.cfg.WriteTimeout)
+	return c.upq.flush(c.up, c.g.lim.WriteTimeout)
 }
 
 // ackUp writes an acknowledgement to the broker from the downstream
@@ -193,64 +186,51 @@ func (c *conn) flushUp() error {
 func (c *conn) ackUp(b []byte) error {
 	c.umu.Lock()
 	defer c.umu.Unlock()
-	_ = c.up.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+	_ = c.up.SetWriteDeadline(time.Now().Add(c.g.lim.WriteTimeout))
 	_, err := c.up.Write(b)
 	return err
 }
 
-// send writes a packet of the authentication flow in the client's protocol
-// version. MQTT 3.1.1 has no AUTH and no server DISCONNECT: nothing is sent.
-func (c *conn) send(p auth.Packet) error {
-	var b []byte
-	switch p.Type {
-	case auth.AUTH:
-		if c.version != 5 {
-			return nil
-		}
-		b = encode(&packets.Auth{ReasonCode: byte(p.Code), Properties: &packets.Properties{
-			AuthMethod: p.Method, AuthData: p.Data, ReasonString: p.Reason}})
-	case auth.CONNACK:
-		b = c.connackFailure(p.Code, p.Reason)
-	case auth.DISCONNECT:
-		if c.version != 5 {
-			return nil
-		}
-		b = encode(&packets.Disconnect{ReasonCode: byte(p.Code), Properties: &packets.Properties{ReasonString: p.Reason}})
-	default:
-		return nil
-	}
-	return c.writeClient(b)
-}
-
-// connackFailure is a refusing CONNACK in the client's version.
-func (c *conn) connackFailure(code auth.ReasonCode, reason string) []byte {
-	if c.version == 5 {
-		return encode(&packets.Connack{ReasonCode: byte(code), Properties: &packets.Properties{ReasonString: reason}})
-	}
-	rc, _ := code.ConnackV311()
-	return []byte{packets.CONNACK << 4, 2, 0, rc}
-}
-
-// disconnect sends DISCONNECT with code to an MQTT v5 client.
+// disconnect ends the connection from the gateway's side for code: DISCONNECT
+// to an MQTT 5 client (a 3.1.1 client's connection is closed), through the
+// connection layer.
 func (c *conn) disconnect(code auth.ReasonCode) {
-	_ = c.send(auth.Packet{Type: auth.DISCONNECT, Code: code})
+	c.lc.Disconnect(code, "")
 }
 
-// authenticate reads CONNECT, runs the Session's exchange, connects to the
-// broker with the principal's identity and writes the CONNACK. It returns
-// the broker leg's reader when the client is connected.
-func (c *conn) authenticate() (*bufio.Reader, bool) {
+// v5Code returns the MQTT 5 reason code that stands for a broker's CONNACK
+// code in version: an MQTT 3.1.1 return code (1 to 5) is mapped to the v5
+// code the connection layer maps back.
+func v5Code(code, version byte) auth.ReasonCode {
+	if version == 5 {
+		return auth.ReasonCode(code)
+	}
+	switch code {
+	case 1:
+		return 0x84 // Unsupported Protocol Version
+	case 2:
+		return 0x85 // Client Identifier not valid
+	case 3:
+		return auth.ServerUnavailable
+	case 4:
+		return auth.BadUserNameOrPassword
+	}
+	return auth.NotAuthorized
+}
+
+// authenticate reads CONNECT, runs it through the connection layer (the
+// Session's exchange, the Will, refusals), connects to the broker with the
+// principal's identity and writes the CONNACK. It returns the broker leg's
+// reader when the client is connected.
+func (c *conn) authenticate() (*bufio.Reader, error) {
 	g := c.g
-	_ = c.nc.SetReadDeadline(time.Now().Add(g.cfg.ConnectTimeout))
-	p, err := readPacket(c.cr, g.cfg.MaxPacketSize)
+	p, err := readPacket(c.cr, int(g.lim.MaxPacketSize))
 	if err != nil {
-		c.logRefused(err)
-		return nil, false
+		return nil, err
 	}
 	if p.typ() != packets.CONNECT {
 		// The first packet must be CONNECT [MQTT-3.1.0-1].
-		c.logRefused(fmt.Errorf("%w: first packet is not CONNECT", ErrMalformed))
-		return nil, false
+		return nil, fmt.Errorf("%w: first packet is not CONNECT", ErrMalformed)
 	}
 	cp, err := parseConnect(p.body)
 	if err != nil {
@@ -258,13 +238,13 @@ func (c *conn) authenticate() (*bufio.Reader, bool) {
 			// 0x01: unacceptable protocol level [MQTT-3.1.2-2].
 			_ = c.writeClient([]byte{packets.CONNACK << 4, 2, 0, 0x01})
 		}
-		c.logRefused(err)
-		return nil, false
+		return nil, err
 	}
 	c.version = cp.ProtocolVersion
 	c.clientID = cp.ClientID
-	c.s = g.m.NewSession(c)
-	req := auth.Request{
+	c.lc = g.conn.NewClient(c.nc, transport{c}, g.cfg.Listener)
+	lcp := mqttconn.Connect{
+		ProtocolVersion: cp.ProtocolVersion,
 		ClientID:        cp.ClientID,
 		Username:        cp.Username,
 		HasUsername:     cp.UsernameFlag,
@@ -272,77 +252,42 @@ func (c *conn) authenticate() (*bufio.Reader, bool) {
 		HasPassword:     cp.PasswordFlag,
 		AuthMethod:      cp.Properties.AuthMethod,
 		AuthData:        cp.Properties.AuthData,
-		RemoteAddr:      c.nc.RemoteAddr(),
-		Listener:        g.cfg.Listener,
-		ProtocolVersion: cp.ProtocolVersion,
 	}
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		cs := tc.ConnectionState()
-		req.TLS = &cs
+	if cp.WillFlag {
+		lcp.Will = &mqttconn.Will{Topic: cp.WillTopic, QoS: cp.WillQOS, Retain: cp.WillRetain}
 	}
-	resp := c.s.Connect(g.ctx, &req)
-	// The credentials have been judged; none of them goes upstream.
-	clear(cp.Password)
-	clear(cp.Properties.AuthData)
+	res := c.lc.Connect(g.ctx, &lcp)
+	// The credentials have been judged (and cleared); none of them goes
+	// upstream.
 	clear(p.raw)
 	cp.Password, cp.PasswordFlag = nil, false
-
-	for resp.Packet.Type == auth.AUTH {
-		if err := c.send(resp.Packet); err != nil {
-			c.s.Close()
-			return nil, false
-		}
-		resp = c.readExchange()
+	if !res.OK {
+		return nil, cmp.Or(res.Err, error(auth.ErrClosed))
 	}
-	if resp.Packet.Type != auth.CONNACK || resp.Packet.Code != auth.Success {
-		if resp.Packet.Type == auth.CONNACK {
-			_ = c.send(resp.Packet)
-		}
-		c.logRefused(resp.Err)
-		return nil, false
-	}
-	_ = c.nc.SetReadDeadline(time.Time{})
-	principal := c.s.Principal()
+	principal := c.lc.Session().Principal()
 	if principal == nil {
-		return nil, false // ended meanwhile
+		return nil, auth.ErrClosed // ended meanwhile
 	}
 	c.user = principal.Username()
-	if cp.WillFlag {
-		// The broker publishes the Will on the client's behalf: authorize
-		// it now, as a Publish of its topic.
-		if !c.authorize(auth.Publish, cp.WillTopic) {
-			c.s.Close()
-			_ = c.writeClient(c.connackFailure(auth.NotAuthorized, "will topic not authorized"))
-			c.logRefused(errors.New("gateway: Will topic not authorized"))
-			return nil, false
-		}
-	}
 	up, ur, ca, err := c.dialUpstream(cp, principal)
 	if err != nil {
-		c.s.Close()
-		_ = c.writeClient(c.connackFailure(auth.ServerUnavailable, ""))
-		c.logRefused(err)
-		return nil, false
+		c.lc.Refuse(auth.ServerUnavailable, "", err)
+		return nil, err
 	}
 	if ca.code != 0 {
 		// The broker refused: relay its code.
-		c.s.Close()
 		_ = up.Close()
-		if c.version == 5 {
-			_ = c.writeClient(encode(&packets.Connack{ReasonCode: ca.code, Properties: &packets.Properties{ReasonString: ca.props.ReasonString}}))
-		} else {
-			_ = c.writeClient([]byte{packets.CONNACK << 4, 2, 0, ca.code})
-		}
-		c.logRefused(fmt.Errorf("%w: CONNACK 0x%02x", ErrUpstream, ca.code))
-		return nil, false
+		err := fmt.Errorf("%w: CONNACK 0x%02x", ErrUpstream, ca.code)
+		c.lc.Refuse(v5Code(ca.code, c.version), ca.props.ReasonString, err)
+		return nil, err
 	}
 	var out []byte
 	if c.version == 5 {
 		props := ca.props
-		props.AuthMethod, props.AuthData = resp.Packet.Method, resp.Packet.Data
+		props.AuthMethod, props.AuthData = res.Method, res.Data
 		tam := g.cfg.TopicAliasMaximum
 		props.TopicAliasMaximum = &tam
-		mps := uint32(g.cfg.MaxPacketSize)
+		mps := g.lim.MaxPacketSize
 		if props.MaximumPacketSize == nil || *props.MaximumPacketSize > mps {
 			props.MaximumPacketSize = &mps
 		}
@@ -357,74 +302,18 @@ func (c *conn) authenticate() (*bufio.Reader, bool) {
 	if c.closed {
 		c.mu.Unlock()
 		_ = up.Close()
-		return nil, false
+		return nil, auth.ErrClosed
 	}
 	c.up = up
-	c.connacked = true
-	c.wmu.Lock() // before unlocking mu: a Close now writes after the CONNACK
 	c.mu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
-	_, err = c.nc.Write(out)
-	c.wmu.Unlock()
-	if err != nil {
-		return nil, false
+	if err := c.writeClient(out); err != nil {
+		return nil, err
 	}
+	c.lc.Connected()
 	g.log.LogAttrs(g.ctx, slog.LevelInfo, "gateway: connected",
 		slog.String("client_id", c.clientID), slog.String("username", c.user),
 		slog.String("method", principal.Method()), slog.Int("protocol", int(c.version)))
-	return ur, true
-}
-
-func (c *conn) logRefused(err error) {
-	if err == nil {
-		return
-	}
-	c.g.log.LogAttrs(c.g.ctx, slog.LevelInfo, "gateway: connection refused",
-		slog.String("client_id", c.clientID), slog.String("remote", c.nc.RemoteAddr().String()),
-		slog.String("err", err.Error()))
-}
-
-// readExchange reads the client's answer to an AUTH 0x18 before CONNACK
-// and hands it to the Session.
-func (c *conn) readExchange() auth.Response {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.g.cfg.ExchangeReadTimeout))
-	p, err := readPacket(c.cr, c.g.cfg.MaxPacketSize)
-	if err != nil {
-		if c.s.Closed() {
-			// The Session's exchange timer ended it and sent the CONNACK.
-			return auth.Response{Close: true, Err: fmt.Errorf("gateway: %w", auth.ErrTimeout)}
-		}
-		c.s.Close()
-		var ne net.Error
-		switch {
-		case errors.As(err, &ne) && ne.Timeout():
-			_ = c.writeClient(c.connackFailure(auth.NotAuthorized, ""))
-			err = auth.ErrTimeout
-		case errors.Is(err, ErrPacketTooLarge):
-			_ = c.writeClient(c.connackFailure(auth.PacketTooLarge, ""))
-		case errors.Is(err, ErrMalformed):
-			_ = c.writeClient(c.connackFailure(auth.MalformedPacket, ""))
-		}
-		return auth.Response{Close: true, Err: fmt.Errorf("gateway: reading the client's AUTH: %w", err)}
-	}
-	switch p.typ() {
-	case packets.AUTH:
-		a := &packets.Auth{Properties: &packets.Properties{}}
-		if err := a.Unpack(bytes.NewBuffer(p.body)); err != nil {
-			c.s.Close()
-			_ = c.writeClient(c.connackFailure(auth.MalformedPacket, ""))
-			return auth.Response{Close: true, Err: fmt.Errorf("%w: AUTH: %w", ErrMalformed, err)}
-		}
-		resp := c.s.Auth(c.g.ctx, auth.Packet{Type: auth.AUTH, Code: auth.ReasonCode(a.ReasonCode),
-			Method: a.Properties.AuthMethod, Data: a.Properties.AuthData})
-		clear(p.raw)
-		return resp
-	case packets.DISCONNECT:
-		c.s.Close()
-		return auth.Response{Close: true, Err: errors.New("gateway: the client disconnected during the authentication exchange")}
-	default:
-		return c.s.OtherPacket()
-	}
+	return ur, nil
 }
 
 // dialUpstream connects to the broker and sends the CONNECT of the
@@ -463,7 +352,7 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 	props.AuthMethod, props.AuthData = "", nil
 	if up.ProtocolVersion == 5 {
 		// The broker must not send the gateway more than it reads.
-		mps := uint32(g.cfg.MaxPacketSize)
+		mps := g.lim.MaxPacketSize
 		if props.MaximumPacketSize == nil || *props.MaximumPacketSize > mps {
 			props.MaximumPacketSize = &mps
 		}
@@ -473,7 +362,7 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 		return fail(err)
 	}
 	ur := bufio.NewReaderSize(nc, readBufferSize)
-	pk, err := readPacket(ur, g.cfg.MaxPacketSize)
+	pk, err := readPacket(ur, int(g.lim.MaxPacketSize))
 	if err != nil {
 		return fail(err)
 	}
@@ -492,7 +381,7 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 // PUBLISH and SUBSCRIBE and answering AUTH itself, until either leg ends.
 func (c *conn) upstreamLoop() error {
 	for {
-		p, err := readPacket(c.cr, c.g.cfg.MaxPacketSize)
+		p, err := readPacket(c.cr, int(c.g.lim.MaxPacketSize))
 		if err != nil {
 			switch {
 			case errors.Is(err, ErrPacketTooLarge):
@@ -522,8 +411,7 @@ func (c *conn) upstreamLoop() error {
 			c.disconnect(auth.ProtocolError) // [MQTT-3.1.0-2]
 			return fmt.Errorf("%w: second CONNECT", auth.ErrProtocol)
 		case packets.DISCONNECT:
-			_ = c.writeUp(p.raw)
-			_ = c.flushUp()
+			c.disconnectUp(p)
 			return nil
 		default:
 			err = c.writeUp(p.raw)
@@ -578,6 +466,10 @@ func (c *conn) publish(p packet) error {
 		return fmt.Errorf("%w: PUBLISH without a topic", auth.ErrProtocol)
 	}
 	t := string(topic)
+	if err := mqttconn.CheckTopicName(t); err != nil {
+		c.disconnect(auth.MalformedPacket) // nothing is forwarded [MQTT-4.13.1-1]
+		return err
+	}
 	if !c.authorize(auth.Publish, t) {
 		c.logDenied(auth.Publish, t)
 		switch pub.qos {
@@ -614,6 +506,12 @@ func (c *conn) subscribe(p packet) error {
 	}
 	codes := make([]byte, len(sub.subs))
 	allowed := make([]subscription, 0, len(sub.subs))
+	for _, s := range sub.subs {
+		if err := mqttconn.CheckTopicFilter(string(s.filter)); err != nil {
+			c.disconnect(auth.MalformedPacket) // [MQTT-4.13.1-1]
+			return err
+		}
+	}
 	for i, s := range sub.subs {
 		f := string(s.filter)
 		if c.authorize(auth.Subscribe, f) {
@@ -648,10 +546,11 @@ func (c *conn) logDenied(kind auth.ActionKind, topic string) {
 		slog.String("topic", topic), slog.String("reason_code", auth.NotAuthorized.String()))
 }
 
-// reauth hands an AUTH packet after CONNACK to the Session and writes its
-// answer; it is never forwarded.
+// reauth hands an AUTH packet after CONNACK to the connection layer, which
+// writes the Session's answer; it is never forwarded.
 func (c *conn) reauth(p packet) error {
 	if c.version != 5 {
+		c.disconnect(auth.ProtocolError) // closes: 3.1.1 has no DISCONNECT
 		return fmt.Errorf("%w: AUTH from an MQTT 3.1.1 client", auth.ErrProtocol)
 	}
 	a := &packets.Auth{Properties: &packets.Properties{}}
@@ -659,22 +558,34 @@ func (c *conn) reauth(p packet) error {
 		c.disconnect(auth.MalformedPacket)
 		return fmt.Errorf("%w: AUTH: %w", ErrMalformed, err)
 	}
-	resp := c.s.Auth(c.g.ctx, auth.Packet{Type: auth.AUTH, Code: auth.ReasonCode(a.ReasonCode),
+	ended, err := c.lc.Auth(c.g.ctx, auth.Packet{Type: auth.AUTH, Code: auth.ReasonCode(a.ReasonCode),
 		Method: a.Properties.AuthMethod, Data: a.Properties.AuthData})
 	clear(p.raw)
-	if p := c.s.Principal(); p != nil {
-		c.user = p.Username()
+	if pr := c.lc.Session().Principal(); pr != nil {
+		c.user = pr.Username()
 	}
-	if err := c.send(resp.Packet); err != nil {
-		return err
-	}
-	if resp.Close {
-		if resp.Err != nil {
-			return resp.Err
-		}
-		return errEnd
+	if ended {
+		return cmp.Or(err, errEnd)
 	}
 	return nil
+}
+
+// disconnectUp forwards the client's DISCONNECT: the broker then discards
+// the Will, or, for MQTT 5 reason code 0x04 (Disconnect with Will
+// Message), publishes it. A Will that the connection layer says may no
+// longer be published is sent as a normal DISCONNECT instead.
+func (c *conn) disconnectUp(p packet) {
+	out := p.raw
+	if c.version == 5 && len(p.body) > 0 && p.body[0] == 0x04 {
+		if c.lc.Will() == nil || !c.lc.WillAllowed(c.g.ctx) {
+			out = []byte{packets.DISCONNECT << 4, 0} // Normal disconnection: no Will
+		}
+	}
+	_ = c.writeUp(out)
+	_ = c.flushUp()
+	c.mu.Lock()
+	c.upDone = true
+	c.mu.Unlock()
 }
 
 // downstream relays the broker's packets to the client, merging the SUBACK
@@ -685,7 +596,7 @@ func (c *conn) downstream(ur *bufio.Reader) {
 	var q batch
 	d := deliveries{}
 	for {
-		p, err := readPacket(ur, c.g.cfg.MaxPacketSize)
+		p, err := readPacket(ur, int(c.g.lim.MaxPacketSize))
 		if err != nil {
 			return
 		}
@@ -716,7 +627,7 @@ func (c *conn) downstream(ur *bufio.Reader) {
 			q.add(out)
 			if q.full() || !packetBuffered(ur) {
 				c.wmu.Lock()
-				err = q.flush(c.nc, c.g.cfg.WriteTimeout)
+				err = q.flush(c.nc, c.g.lim.WriteTimeout)
 				c.wmu.Unlock()
 				if err != nil {
 					return
@@ -725,7 +636,7 @@ func (c *conn) downstream(ur *bufio.Reader) {
 			continue
 		}
 		c.wmu.Lock()
-		err = q.flush(c.nc, c.g.cfg.WriteTimeout)
+		err = q.flush(c.nc, c.g.lim.WriteTimeout)
 		c.wmu.Unlock()
 		if err != nil {
 			return

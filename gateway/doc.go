@@ -66,12 +66,30 @@
 // 64 packets or 64 KiB), so a leg is read only as fast as the other
 // accepts writes: there is no unbounded buffer. Keep alive is the broker's:
 // the client's PINGREQ goes upstream, and when the broker drops a silent
-// client the client leg closes with the broker leg. Limits,
-// with their defaults: Config.MaxPacketSize (1 MiB on both legs; a larger
-// declared Remaining Length is refused before anything is allocated),
-// HandshakeTimeout and ConnectTimeout (10 s each), MaxPending (1024
-// connections not yet authenticated; more are closed at once) and
-// WriteTimeout (30 s per write).
+// client the client leg closes with the broker leg. Limits are the
+// connection layer's (Config.Limits, an mqttconn.Limits, the same names
+// and defaults as the mochi adapter): MaxPacketSize (1 MiB on both legs; a
+// larger declared Remaining Length is refused before anything is
+// allocated), ConnectTimeout (10 s for the TLS handshake and CONNECT),
+// MaxPending (256 connections not yet judged, at most MaxPendingPerSource,
+// 32, from one IPv4 address or IPv6 /64; more are closed at once) and
+// WriteTimeout (10 s per write).
+//
+// # The connection layer
+//
+// CONNECT, the authentication exchange, refusals per protocol version,
+// re-authentication, the Will and shutdown are the connection layer's
+// (package mqttconn), shared with the mochi adapter; the conformance suite
+// runs against the gateway in front of a real mosquitto. The Will goes to
+// the broker in the upstream CONNECT (it publishes it); when the client's
+// connection ends without a DISCONNECT the broker saw, the gateway asks
+// the layer whether the Will may still be published (the principal and the
+// policy in force then) and, if not, sends the broker a normal DISCONNECT
+// first, which deletes it. Malformed packets (invalid UTF-8 or U+0000 in a
+// string, a wildcard in a PUBLISH topic, a bad SUBSCRIBE filter) close the
+// connection, after DISCONNECT 0x81 for MQTT 5; nothing is forwarded.
+// [Gateway.Shutdown] sends MQTT 5 clients DISCONNECT 0x8B and
+// [Gateway.Drain] 0x9C (Use another server) with a Server Reference.
 //
 // # Running it in front of mosquitto or EMQX
 //

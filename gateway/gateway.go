@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,33 +13,16 @@ import (
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
-// Defaults for the zero fields of a [Config].
+// Defaults for the zero fields of a [Config]. The limits on clients that
+// have not authenticated are the connection layer's (mqttconn.Limits), the
+// same as every adapter's.
 const (
-	// DefaultMaxPacketSize bounds every packet on both legs (fixed header
-	// included): 1 MiB.
-	DefaultMaxPacketSize = 1 << 20
-	// DefaultHandshakeTimeout bounds the client's TLS handshake.
-	DefaultHandshakeTimeout = 10 * time.Second
-	// DefaultConnectTimeout bounds the wait for the client's CONNECT after
-	// the connection (and TLS handshake) is established.
-	DefaultConnectTimeout = 10 * time.Second
-	// DefaultExchangeReadTimeout bounds each wait for the client's AUTH
-	// answer during a CONNECT exchange. It is longer than
-	// auth.DefaultExchangeTimeout so that the Session's own timer, which
-	// sends CONNACK 0x87, normally fires first.
-	DefaultExchangeReadTimeout = auth.DefaultExchangeTimeout + 5*time.Second
 	// DefaultUpstreamTimeout bounds dialing the broker and waiting for its
 	// CONNACK.
 	DefaultUpstreamTimeout = 10 * time.Second
-	// DefaultWriteTimeout bounds each write on either leg, so that a peer
-	// that stops reading releases the connection.
-	DefaultWriteTimeout = 30 * time.Second
-	// DefaultMaxPending bounds the connections that have not yet been
-	// authenticated (TLS handshake, CONNECT, AUTH exchange, upstream
-	// CONNECT). Connections beyond it are closed at once.
-	DefaultMaxPending = 1024
 	// DefaultTopicAliasMaximum is the Topic Alias Maximum the gateway
 	// announces to MQTT v5 clients in CONNACK.
 	DefaultTopicAliasMaximum = 64
@@ -71,20 +55,15 @@ type Config struct {
 	// Listener names the listener in auth.Request.Listener.
 	Listener string
 
-	// MaxPacketSize bounds every packet on both legs, fixed header
-	// included; a larger declared Remaining Length is refused before
-	// anything is allocated. Zero means DefaultMaxPacketSize.
-	MaxPacketSize int
-	// HandshakeTimeout, ConnectTimeout, ExchangeReadTimeout,
-	// UpstreamTimeout and WriteTimeout: zero means the Default… constant.
-	HandshakeTimeout    time.Duration
-	ConnectTimeout      time.Duration
-	ExchangeReadTimeout time.Duration
-	UpstreamTimeout     time.Duration
-	WriteTimeout        time.Duration
-	// MaxPending bounds the connections not yet authenticated; zero means
-	// DefaultMaxPending.
-	MaxPending int
+	// Limits protect the gateway from clients that have not authenticated
+	// (packet size on both legs, the TLS handshake and CONNECT deadline,
+	// the write timeout on both legs, the bound on unauthenticated
+	// connections and its per-source share); zero fields mean the
+	// connection layer's defaults.
+	Limits mqttconn.Limits
+	// UpstreamTimeout bounds dialing the broker and its CONNACK; zero
+	// means DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
 	// TopicAliasMaximum is announced to MQTT v5 clients; the gateway
 	// resolves their aliases itself (it must, to authorize the topic) and
 	// sends full topic names upstream. Zero means DefaultTopicAliasMaximum.
@@ -97,17 +76,18 @@ type Config struct {
 
 // Errors of the gateway, for errors.Is.
 var (
-	// ErrPacketTooLarge: a packet declared a size above Config.MaxPacketSize.
-	ErrPacketTooLarge = errors.New("gateway: packet too large")
-	// ErrMalformed: a packet could not be decoded.
-	ErrMalformed = errors.New("gateway: malformed packet")
+	// ErrPacketTooLarge: a packet declared a size above Limits.MaxPacketSize.
+	ErrPacketTooLarge = mqttconn.ErrPacketTooLarge
+	// ErrMalformed: a packet could not be decoded, or broke MQTT's rules
+	// for its fields.
+	ErrMalformed = mqttconn.ErrMalformed
 	// ErrUnsupportedVersion: CONNECT named a protocol other than MQTT
 	// 3.1.1 or 5.
 	ErrUnsupportedVersion = errors.New("gateway: unsupported protocol version")
 	// ErrUpstream: the broker could not be reached or refused the
 	// gateway's CONNECT.
 	ErrUpstream = errors.New("gateway: upstream broker")
-	// ErrClosed is returned by Serve after Close.
+	// ErrClosed is returned by Serve after Close or Shutdown.
 	ErrClosed = errors.New("gateway: closed")
 )
 
@@ -115,17 +95,17 @@ var (
 // [auth.Session] and relays the authenticated ones to the upstream broker.
 // Create it with [New]; run it with [Gateway.Serve].
 type Gateway struct {
-	cfg     Config
-	m       *auth.Manager
-	log     *slog.Logger
-	pending chan struct{} // semaphore of not-yet-authenticated connections
+	cfg  Config
+	m    *auth.Manager
+	log  *slog.Logger
+	conn *mqttconn.Server
+	lim  mqttconn.Limits // the layer's, defaults applied
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
-	lns    map[net.Listener]struct{}
 	conns  map[*conn]struct{}
 	wg     sync.WaitGroup
 	n      atomic.Int64 // connections being served
@@ -139,105 +119,80 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Upstream == "" {
 		return nil, errors.New("gateway: Config.Upstream is required")
 	}
-	if cfg.MaxPacketSize < 0 || cfg.HandshakeTimeout < 0 || cfg.ConnectTimeout < 0 ||
-		cfg.ExchangeReadTimeout < 0 || cfg.UpstreamTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxPending < 0 {
-		return nil, errors.New("gateway: negative limit in Config")
+	if cfg.UpstreamTimeout < 0 {
+		return nil, errors.New("gateway: negative Config.UpstreamTimeout")
 	}
-	if cfg.MaxPacketSize == 0 {
-		cfg.MaxPacketSize = DefaultMaxPacketSize
-	}
-	if cfg.MaxPacketSize < 16 || cfg.MaxPacketSize > 268435460 {
-		return nil, fmt.Errorf("gateway: Config.MaxPacketSize %d out of range [16, 268435460]", cfg.MaxPacketSize)
-	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
-	def(&cfg.ConnectTimeout, DefaultConnectTimeout)
-	def(&cfg.ExchangeReadTimeout, DefaultExchangeReadTimeout)
-	def(&cfg.UpstreamTimeout, DefaultUpstreamTimeout)
-	def(&cfg.WriteTimeout, DefaultWriteTimeout)
-	if cfg.MaxPending == 0 {
-		cfg.MaxPending = DefaultMaxPending
-	}
-	if cfg.TopicAliasMaximum == 0 {
-		cfg.TopicAliasMaximum = DefaultTopicAliasMaximum
-	}
+	cfg.UpstreamTimeout = cmp.Or(cfg.UpstreamTimeout, DefaultUpstreamTimeout)
+	cfg.TopicAliasMaximum = cmp.Or(cfg.TopicAliasMaximum, DefaultTopicAliasMaximum)
 	if cfg.Dialer == nil {
 		cfg.Dialer = &net.Dialer{}
 	}
-	g := &Gateway{
-		cfg:     cfg,
-		m:       cfg.Manager,
-		log:     cfg.Logger,
-		pending: make(chan struct{}, cfg.MaxPending),
-		lns:     make(map[net.Listener]struct{}),
-		conns:   make(map[*conn]struct{}),
+	log := cmp.Or(cfg.Logger, slog.Default())
+	lc, err := mqttconn.New(mqttconn.Config{Manager: cfg.Manager, Limits: cfg.Limits, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	if g.log == nil {
-		g.log = slog.Default()
+	g := &Gateway{
+		cfg:   cfg,
+		m:     cfg.Manager,
+		log:   log,
+		conn:  lc,
+		lim:   lc.Limits(),
+		conns: make(map[*conn]struct{}),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
 }
 
-// Serve accepts connections on ln until ln fails or the gateway is closed,
+// Serve accepts connections on ln through the connection layer
+// (admission with its per-source share, the deadline for the TLS handshake
+// and CONNECT, accept backoff) until ln fails or the gateway is closed,
 // and serves each one on its own goroutine (a second one relays the
 // broker's packets once the client is authenticated). It returns ErrClosed
-// after Close.
+// after Close or Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
+	if g.isClosed() {
 		_ = ln.Close()
 		return ErrClosed
 	}
-	g.lns[ln] = struct{}{}
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		delete(g.lns, ln)
-		g.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if g.isClosed() {
-				return ErrClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("gateway: accept: %w", err)
-			}
-			// Out of file descriptors, a connection reset before accept:
-			// wait a little and go on, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			g.log.LogAttrs(g.ctx, slog.LevelWarn, "gateway: accept failed", slog.String("err", err.Error()))
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		select {
-		case g.pending <- struct{}{}:
-		default:
-			// Too many connections are authenticating: refuse at once,
-			// before any TLS or MQTT work.
-			_ = nc.Close()
-			g.log.LogAttrs(g.ctx, slog.LevelWarn, "gateway: too many unauthenticated connections",
-				slog.String("remote", nc.RemoteAddr().String()), slog.Int("max_pending", g.cfg.MaxPending))
-			continue
-		}
-		c := g.newConn(nc)
+	err := g.conn.Serve(ln, g.cfg.TLS, func(nc net.Conn) error {
+		c := &conn{g: g, nc: nc}
 		if !g.track(c) {
-			<-g.pending
 			_ = nc.Close()
 			return ErrClosed
 		}
-		go c.serve()
+		defer g.untrack(c)
+		return c.serve()
+	})
+	if errors.Is(err, mqttconn.ErrClosed) || g.isClosed() {
+		return ErrClosed
 	}
+	return err
 }
+
+// Shutdown shuts the gateway down in order through the connection layer
+// (mqttconn.Server.Shutdown): it stops accepting, sends DISCONNECT 0x8B to
+// every connected MQTT 5 client, lets the authentication exchanges in
+// flight finish until ctx ends, and then closes what is left (both legs).
+// It returns ctx's error when it had to cut exchanges short.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	err := g.conn.Shutdown(ctx)
+	_ = g.Close()
+	return err
+}
+
+// Drain is Shutdown with DISCONNECT 0x9C (Use another server) and
+// serverReference as the Server Reference (see mqttconn.Server.Drain), so
+// that clients move to another gateway at once.
+func (g *Gateway) Drain(ctx context.Context, serverReference string) error {
+	err := g.conn.Drain(ctx, serverReference)
+	_ = g.Close()
+	return err
+}
+
+// Stats returns the connection layer's counts: connections refused before
+// authentication, Wills dropped.
+func (g *Gateway) Stats() mqttconn.Stats { return g.conn.Stats() }
 
 func (g *Gateway) isClosed() bool {
 	g.mu.Lock()
@@ -270,7 +225,7 @@ func (g *Gateway) untrack(c *conn) {
 func (g *Gateway) Len() int { return int(g.n.Load()) }
 
 // Close stops the listeners given to Serve, closes every connection (both
-// legs) and waits until their goroutines have ended.
+// legs) and waits until their goroutines have ended. Prefer Shutdown.
 func (g *Gateway) Close() error {
 	g.mu.Lock()
 	if g.closed {
@@ -279,14 +234,12 @@ func (g *Gateway) Close() error {
 		return nil
 	}
 	g.closed = true
-	for ln := range g.lns {
-		_ = ln.Close()
-	}
 	conns := make([]*conn, 0, len(g.conns))
 	for c := range g.conns {
 		conns = append(conns, c)
 	}
 	g.mu.Unlock()
+	_ = g.conn.Close() // closes the listeners given to Serve
 	g.cancel()
 	for _, c := range conns {
 		c.closeLegs()

@@ -371,7 +371,7 @@ func TestTopicAliases(t *testing.T) {
 // A packet that declares more than the maximum packet size is refused with
 // DISCONNECT 0x95 before it is read.
 func TestPacketTooLarge(t *testing.T) {
-	s := startStack(t, passwordAuth(), "", func(c *gateway.Config) { c.MaxPacketSize = 1024 })
+	s := startStack(t, passwordAuth(), "", func(c *gateway.Config) { c.Limits.MaxPacketSize = 1024 })
 	r := rawDial(t, s.Addr, "big", "alice")
 	// PUBLISH QoS 0 declaring 200 MB, of which nothing follows.
 	_, err := r.c.Write([]byte{0x30, 0x80, 0x80, 0x80, 0x60})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/gateway"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // closedWithin fails unless the server closes c within d.
@@ -27,11 +28,11 @@ func closedWithin(t *testing.T, c net.Conn, d time.Duration) {
 }
 
 // Connections that send no CONNECT are closed after ConnectTimeout; those
-// beyond MaxPending are closed at once.
+// beyond MaxPending are closed at once (all come from one address here:
+// its share is the whole bound).
 func TestUnauthenticatedLimits(t *testing.T) {
 	s := startStack(t, passwordAuth(), "", func(c *gateway.Config) {
-		c.MaxPending = 2
-		c.ConnectTimeout = 500 * time.Millisecond
+		c.Limits = mqttconn.Limits{MaxPending: 2, MaxPendingPerSource: 2, ConnectTimeout: 500 * time.Millisecond}
 	})
 	var idle []net.Conn
 	for range 2 {
@@ -56,13 +57,13 @@ func TestUnauthenticatedLimits(t *testing.T) {
 }
 
 // A TLS client that never completes its handshake is closed after
-// HandshakeTimeout.
+// ConnectTimeout, which includes the handshake.
 func TestHandshakeTimeout(t *testing.T) {
 	leaf := authtest.NewRootCA(t, "server-root").Leaf(t, "localhost", authtest.WithDNSNames("localhost"),
 		authtest.WithExtKeyUsage(x509.ExtKeyUsageServerAuth))
 	s := startStack(t, passwordAuth(), "", func(c *gateway.Config) {
 		c.TLS = authtest.ServerTLSConfig(t, leaf)
-		c.HandshakeTimeout = 300 * time.Millisecond
+		c.Limits.ConnectTimeout = 300 * time.Millisecond
 	})
 	c, err := net.Dial("tcp", s.Addr)
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/gateway"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // fakeBroker accepts one connection, optionally reads a PROXY v2 header,
@@ -150,7 +151,7 @@ func TestConnackRelayed(t *testing.T) {
 	require.Equal(t, uint16(42), up.KeepAlive)
 	require.Equal(t, cexp, *up.Properties.SessionExpiryInterval)
 	require.Equal(t, crm, *up.Properties.ReceiveMaximum)
-	require.Equal(t, uint32(gateway.DefaultMaxPacketSize), *up.Properties.MaximumPacketSize, "capped to what the gateway reads")
+	require.Equal(t, mqttconn.DefaultMaxPacketSize, *up.Properties.MaximumPacketSize, "capped to what the gateway reads")
 	require.Equal(t, ctam, *up.Properties.TopicAliasMaximum, "the broker may alias towards the client as the client allows")
 	require.Equal(t, []packets.User{{Key: "k", Value: "v"}}, up.Properties.User)
 
@@ -163,7 +164,7 @@ func TestConnackRelayed(t *testing.T) {
 	require.Equal(t, rm, *ca.Properties.ReceiveMaximum)
 	require.Equal(t, byte(0), *ca.Properties.RetainAvailable)
 	require.Equal(t, "assigned-1", ca.Properties.AssignedClientID)
-	require.Equal(t, uint32(gateway.DefaultMaxPacketSize), *ca.Properties.MaximumPacketSize)
+	require.Equal(t, mqttconn.DefaultMaxPacketSize, *ca.Properties.MaximumPacketSize)
 	require.Equal(t, uint16(gateway.DefaultTopicAliasMaximum), *ca.Properties.TopicAliasMaximum)
 	require.Empty(t, ca.Properties.AuthMethod)
 }

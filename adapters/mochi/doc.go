@@ -93,34 +93,62 @@
 //     did not. A denied QoS 0 publish is dropped and the connection stays.
 //     The Will message is published, as for any abnormal close.
 //
+// # The connection layer
+//
+// Everything about a connection that does not depend on mochi is the
+// connection layer's (package mqttconn), shared with the gateway and any
+// other adapter, so the paths cannot drift: the CONNECT's malformed-packet
+// checks and its auth.Request, the authentication exchange (read with the
+// deadline of the Manager's ExchangeTimeout), the refusing CONNACK per
+// protocol version (an MQTT 3.1.1 client gets return code 1 to 5 or no
+// CONNACK, never 0), re-authentication (whose rate the Session bounds),
+// the Will, admission and shutdown ([Hook.Shutdown], [Hook.Drain]). The
+// conformance suite (auth/authtest/conformance) runs against this adapter
+// with a real mochi broker.
+//
+// # The Will
+//
+// mochi never checks the Will itself. The hook checks it twice: at CONNECT
+// (a Will topic the principal may not publish refuses the CONNECT with
+// 0x87, return code 5 for 3.1.1) and in OnWill, when mochi is about to
+// publish it, with the principal the session has or had when the
+// connection ended and the policy in force then. A Will that may no longer
+// be published (a policy reload removed the right; the session expired,
+// was revoked or failed re-authentication) is dropped and counted in
+// [Hook.Stats]. A Will with a Will Delay Interval is judged when the
+// connection ends: mochi publishes it later without asking any hook
+// (server.go, sendDelayedLWT).
+//
 // # Peers that have not authenticated
 //
 // mochi sets no limit on the packet size and no deadline for the first
-// packet. The hook's defaults, all in [Config]:
+// packet. The connection layer's defaults ([Config].Limits, an
+// mqttconn.Limits, the same for every adapter):
 //
-//   - Config.MaxPacketSize (DefaultMaxPacketSize, 1 MiB) becomes the
-//     server's Capabilities.MaximumPacketSize when that is 0: a CONNECT
-//     declaring more is refused from its fixed header, without reading or
-//     allocating it [MQTT-3.2.2-15].
-//   - [Hook.Listener] gives each connection Config.ConnectTimeout
-//     (DefaultConnectTimeout, 10 s) to complete the TLS handshake and send
-//     its CONNECT; the deadline is cleared when OnConnect runs (the
-//     authentication exchange has its own timeouts, and mochi then applies
-//     the keep alive).
-//   - [Hook.Listener] accepts at most Config.MaxPending
-//     (DefaultMaxPending, 256) connections that have not been through
-//     OnConnect; beyond that, a new connection is closed at once. With the
+//   - Limits.MaxPacketSize (1 MiB) becomes the server's
+//     Capabilities.MaximumPacketSize when that is 0: a CONNECT declaring
+//     more is refused from its fixed header, without reading or allocating
+//     it [MQTT-3.2.2-15].
+//   - [Hook.Listener] gives each connection Limits.ConnectTimeout (10 s)
+//     to complete the TLS handshake and send its CONNECT; the deadline is
+//     cleared when OnConnect runs (the authentication exchange has its own
+//     timeout, and mochi then applies the keep alive).
+//   - [Hook.Listener] accepts at most Limits.MaxPending (256) connections
+//     that have not been judged, and at most Limits.MaxPendingPerSource
+//     (an eighth of it, 32) from one source, an IPv4 address or an IPv6
+//     /64; beyond either, a new connection is closed at once. With the
 //     default packet size this bounds what unauthenticated peers can pin to
-//     about 256 MiB, for at most ConnectTimeout. A valid client that
-//     arrives while the bound is full is refused too and must retry: the
-//     deadline is what frees the slots.
+//     about 256 MiB, for at most ConnectTimeout, and one address flooding
+//     silent connections cannot keep the other sources out. A valid client
+//     that arrives while its source's share is full is refused and must
+//     retry: the deadline is what frees the slots.
 //
 // [Hook.Stats] counts the peers closed for each reason (over the pending
-// bound, timed out, too large, invalid), for logs and metrics. A client
-// that sends a valid CONNECT is never counted there, whatever its
-// authentication result. Listeners other than [Hook.Listener] (mochi's
-// own, and [TLSListener], kept for existing callers) get the packet size
-// limit only.
+// bound, over the source's share, timed out, too large, invalid) and the
+// Wills dropped, for logs and metrics. A client that sends a valid CONNECT
+// is never counted among the refusals, whatever its authentication result.
+// Listeners other than [Hook.Listener] (mochi's own, and [TLSListener],
+// kept for existing callers) get the packet size limit only.
 //
 // A refused client's error, which mochi logs, is a [*RefusedError]:
 // "mochi: client refused with Not authorized (0x87): <cause>".

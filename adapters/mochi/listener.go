@@ -85,7 +85,9 @@ func (l *Listener) Serve(establish listeners.EstablishFn) {
 	_ = l.h.conn.Serve(ln, l.tls, func(c net.Conn) error {
 		err := establish(l.id, c)
 		if err != nil && log != nil {
-			log.Warn("client connection ended", "error", err)
+			// A refusal's deny record is the connection layer's (or the
+			// Session's audit record): this is detail.
+			log.Debug("client connection ended", "error", err)
 		}
 		if errors.Is(err, packets.ErrPacketTooLarge) {
 			err = fmt.Errorf("%w: %w", mqttconn.ErrPacketTooLarge, err)

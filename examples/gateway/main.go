@@ -37,7 +37,9 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/mqttauth/mqttauth/admin"
 	"github.com/mqttauth/mqttauth/aioconfig"
@@ -46,6 +48,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 func main() {
@@ -70,7 +73,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	upName := fs.String("upstream-server-name", "", "the broker's TLS server name (default: the host of -upstream)")
 	proxy := fs.Bool("proxy-protocol", false, "send the client's address upstream with the PROXY protocol v2 (the broker must expect it)")
 	maxPacket := fs.Int("max-packet-size", 0, "maximum packet size on both legs (0: 1 MiB)")
-	maxPending := fs.Int("max-pending", 0, "maximum connections not yet authenticated (0: 1024)")
+	maxPending := fs.Int("max-pending", 0, "maximum connections not yet authenticated (0: 256, 32 per source)")
 	logJSON := fs.Bool("log-json", false, "log in JSON rather than text")
 	adminAddr := fs.String("admin-addr", "", `admin listener address (/metrics, /healthz, /readyz), overriding MqttAuthSettings admin.address (default 127.0.0.1:9090); "off" turns it off`)
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof on the admin listener")
@@ -140,17 +143,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}()
 	for _, p := range b.Ports {
 		g, err := gateway.New(gateway.Config{
-			Manager:          m,
-			Upstream:         *upstream,
-			UpstreamTLS:      upTLS,
-			ProxyProtocol:    *proxy,
-			TLS:              p.TLS,
-			Listener:         p.Name,
-			MaxPacketSize:    limit(*maxPacket, b.Limits, func(l *aioconfig.Limits) int { return l.MaxPacketSize }),
-			MaxPending:       limit(*maxPending, b.Limits, func(l *aioconfig.Limits) int { return l.MaxUnauthenticatedConnections }),
-			HandshakeTimeout: b.Limits.ConnectTimeoutDuration(),
-			ConnectTimeout:   b.Limits.ConnectTimeoutDuration(),
-			Logger:           log,
+			Manager:       m,
+			Upstream:      *upstream,
+			UpstreamTLS:   upTLS,
+			ProxyProtocol: *proxy,
+			TLS:           p.TLS,
+			Listener:      p.Name,
+			Limits:        limits(*maxPacket, *maxPending, b.Limits),
+			Logger:        log,
 		})
 		if err != nil {
 			return err
@@ -177,7 +177,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	listening.Open()
 	select {
 	case <-ctx.Done():
+		// Orderly: stop accepting, DISCONNECT 0x8B to every MQTT 5
+		// client, let exchanges in flight finish for up to 10 s.
 		log.Info("gateway stopping")
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, g := range gws {
+			wg.Go(func() {
+				if err := g.Shutdown(sctx); err != nil {
+					log.Warn("shutdown cut short", slog.String("err", err.Error()))
+				}
+			})
+		}
+		wg.Wait()
 		return nil
 	case err := <-served:
 		return err
@@ -233,11 +246,15 @@ func upstreamTLS(upstream, caFile, certFile, keyFile, serverName string) (*tls.C
 	return cfg, nil
 }
 
-// limit is a flag's value when set, else the configuration's (zero: the
-// gateway's default).
-func limit(flagValue int, l *aioconfig.Limits, field func(*aioconfig.Limits) int) int {
-	if flagValue != 0 || l == nil {
-		return flagValue
+// limits are the configuration's limits (zero: the connection layer's
+// defaults), with the flags' values where they are set.
+func limits(maxPacket, maxPending int, l *aioconfig.Limits) mqttconn.Limits {
+	lim := l.Conn()
+	if maxPacket != 0 {
+		lim.MaxPacketSize = uint32(maxPacket)
 	}
-	return field(l)
+	if maxPending != 0 {
+		lim.MaxPending = maxPending
+	}
+	return lim
 }

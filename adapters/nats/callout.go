@@ -30,6 +30,9 @@ import (
 // to one of them.
 const DefaultQueue = "mqttauth"
 
+// DefaultMaxConcurrent is CalloutConfig.MaxConcurrent when it is zero.
+const DefaultMaxConcurrent = 64
+
 // CalloutConfig configures a [Callout] service.
 type CalloutConfig struct {
 	// Manager creates the session of every client; its Authorizer must be
@@ -62,6 +65,10 @@ type CalloutConfig struct {
 	// Timeout bounds one authentication; zero means DefaultTimeout. It
 	// should be shorter than the servers' auth_timeout.
 	Timeout time.Duration
+	// MaxConcurrent bounds the requests one replica authenticates at a
+	// time (a slow backend holds one each); zero means
+	// DefaultMaxConcurrent. Further requests wait in the subscription.
+	MaxConcurrent int
 	// Logger receives the service's records; nil means slog.Default().
 	// Secrets are never logged.
 	Logger *slog.Logger
@@ -87,8 +94,11 @@ type Callout struct {
 	cancel context.CancelFunc
 	subs   []*natsgo.Subscription
 	once   sync.Once
+	sem    chan struct{} // one slot per request being authenticated
+	wg     sync.WaitGroup
 
 	mu       sync.Mutex
+	closing  bool
 	conns    map[connKey]*calloutConn
 	sessions map[*auth.Session]*calloutConn
 	n        atomic.Int64
@@ -110,8 +120,8 @@ func NewCallout(cfg CalloutConfig) (*Callout, error) {
 	if any(cfg.Manager.Authorizer()) != any(cfg.Policy) {
 		return nil, errors.New("nats: CalloutConfig.Policy must be the Manager's Authorizer")
 	}
-	if cfg.Timeout < 0 {
-		return nil, errors.New("nats: negative CalloutConfig.Timeout")
+	if cfg.Timeout < 0 || cfg.MaxConcurrent < 0 {
+		return nil, errors.New("nats: negative CalloutConfig.Timeout or MaxConcurrent")
 	}
 	pub, err := cfg.Issuer.PublicKey()
 	if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
@@ -126,6 +136,7 @@ func NewCallout(cfg CalloutConfig) (*Callout, error) {
 		m: cfg.Manager, policy: cfg.Policy, issuer: cfg.Issuer, issPub: pub, account: cfg.Account, names: cfg.Listeners,
 		sys: cfg.System, timeout: cmp.Or(cfg.Timeout, DefaultTimeout), log: cfg.Logger,
 		conns: make(map[connKey]*calloutConn), sessions: make(map[*auth.Session]*calloutConn),
+		sem: make(chan struct{}, cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)),
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -156,14 +167,19 @@ func NewCallout(cfg CalloutConfig) (*Callout, error) {
 	return c, nil
 }
 
-// Close stops answering (the queue group's other replicas take over) and
-// ends every session; connections stay. It is safe to call more than once.
+// Close stops answering (the queue group's other replicas take over),
+// cancels the authentications in progress and waits for them, and ends
+// every session; connections stay. It is safe to call more than once.
 func (c *Callout) Close() error {
 	c.once.Do(func() {
 		for _, s := range c.subs {
 			_ = s.Unsubscribe()
 		}
+		c.mu.Lock()
+		c.closing = true // no request starts after this
+		c.mu.Unlock()
 		c.cancel()
+		c.wg.Wait()
 		c.mu.Lock()
 		all := make([]*calloutConn, 0, len(c.conns))
 		for _, cc := range c.conns {
@@ -181,8 +197,32 @@ func (c *Callout) Close() error {
 // session for.
 func (c *Callout) Len() int { return int(c.n.Load()) }
 
-// handle answers one authorization request.
+// handle starts answering one authorization request: nats.go delivers a
+// subscription's messages one at a time, and a slow authenticator must
+// not hold up the others.
 func (c *Callout) handle(msg *natsgo.Msg) {
+	select {
+	case c.sem <- struct{}{}:
+	case <-c.ctx.Done():
+		return
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		<-c.sem
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.sem }()
+		c.answer(msg)
+	}()
+}
+
+// answer answers one authorization request.
+func (c *Callout) answer(msg *natsgo.Msg) {
 	rc, err := jwt.DecodeAuthorizationRequestClaims(string(msg.Data))
 	if err != nil {
 		c.log.LogAttrs(c.ctx, slog.LevelWarn, "mqttauth: invalid authorization request", slog.String("err", err.Error()))

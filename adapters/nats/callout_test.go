@@ -1,6 +1,7 @@
 package nats_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -339,4 +340,53 @@ func TestCalloutStockCluster(t *testing.T) {
 		c := dial(i, pki.Lightbulb, fmt.Sprintf("bulb-%d", i))
 		require.NoError(t, c.publish(t, "health/heartbeat", "ok"))
 	}
+}
+
+// A slow authentication does not hold up the others: one replica answers
+// requests concurrently.
+func TestCalloutConcurrent(t *testing.T) {
+	pki := authtest.NewTutorialPKI(t, time.Now())
+	s := startStock(t, pki)
+	policy, err := abac.Parse([]byte(`
+rules:
+  - principals: {usernames: [slow, fast]}
+    brokerResources: [{method: Connect}, {method: Publish, topics: ["users/{principal.username}"]}]
+`))
+	require.NoError(t, err)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	authn := auth.AuthenticatorFunc(func(ctx context.Context, req *auth.Request) auth.Result {
+		if req.Username == "slow" {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return auth.UnavailableResult(ctx.Err())
+			}
+		}
+		return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: req.Username}))
+	})
+	m := newManager(t, auth.Config{Authenticator: authn, Authorizer: policy})
+	svc, _, err := dialNATS(t, s.url, natsgo.UserInfo("auth", "authpw"))
+	require.NoError(t, err)
+	c, err := natsauth.NewCallout(natsauth.CalloutConfig{Manager: m, Policy: policy, Issuer: s.issuer,
+		Account: "APP", Conn: svc, Logger: quiet})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	slowDone := make(chan error, 1)
+	go func() {
+		nc, err := natsgo.Connect(s.url, natsgo.UserInfo("slow", "x"), natsgo.NoReconnect(), natsgo.Timeout(10*time.Second))
+		if err == nil {
+			nc.Close()
+		}
+		slowDone <- err
+	}()
+	<-entered
+	fast, _, err := dialNATS(t, s.url, natsgo.UserInfo("fast", "x"))
+	require.NoError(t, err, "the fast client waited for the slow one")
+	require.NoError(t, fast.Publish("users.fast", nil))
+	require.NoError(t, fast.Flush())
+	close(release)
+	require.NoError(t, <-slowDone)
 }

@@ -30,6 +30,14 @@
 // refused by the Session ("an authenticator asked to continue but the
 // client named no authentication method").
 //
+// nats-server answers every refusal itself: CONNACK return code 5 (Not
+// authorized) to an MQTT client, "Authorization Violation" to a native
+// one, whatever the Session's reason code (0x86, 0x87, 0x88...), which
+// reaches the audit log and the Observer. [Listeners] names the listener
+// of each kind of connection (Config.Listeners), so that an
+// aioconfig.Broker (whose Grants method serves as Config.Policy) selects
+// its port's chain and policy; examples/nats does this.
+//
 // The MQTT client identifier is not part of nats-server's
 // ClientAuthentication interface; it is read, by reflection and never
 // written, from the unexported field where nats-server keeps it (set

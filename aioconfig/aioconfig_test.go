@@ -19,8 +19,8 @@ import (
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
-	"github.com/mqttauth/mqttauth/mqttconn"
 	"github.com/mqttauth/mqttauth/internal/freeport"
+	"github.com/mqttauth/mqttauth/mqttconn"
 	"github.com/mqttauth/mqttauth/scramauth"
 	"github.com/xdg-go/scram"
 )

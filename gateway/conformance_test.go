@@ -3,17 +3,24 @@ package gateway_test
 import (
 	"testing"
 
-	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest/conformance"
+	"github.com/mqttauth/mqttauth/gateway"
 )
 
-// TestConformance runs the adapter conformance suite against the gateway
-// in front of a real mosquitto 2.0 broker, which knows nothing of the
-// suite's methods: every enhanced-authentication exchange, re-authentication,
-// expiry and revocation is the gateway's.
+// TestConformance runs the conformance suite against the gateway in front
+// of a real mosquitto 2.0 broker, which knows nothing of the suite's
+// methods: every enhanced-authentication exchange, re-authentication,
+// expiry and revocation is the gateway's, and the Wills are mosquitto's
+// to publish.
 func TestConformance(t *testing.T) {
-	conformance.Run(t, func(tb testing.TB, cfg auth.Config) conformance.Broker {
-		s := startStack(tb, cfg, "", nil)
-		return conformance.Broker{Addr: s.Addr, Manager: s.Manager, Stop: func() {}}
+	conformance.Run(t, func(tb testing.TB, s conformance.Setup) conformance.Broker {
+		st := startStack(tb, s.Auth, "", func(gc *gateway.Config) { gc.Limits = s.Limits })
+		return conformance.Broker{
+			Addr:     st.Addr,
+			Manager:  st.Manager,
+			Shutdown: st.Gateway.Shutdown,
+			Drain:    st.Gateway.Drain,
+			Stop:     func() { _ = st.Gateway.Close() },
+		}
 	})
 }

@@ -110,6 +110,7 @@ func (s *slot) release() {
 type pendingConn struct {
 	net.Conn
 	slot   *slot
+	client atomic.Bool // its CONNECT was read: a Client exists
 	judged atomic.Bool
 }
 

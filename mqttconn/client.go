@@ -1,6 +1,7 @@
 package mqttconn
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,9 @@ type Client struct {
 // during the exchange. listener names the listener in auth.Request.
 func (s *Server) NewClient(nc net.Conn, t Transport, listener string) *Client {
 	c := &Client{srv: s, nc: nc, t: t, listener: listener}
+	if p := pendingOf(nc); p != nil {
+		p.client.Store(true) // Shutdown waits for its exchange
+	}
 	c.s = s.m.NewSession(sessionConn{c})
 	s.track(c)
 	return c
@@ -148,12 +152,12 @@ func (c *Client) Connect(ctx context.Context, cp *Connect) Result {
 		}
 		resp = c.readExchange(ctx)
 	}
-	if resp.Packet.Type != auth.CONNACK || resp.Packet.Code != auth.Success {
+	if resp.Close || resp.Packet.Type != auth.CONNACK || resp.Packet.Code != auth.Success {
 		if resp.Packet.Type == auth.CONNACK {
 			_ = c.write(resp.Packet, "")
 		}
 		c.s.Close()
-		return Result{Code: resp.Packet.Code, Err: resp.Err}
+		return Result{Code: resp.Packet.Code, Err: cmp.Or(resp.Err, error(auth.ErrClosed))}
 	}
 	if cp.Will != nil {
 		if !c.s.Authorize(ctx, auth.Action{Kind: auth.Publish, Topic: cp.Will.Topic}).Allowed {
@@ -252,11 +256,11 @@ func (c *Client) readExchange(ctx context.Context) auth.Response {
 		case errors.Is(err, ErrMalformed):
 			code = auth.MalformedPacket
 		}
+		resp := auth.Response{Close: true, Err: fmt.Errorf("mqttconn: reading the client's AUTH: %w", err)}
 		if code != 0 {
-			_ = c.write(auth.Packet{Type: auth.CONNACK, Code: code}, "")
+			resp.Packet = auth.Packet{Type: auth.CONNACK, Code: code} // Connect writes it
 		}
-		return auth.Response{Packet: auth.Packet{Type: auth.CONNACK, Code: code}, Close: true,
-			Err: fmt.Errorf("mqttconn: reading the client's AUTH: %w", err)}
+		return resp
 	}
 	switch in.Type {
 	case TypeAuth:
@@ -272,11 +276,21 @@ func (c *Client) readExchange(ctx context.Context) auth.Response {
 
 // Connected tells the layer that the success CONNACK was written: from now
 // on the Session's final packets are DISCONNECTs, and Shutdown disconnects
-// the client.
+// the client. A client that becomes connected while the server shuts down
+// (Shutdown swept the clients while its CONNACK was being written) is
+// disconnected at once, as Shutdown would have done.
 func (c *Client) Connected() {
 	c.mu.Lock()
 	c.connected = true
 	c.mu.Unlock()
+	// Shutdown sets closing before it reads connected; this reads closing
+	// after setting connected: one of the two sees the other.
+	if code, ref, closing := c.srv.closingCode(); closing {
+		if code == auth.ServerUnavailable { // the CONNACK code of a shutdown
+			code = auth.ServerShuttingDown
+		}
+		c.disconnectFor(code, ref)
+	}
 }
 
 func (c *Client) isConnected() bool {

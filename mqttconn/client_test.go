@@ -3,6 +3,7 @@ package mqttconn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -30,7 +31,7 @@ func (f *fakeConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 func (f *fakeConn) SetDeadline(time.Time) error { return nil }
-func (f *fakeConn) RemoteAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1} }
+func (f *fakeConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1} }
 
 // fakeTransport answers the exchange from a script and records writes.
 type fakeTransport struct {
@@ -181,7 +182,9 @@ func TestShutdown(t *testing.T) {
 		}}}
 		mid := s.NewClient(&fakeConn{}, midTr, "l")
 		done := make(chan Result)
-		go func() { done <- mid.Connect(context.Background(), &Connect{ProtocolVersion: V5, ClientID: "b", AuthMethod: "M"}) }()
+		go func() {
+			done <- mid.Connect(context.Background(), &Connect{ProtocolVersion: V5, ClientID: "b", AuthMethod: "M"})
+		}()
 
 		shut := make(chan error)
 		go func() {
@@ -224,4 +227,31 @@ func TestShutdownDeadline(t *testing.T) {
 	require.ErrorIs(t, s.Shutdown(ctx), context.DeadlineExceeded)
 	require.True(t, c.t.(*fakeTransport).closed, "what is left is closed")
 	c.Close()
+}
+
+// A read error during the exchange refuses the client once: one CONNACK
+// (0x81 for a malformed answer, none when the client just went away),
+// never a success.
+func TestExchangeReadErrors(t *testing.T) {
+	s := newServer(t, auth.Config{})
+	for _, tc := range []struct {
+		name string
+		err  error
+		want [][]byte
+	}{
+		{"eof", errors.New("EOF"), [][]byte{}},
+		{"malformed", fmt.Errorf("%w: reserved flags", ErrMalformed), [][]byte{{0x20, 3, 0, 0x81, 0}}},
+		{"too_large", fmt.Errorf("%w: 2 MiB", ErrPacketTooLarge), [][]byte{{0x20, 3, 0, 0x95, 0}}},
+		{"timeout", timeoutErr{}, [][]byte{{0x20, 3, 0, 0x87, 0}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &fakeTransport{reads: []func() (Inbound, error){func() (Inbound, error) { return Inbound{}, tc.err }}}
+			c := s.NewClient(&fakeConn{}, tr, "l")
+			res := c.Connect(context.Background(), &Connect{ProtocolVersion: V5, ClientID: "x", AuthMethod: "M"})
+			require.False(t, res.OK)
+			require.Error(t, res.Err)
+			require.Equal(t, tc.want, tr.written[1:], "after the AUTH 0x18") // written[0] is the challenge
+			c.Close()
+		})
+	}
 }

@@ -136,6 +136,14 @@ type Server struct {
 	lns      map[net.Listener]struct{}
 	clients  map[*Client]struct{}
 	idle     chan struct{} // closed when clients becomes empty while closing
+	// pending are the connections Serve accepted whose CONNECT has not
+	// been read yet (no Client): Shutdown closes them at once.
+	pending map[*pendingConn]struct{}
+	// handlers counts the handle goroutines of Serve: Shutdown returns
+	// when they have all returned, so an adapter may tear down what they
+	// use (mochi's Close waits for connections it counts from the first
+	// packet on).
+	handlers sync.WaitGroup
 }
 
 // New validates cfg and returns a Server.
@@ -152,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cmp.Or(cfg.Logger, slog.Default()),
 		lns:     make(map[net.Listener]struct{}),
 		clients: make(map[*Client]struct{}),
+		pending: make(map[*pendingConn]struct{}),
 	}
 	s.adm.init(s.lim.MaxPending, s.lim.MaxPendingPerSource)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -260,21 +269,30 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(net.C
 			s.refusedAtAccept(nc.RemoteAddr(), why)
 			continue
 		}
-		if s.isClosing() {
+		pc := &pendingConn{Conn: nc, slot: slot}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
 			slot.release()
 			_ = nc.Close()
 			return ErrClosed
 		}
-		pc := &pendingConn{Conn: nc, slot: slot}
+		s.pending[pc] = struct{}{}
+		s.handlers.Add(1)
+		s.mu.Unlock()
 		_ = nc.SetDeadline(time.Now().Add(s.lim.ConnectTimeout))
 		var c net.Conn = pc
 		if tlsConfig != nil {
 			c = tls.Server(pc, tlsConfig)
 		}
 		go func() {
+			defer s.handlers.Done()
 			err := handle(c)
 			judged := pc.judged.Load()
 			pc.release()
+			s.mu.Lock()
+			delete(s.pending, pc)
+			s.mu.Unlock()
 			if err != nil && !judged {
 				s.countUnjudged(err)
 			}
@@ -330,8 +348,11 @@ func (s *Server) Len() int {
 // connection of every connected client, lets the authentication exchanges
 // in flight finish (a client that passes then is refused with CONNACK 0x88,
 // return code 3 for MQTT 3.1.1), and waits until every client is gone or
-// ctx ends; then it closes what is left and returns ctx's error. Adapters
-// wire it to their own shutdown (mochi.Hook.Shutdown, gateway.Shutdown).
+// ctx ends; then it closes what is left and returns ctx's error.
+// Connections that have not sent their CONNECT yet are closed at once. When
+// Shutdown returns nil, every handle goroutine of Serve has returned.
+// Adapters wire it to their own shutdown (mochi.Hook.Shutdown,
+// gateway.Shutdown).
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.shutdown(ctx, false, "")
 }
@@ -357,6 +378,12 @@ func (s *Server) shutdown(ctx context.Context, drain bool, ref string) error {
 	for ln := range s.lns {
 		_ = ln.Close()
 	}
+	var unread []*pendingConn // no CONNECT yet: nothing in flight to wait for
+	for pc := range s.pending {
+		if !pc.client.Load() {
+			unread = append(unread, pc)
+		}
+	}
 	clients := make([]*Client, 0, len(s.clients))
 	for c := range s.clients {
 		clients = append(clients, c)
@@ -369,13 +396,22 @@ func (s *Server) shutdown(ctx context.Context, drain bool, ref string) error {
 	ref = s.drainRef
 	s.mu.Unlock()
 
+	for _, pc := range unread {
+		_ = pc.Close()
+	}
 	for _, c := range clients {
 		if c.isConnected() {
 			c.disconnectFor(code, ref)
 		}
 	}
+	handled := make(chan struct{})
+	go func() {
+		<-idle
+		s.handlers.Wait()
+		close(handled)
+	}()
 	select {
-	case <-idle:
+	case <-handled:
 		return nil
 	case <-ctx.Done():
 	}
@@ -388,6 +424,11 @@ func (s *Server) shutdown(ctx context.Context, drain bool, ref string) error {
 	for _, c := range clients {
 		c.t.Close()
 	}
+	s.mu.Lock()
+	for pc := range s.pending {
+		_ = pc.Close()
+	}
+	s.mu.Unlock()
 	return ctx.Err()
 }
 

@@ -446,6 +446,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.srv.Clients.Get(cl.ID)
 	if c := h.lookup(cl); ok && old != cl && c != nil {
 		h.recheckInherited(c, old)
+		c.resume.Store(newResumption(old)) // order.go
 	}
 }
 
@@ -487,6 +488,7 @@ func (h *Hook) recheckInherited(c *client, old *mqtt.Client) {
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c := h.lookup(cl); c != nil {
 		c.lc.Connected()
+		c.resume.Load().done() // order.go
 		h.pmu.Lock()
 		delete(h.pending, c)
 		h.pmu.Unlock()
@@ -505,6 +507,7 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // or 2 publish, a session take-over): MQTT 3.1.1 has no DISCONNECT from the
 // server, so the connection is closed instead and nothing is written.
 func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.resendInOrder(cl, &pk)
 	switch {
 	case pk.FixedHeader.Type == packets.Disconnect && cl.Properties.ProtocolVersion < 5:
 		cl.Stop(errNoV3Disconnect)
@@ -666,6 +669,7 @@ type client struct {
 	// goroutine while mochi writes the CONNACK.
 	connackMethod string
 	connackData   []byte
+	resume        atomic.Pointer[resumption] // order.go: from OnSessionEstablish to OnSessionEstablished
 }
 
 // s returns the client's session.

@@ -12,9 +12,10 @@ import (
 )
 
 // TestImportsOnlyAuth: the adapter decides through auth.Session and the
-// Authorizer of auth.Config, so of this module's packages it imports auth
-// alone (not abac, not x509auth): no second authorizer can differ from the
-// Manager's.
+// Authorizer of auth.Config, and carries connections through the
+// connection layer, so of this module's packages it imports auth and
+// mqttconn alone (not abac, not x509auth): no second authorizer can differ
+// from the Manager's, and no connection rule is written twice.
 func TestImportsOnlyAuth(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	require.NoError(t, err)
@@ -29,7 +30,8 @@ func TestImportsOnlyAuth(t *testing.T) {
 			path, err := strconv.Unquote(imp.Path.Value)
 			require.NoError(t, err)
 			if strings.HasPrefix(path, "github.com/mqttauth/mqttauth/") {
-				require.Equal(t, "github.com/mqttauth/mqttauth/auth", path, "%s imports %s", name, path)
+				require.Contains(t, []string{"github.com/mqttauth/mqttauth/auth", "github.com/mqttauth/mqttauth/mqttconn"},
+					path, "%s imports %s", name, path)
 			}
 		}
 	}

@@ -17,9 +17,9 @@ import (
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
 	"github.com/mqttauth/mqttauth/auth"
-	"github.com/mqttauth/mqttauth/mqttconn"
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/auth/authtest/conformance"
+	"github.com/mqttauth/mqttauth/mqttconn"
 	"github.com/mqttauth/mqttauth/truststore"
 )
 

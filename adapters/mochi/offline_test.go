@@ -55,6 +55,13 @@ const newsPolicy = `{"rules": [
 // reference for what mochi itself does.
 func startPlain(tb testing.TB) string {
 	tb.Helper()
+	_, addr := startPlainServer(tb)
+	return addr
+}
+
+// startPlainServer is startPlain, returning the server too.
+func startPlainServer(tb testing.TB) (*broker, string) {
+	tb.Helper()
 	srv := mqtt.New(&mqtt.Options{Logger: quiet, InlineClient: true})
 	require.NoError(tb, srv.AddHook(new(mochiauth.AllowHook), nil))
 	ln := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: "127.0.0.1:0"})
@@ -62,7 +69,7 @@ func startPlain(tb testing.TB) string {
 	require.NoError(tb, srv.Serve())
 	b := &broker{Server: srv}
 	tb.Cleanup(b.Stop)
-	return ln.Address()
+	return b, ln.Address()
 }
 
 func userConnect(id, user string, clean bool, expiry uint32) *paho.Connect {

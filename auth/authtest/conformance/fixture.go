@@ -34,20 +34,51 @@ const (
 	// principal.
 	TokenUser = "token-user"
 
-	// TopicAllowed prefixes the topics every principal may use; any other
-	// topic is denied.
+	// UserFailPrefix followed by a reason code in hex, as in "fail:0x95",
+	// is a user name (any password) that the authenticator fails with
+	// that code (auth.FailResult): the Session refuses with it, or with
+	// 0x87 when it is not a CONNACK code.
+	UserFailPrefix = "fail:"
+	// UserUnavailable is a user name (any password) for which the
+	// authenticator is unavailable (auth.UnavailableResult): CONNACK 0x88.
+	UserUnavailable = "unavailable"
+
+	// TopicAllowed prefixes the topics every principal may publish and
+	// subscribe to.
 	TopicAllowed = "allowed/"
+
+	// TopicWill prefixes the topics of the Will cases: every principal may
+	// subscribe to them ("will/#" included), so a subscriber sees whatever
+	// the broker publishes there, allowed or not. Who may publish depends
+	// on the prefixes below; any other "will/" topic may not be published.
+	TopicWill = "will/"
+	// TopicWillAllowed prefixes Will topics every principal may publish.
+	TopicWillAllowed = "will/allowed/"
+	// TopicWillForbidden prefixes Will topics no principal may publish.
+	TopicWillForbidden = "will/forbidden/"
+	// TopicWillRevocable prefixes Will topics every principal may publish
+	// until [Fixture.RevokeWillTopic] (a policy reload) removes the right;
+	// Connect stays allowed.
+	TopicWillRevocable = "will/revocable/"
 )
 
 // Fixture is the suite's authorizer state: Revoke makes UserDoomed lose
-// Connect permission.
+// Connect permission, RevokeWillTopic removes the Publish right on
+// TopicWillRevocable. Its zero value is ready to use.
 type Fixture struct {
-	revoked atomic.Bool
+	revoked     atomic.Bool
+	willRevoked atomic.Bool
 }
 
 // Revoke withdraws UserDoomed's Connect permission; re-check the sessions
 // with auth.CheckConnect(f.Authorizer()) to disconnect it.
 func (f *Fixture) Revoke() { f.revoked.Store(true) }
+
+// RevokeWillTopic is a policy reload that withdraws every principal's
+// Publish permission on TopicWillRevocable topics and keeps the rest:
+// Connect stays allowed, so auth.CheckConnect(f.Authorizer()) disconnects
+// nobody, and a Will on such a topic may no longer be published.
+func (f *Fixture) RevokeWillTopic() { f.willRevoked.Store(true) }
 
 // Config returns the suite's auth.Config: the authenticator of MethodToken,
 // MethodChallenge and the user names above, and the authorizer of
@@ -59,8 +90,10 @@ func (f *Fixture) Config() auth.Config {
 	}
 }
 
-// Authorizer allows Connect (except UserDoomed after Revoke), and Publish
-// and Subscribe on topics that begin with TopicAllowed.
+// Authorizer allows Connect (except UserDoomed after Revoke); Publish and
+// Subscribe on topics that begin with TopicAllowed; Subscribe on topics
+// and filters that begin with TopicWill; Publish on TopicWillAllowed, and
+// on TopicWillRevocable until RevokeWillTopic. Everything else is denied.
 func (f *Fixture) Authorizer() auth.Authorizer {
 	return auth.AuthorizerFunc(func(_ context.Context, p *auth.Principal, a auth.Action) auth.Decision {
 		if p == nil {
@@ -73,8 +106,15 @@ func (f *Fixture) Authorizer() auth.Authorizer {
 			}
 			return auth.Allow("connect")
 		case auth.Publish, auth.Subscribe:
-			if strings.HasPrefix(a.Topic, TopicAllowed) {
+			switch {
+			case strings.HasPrefix(a.Topic, TopicAllowed):
 				return auth.Allow("allowed")
+			case a.Kind == auth.Subscribe && strings.HasPrefix(a.Topic, TopicWill):
+				return auth.Allow("will-subscribe")
+			case strings.HasPrefix(a.Topic, TopicWillAllowed):
+				return auth.Allow("will-allowed")
+			case strings.HasPrefix(a.Topic, TopicWillRevocable) && !f.willRevoked.Load():
+				return auth.Allow("will-revocable")
 			}
 		}
 		return auth.Deny
@@ -87,6 +127,7 @@ var (
 	errBadToken    = errors.New("conformance: bad token")
 	errBackendDown = errors.New("conformance: backend down")
 	errBadAnswer   = errors.New("conformance: wrong challenge answer")
+	errFailUser    = errors.New("conformance: user fails with the code it names")
 )
 
 func authenticate(_ context.Context, req *auth.Request) auth.Result {
@@ -95,7 +136,16 @@ func authenticate(_ context.Context, req *auth.Request) auth.Result {
 		if !req.HasUsername {
 			return auth.Result{}
 		}
+		if code, ok := strings.CutPrefix(req.Username, UserFailPrefix); ok {
+			c, err := strconv.ParseUint(strings.TrimPrefix(code, "0x"), 16, 8)
+			if err != nil {
+				return auth.FailResult(auth.BadUserNameOrPassword, errBadPassword)
+			}
+			return auth.FailResult(auth.ReasonCode(c), errFailUser)
+		}
 		switch req.Username {
+		case UserUnavailable:
+			return auth.UnavailableResult(errBackendDown)
 		case UserMallory:
 			return auth.FailResult(auth.NotAuthorized, errRefused)
 		case UserAlice, UserDoomed:

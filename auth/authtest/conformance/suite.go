@@ -8,25 +8,53 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
-// Broker is a broker a [Factory] started for one case.
+// Setup is what a [Factory] builds one case's broker from.
+type Setup struct {
+	// Auth is the suite's auth.Config: the Fixture's Authenticator and
+	// Authorizer and, per case, ExchangeTimeout, ReauthInterval and
+	// ReauthBurst. The Factory builds the broker's auth.Manager from it; it
+	// may add a Logger and must keep the rest.
+	Auth auth.Config
+	// Limits are the connection layer's limits of the case (a zero field
+	// means its default): the Factory gives them to the broker's
+	// mqttconn.Server.
+	Limits mqttconn.Limits
+}
+
+// Broker is a broker a [Factory] started for one case. Every field is
+// required.
 type Broker struct {
-	// Addr is the host:port of its plain TCP listener on loopback.
+	// Addr is the host:port of its plain TCP listener on 127.0.0.1. The
+	// suite connects every client there, subscribers included: what a
+	// subscriber receives is what the broker really publishes (through the
+	// gateway, what the broker behind it publishes).
 	Addr string
-	// Manager is the auth.Manager the adapter uses (built from the
-	// Factory's Config): the suite re-checks its sessions.
+	// Manager is the auth.Manager the adapter uses (built from
+	// Setup.Auth): the suite re-checks its sessions.
 	Manager *auth.Manager
-	// Stop shuts the broker down; the suite calls it at the end of the
-	// case, after the clients have disconnected.
+	// Shutdown shuts the broker down in order through the connection
+	// layer (mqttconn.Server.Shutdown): every connected MQTT 5 client is
+	// sent DISCONNECT 0x8B (Server shutting down) and closed. It returns
+	// when every client is gone (nil) or ctx ends (ctx's error).
+	Shutdown func(ctx context.Context) error
+	// Drain is Shutdown with DISCONNECT 0x9C (Use another server)
+	// carrying serverReference as the Server Reference property
+	// (mqttconn.Server.Drain).
+	Drain func(ctx context.Context, serverReference string) error
+	// Stop stops the broker; the suite calls it at the end of the case,
+	// after the clients have disconnected. It must be safe after Shutdown
+	// or Drain.
 	Stop func()
 }
 
 // Factory starts a broker whose adapter authenticates and authorizes with
-// an auth.Manager built from cfg, listening on loopback. It may add
-// settings to cfg (a Logger) but must keep its Authenticator, Authorizer
-// and Clock. It reports setup failures with tb.Fatal.
-type Factory func(tb testing.TB, cfg auth.Config) Broker
+// an auth.Manager built from s.Auth, with the connection layer's limits
+// s.Limits, listening on 127.0.0.1. It reports setup failures with
+// tb.Fatal.
+type Factory func(tb testing.TB, s Setup) Broker
 
 // Case is one case of the suite.
 type Case struct {
@@ -34,29 +62,52 @@ type Case struct {
 	Name string
 	// Run drives clients against b; f is the authorizer state behind b.
 	Run func(t *testing.T, b Broker, f *Fixture)
+	// Setup, when set, changes the case's Setup (its timeouts, its
+	// limits) before the Factory sees it.
+	Setup func(s *Setup)
 }
 
 // Cases returns the suite's cases, for adapters that run a subset.
 func Cases() []Case {
 	return []Case{
-		{"connect/password_pass", connectPasswordPass},
-		{"connect/bad_password_0x86", connectRefused(&paho.Connect{ClientID: "c", Username: UserAlice, UsernameFlag: true, Password: []byte("wrong"), PasswordFlag: true}, 0x86)},
-		{"connect/not_authorized_0x87", connectRefused(&paho.Connect{ClientID: "c", Username: UserMallory, UsernameFlag: true, Password: []byte(PasswordGood), PasswordFlag: true}, 0x87)},
-		{"connect/token_fail_0x87", connectRefused(withMethod("c", MethodToken, "bad"), 0x87)},
-		{"connect/unknown_method_0x8C", connectRefused(withMethod("c", "no-such-method", "x"), 0x8C)},   // [MQTT-4.12.0-1]
-		{"connect/unavailable_0x88", connectRefused(withMethod("c", MethodToken, "unavailable"), 0x88)}, // auth package choice
-		{"connect/no_credentials_0x87", connectRefused(&paho.Connect{ClientID: "anonymous"}, 0x87)},     // nothing relevant
-		{"connect/token_pass_method_on_connack", connectTokenPass},                                      // [MQTT-4.12.0-5]
-		{"multistep/two_rounds", multistepTwoRounds},                                                    // [MQTT-4.12.0-2/3]
-		{"multistep/wrong_answer_0x87", multistepWrongAnswer},                                           // [MQTT-4.12.0-4]
-		{"reauth/success_0x00", reauthSuccess},                                                          // [MQTT-4.12.1-1]
-		{"reauth/failure_disconnect_0x87", reauthFailure},                                               // [MQTT-4.12.1-2]
-		{"reauth/wrong_method_disconnect_0x8C", reauthWrongMethod},                                      // [MQTT-4.12.0-7]
-		{"reauth/unavailable_0x18_stays_connected", reauthUnavailable},                                  // auth package choice
-		{"expiry/disconnect_0xA0", expiry},                                                              // Maximum connect time
-		{"deny/publish_puback_0x87", denyPublish},                                                       // PUBACK 0x87
-		{"deny/subscribe_suback_0x87", denySubscribe},                                                   // SUBACK 0x87
-		{"revocation/recheck_disconnect_0x87", revocation},                                              // Manager.Recheck
+		{Name: "connect/password_pass", Run: connectPasswordPass},
+		{Name: "connect/bad_password_0x86", Run: connectRefused(&paho.Connect{ClientID: "c", Username: UserAlice, UsernameFlag: true, Password: []byte("wrong"), PasswordFlag: true}, 0x86)},
+		{Name: "connect/not_authorized_0x87", Run: connectRefused(&paho.Connect{ClientID: "c", Username: UserMallory, UsernameFlag: true, Password: []byte(PasswordGood), PasswordFlag: true}, 0x87)},
+		{Name: "connect/token_fail_0x87", Run: connectRefused(withMethod("c", MethodToken, "bad"), 0x87)},
+		{Name: "connect/unknown_method_0x8C", Run: connectRefused(withMethod("c", "no-such-method", "x"), 0x8C)},   // [MQTT-4.12.0-1]
+		{Name: "connect/unavailable_0x88", Run: connectRefused(withMethod("c", MethodToken, "unavailable"), 0x88)}, // auth package choice
+		{Name: "connect/no_credentials_0x87", Run: connectRefused(&paho.Connect{ClientID: "anonymous"}, 0x87)},     // nothing relevant
+		{Name: "connect/token_pass_method_on_connack", Run: connectTokenPass},                                      // [MQTT-4.12.0-5]
+		{Name: "multistep/two_rounds", Run: multistepTwoRounds},                                                    // [MQTT-4.12.0-2/3]
+		{Name: "multistep/wrong_answer_0x87", Run: multistepWrongAnswer},                                           // [MQTT-4.12.0-4]
+		{Name: "reauth/success_0x00", Run: reauthSuccess},                                                          // [MQTT-4.12.1-1]
+		{Name: "reauth/failure_disconnect_0x87", Run: reauthFailure},                                               // [MQTT-4.12.1-2]
+		{Name: "reauth/wrong_method_disconnect_0x8C", Run: reauthWrongMethod},                                      // [MQTT-4.12.0-7]
+		{Name: "reauth/unavailable_0x18_stays_connected", Run: reauthUnavailable},                                  // auth package choice
+		{Name: "expiry/disconnect_0xA0", Run: expiry},                                                              // Maximum connect time
+		{Name: "deny/publish_puback_0x87", Run: denyPublish},                                                       // PUBACK 0x87
+		{Name: "deny/subscribe_suback_0x87", Run: denySubscribe},                                                   // SUBACK 0x87
+		{Name: "revocation/recheck_disconnect_0x87", Run: revocation},                                              // Manager.Recheck
+		{Name: "will/forbidden_refused_0x87", Run: willForbidden},
+		{Name: "will/forbidden_v311_rc5", Run: willForbiddenV311},
+		{Name: "will/forbidden_retained", Run: willForbiddenRetained},
+		{Name: "will/allowed_published", Run: willAllowedPublished}, // MQTT 5.0 3.1.2.5
+		{Name: "will/dropped_after_policy_reload", Run: willDroppedAfterReload},
+		{Name: "will/dropped_after_expiry", Run: willDroppedAfterExpiry},
+		{Name: "v311/refusal_return_codes", Run: v311RefusalReturnCodes}, // [MQTT-3.2.2-5]
+		{Name: "admission/per_source_share", Run: admissionPerSourceShare,
+			Setup: func(s *Setup) { s.Limits.MaxPending, s.Limits.MaxPendingPerSource = admissionBound, admissionShare }},
+		{Name: "shutdown/disconnect_0x8B", Run: shutdownDisconnect0x8B},
+		{Name: "shutdown/drain_0x9C", Run: shutdownDrain0x9C},
+		{Name: "malformed/connect_auth_method_invalid_utf8", Run: malformedConnect(connectAuthMethodInvalidUTF8, "[MQTT-1.5.4-1]")},
+		{Name: "malformed/connect_client_id_nul", Run: malformedConnect(connectClientIDNul, "[MQTT-1.5.4-2]")},
+		{Name: "malformed/publish_wildcard_topic", Run: malformedPublishWildcard}, // [MQTT-3.3.2-2]
+		{Name: "exchange/timeout_from_config_0x87", Run: exchangeTimeoutFromConfig,
+			Setup: func(s *Setup) { s.Auth.ExchangeTimeout = 2 * time.Second }},
+		{Name: "exchange/slow_answer_within_config", Run: exchangeSlowAnswerWithinConfig,
+			Setup: func(s *Setup) { s.Auth.ExchangeTimeout = 4 * time.Second }},
+		{Name: "reauth/rate_bound_0x96", Run: reauthRateBound0x96,
+			Setup: func(s *Setup) { s.Auth.ReauthInterval, s.Auth.ReauthBurst = time.Second, 3 }},
 	}
 }
 
@@ -66,9 +117,13 @@ func Run(t *testing.T, f Factory) {
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			fx := &Fixture{}
-			b := f(t, fx.Config())
-			if b.Addr == "" || b.Manager == nil || b.Stop == nil {
-				t.Fatal("conformance: the Factory returned a Broker without Addr, Manager or Stop")
+			s := Setup{Auth: fx.Config()}
+			if c.Setup != nil {
+				c.Setup(&s)
+			}
+			b := f(t, s)
+			if b.Addr == "" || b.Manager == nil || b.Shutdown == nil || b.Drain == nil || b.Stop == nil {
+				t.Fatal("conformance: the Factory returned a Broker without Addr, Manager, Shutdown, Drain or Stop")
 			}
 			t.Cleanup(b.Stop) // runs after the clients' cleanups
 			c.Run(t, b, fx)

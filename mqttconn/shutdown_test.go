@@ -1,0 +1,91 @@
+package mqttconn_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/mqttconn"
+)
+
+// transport records what the layer writes and when it closes.
+type transport struct {
+	mu     sync.Mutex
+	out    bytes.Buffer
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (t *transport) Write(b []byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.out.Write(b)
+	return nil
+}
+
+func (t *transport) ReadExchange() (mqttconn.Inbound, error) {
+	return mqttconn.Inbound{}, errors.New("no exchange in this test")
+}
+
+func (t *transport) Close() { t.once.Do(func() { close(t.closed) }) }
+
+func (t *transport) written() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Clone(t.out.Bytes())
+}
+
+// TestShutdownClientConnectedAfterSweep: a client whose success CONNACK
+// was being written when Shutdown swept the connected clients (its
+// adapter calls Connected after the sweep) is disconnected with 0x8B at
+// once, and Shutdown returns when it is gone, not at its deadline. The
+// conformance suite's shutdown cases found the window on both adapters.
+func TestShutdownClientConnectedAfterSweep(t *testing.T) {
+	discard := slog.New(slog.DiscardHandler)
+	m, err := auth.NewManager(auth.Config{
+		Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result {
+			return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: "u"}))
+		}),
+		Authorizer: auth.AllowAuthenticated,
+		Logger:     discard,
+	})
+	require.NoError(t, err)
+	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln, nil, func(nc net.Conn) error { return nc.Close() }) }()
+
+	nc, peer := net.Pipe()
+	defer func() { _ = peer.Close() }()
+	tr := &transport{closed: make(chan struct{})}
+	c := srv.NewClient(nc, tr, "test")
+	r := c.Connect(context.Background(), &mqttconn.Connect{ProtocolVersion: mqttconn.V5, ClientID: "late", Username: "u", HasUsername: true})
+	require.True(t, r.OK, "Connect refused: %+v", r)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	require.ErrorIs(t, <-served, mqttconn.ErrClosed)
+	time.Sleep(100 * time.Millisecond) // let the sweep pass before the CONNACK is "written"
+	c.Connected()
+
+	select {
+	case <-tr.closed:
+	case <-time.After(time.Second):
+		t.Fatal("the client connected after the sweep was not closed")
+	}
+	c.Close() // what the adapter does when the connection has ended
+	require.NoError(t, <-shut, "Shutdown waited for its deadline")
+	require.Equal(t, []byte{0xe0, 2, byte(auth.ServerShuttingDown), 0}, tr.written(), "want DISCONNECT 0x8B")
+}

@@ -390,3 +390,29 @@ rules:
 	close(release)
 	require.NoError(t, <-slowDone)
 }
+
+// The credential's expiry is the user JWT's: the stock server closes the
+// connection when the client certificate's notAfter passes.
+func TestCalloutExpiry(t *testing.T) {
+	pki := authtest.NewTutorialPKI(t, time.Now())
+	pki.Server = pki.ContosoIntermediate.Leaf(t, "mqtts-endpoint", authtest.WithDNSNames("localhost"),
+		authtest.WithIPs(net.ParseIP("127.0.0.1")), authtest.WithExtKeyUsage(x509.ExtKeyUsageServerAuth))
+	s := startStock(t, pki)
+	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
+	require.NoError(t, err)
+	policy, err := abac.Parse([]byte(tutorialPolicy))
+	require.NoError(t, err)
+	_, m := calloutReplica(t, s, truststore.NewMemory(set), policy)
+
+	now := time.Now()
+	short := pki.FabrikamIntermediate.Leaf(t, "thermostat", authtest.WithExtKeyUsage(x509.ExtKeyUsageClientAuth),
+		authtest.WithValidity(now.Add(-time.Hour), now.Add(4*time.Second)))
+	c, err := dialMQTT(t, s.mqtt, clientTLS(t, pki, short), "short-lived", "", "")
+	require.NoError(t, err, s.log())
+	long, err := dialMQTT(t, s.mqtt, clientTLS(t, pki, pki.Hygrometer), "long-lived", "", "")
+	require.NoError(t, err)
+	c.expectLost(t, 8*time.Second)
+	require.False(t, time.Now().Before(short.Cert.NotAfter.Add(-time.Second)), "closed before the certificate expired")
+	require.Eventually(t, func() bool { return m.Len() == 1 }, 5*time.Second, 20*time.Millisecond)
+	require.True(t, long.IsConnectionOpen())
+}

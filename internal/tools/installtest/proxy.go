@@ -33,6 +33,7 @@ type Module struct {
 var Released = []Module{
 	{"github.com/mqttauth/mqttauth", ""},
 	{"github.com/mqttauth/mqttauth/adapters/mochi", "adapters/mochi"},
+	{"github.com/mqttauth/mqttauth/adapters/nats", "adapters/nats"},
 	{"github.com/mqttauth/mqttauth/metrics/prometheus", "metrics/prometheus"},
 	{"github.com/mqttauth/mqttauth/examples", "examples"},
 }

@@ -43,7 +43,9 @@ func (c *cluster) start(t *testing.T, n *clusterNode) {
 	t.Helper()
 	xa := newX509(t, c.store)
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{xa}, Authorizer: c.policy})
-	t.Cleanup(xa.RecheckOnChange(m, c.store))
+	stopWatch, err := m.Watch(xa.Watch(c.store))
+	require.NoError(t, err)
+	t.Cleanup(stopWatch)
 	a, err := natsauth.New(natsauth.Config{Manager: m, Policy: c.policy, Logger: quiet})
 	require.NoError(t, err)
 	opts := *n.opts

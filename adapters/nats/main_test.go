@@ -175,7 +175,9 @@ func startTutorial(t *testing.T) *tutorial {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{xa}, Authorizer: w})
-	t.Cleanup(xa.RecheckOnChange(m, store))
+	stopWatch, err := m.Watch(xa.Watch(store))
+	require.NoError(t, err)
+	t.Cleanup(stopWatch)
 	// The tutorial's server certificate, also valid for 127.0.0.1, which
 	// mosquitto's clients check against the host they dial.
 	pki.Server = pki.ContosoIntermediate.Leaf(t, "mqtts-endpoint", authtest.WithDNSNames("localhost"),

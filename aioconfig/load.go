@@ -657,6 +657,13 @@ func (c *Config) addSettings(spec json.RawMessage, d docRef, resource bool) erro
 			return d.err(prefix+"admin."+f, v, err, hint)
 		}
 	}
+	if u := s.Upstream; u != nil {
+		switch u.Protocol {
+		case "", "auto", "3.1.1", "5":
+		default:
+			return d.err(prefix+"upstream.protocol", u.Protocol, ErrInvalidValue, "5, 3.1.1 or auto")
+		}
+	}
 	c.Settings, c.haveSettings, c.settingsDir = s, true, d.dir
 	return nil
 }

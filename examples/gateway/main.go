@@ -16,6 +16,7 @@
 //	mosquitto -c mosquitto.conf       # listener 1883 127.0.0.1, allow_anonymous true
 //	gateway -upstream 127.0.0.1:1883  # the tutorial, with a generated PKI
 //	gateway -config gateway.yaml -upstream broker.internal:8883 -upstream-cafile ca.pem -upstream-cert gw.pem -upstream-key gw.key
+//	gateway -upstream 127.0.0.1:1883 -upstream-protocol 3.1.1 -upstream-password-file gw.pass  # RabbitMQ or NATS (3.1.1 only)
 //
 // Every decision is logged in structured form; passwords, tokens and
 // Authentication Data never are. An admin listener, on 127.0.0.1:9090
@@ -25,6 +26,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	upCert := fs.String("upstream-cert", "", "the gateway's client certificate for the broker (with -upstream-key)")
 	upKey := fs.String("upstream-key", "", "the key of -upstream-cert")
 	upName := fs.String("upstream-server-name", "", "the broker's TLS server name (default: the host of -upstream)")
+	upProto := fs.String("upstream-protocol", "", `MQTT version spoken to the broker: 5, 3.1.1 (MQTT 5 clients translated) or auto (the client's), overriding MqttAuthSettings upstream.protocol (default auto)`)
+	upPassFile := fs.String("upstream-password-file", "", "file holding the password sent to the broker with every identity (RabbitMQ requires one)")
 	proxy := fs.Bool("proxy-protocol", false, "send the client's address upstream with the PROXY protocol v2 (the broker must expect it)")
 	maxPacket := fs.Int("max-packet-size", 0, "maximum packet size on both legs (0: 1 MiB)")
 	maxPending := fs.Int("max-pending", 0, "maximum connections not yet authenticated (0: 256, 32 per source)")
@@ -126,6 +130,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *upProto == "" && cfg.Settings.Upstream != nil {
+		*upProto = cfg.Settings.Upstream.Protocol
+	}
+	protocol, err := gateway.ParseUpstreamProtocol(*upProto)
+	if err != nil {
+		return err
+	}
+	var upPass []byte
+	if *upPassFile != "" {
+		if upPass, err = os.ReadFile(*upPassFile); err != nil {
+			return err
+		}
+		upPass = bytes.TrimRight(upPass, "\r\n")
+	}
 	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log})
 	if err != nil {
 		return err
@@ -143,14 +161,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}()
 	for _, p := range b.Ports {
 		g, err := gateway.New(gateway.Config{
-			Manager:       m,
-			Upstream:      *upstream,
-			UpstreamTLS:   upTLS,
-			ProxyProtocol: *proxy,
-			TLS:           p.TLS,
-			Listener:      p.Name,
-			Limits:        limits(*maxPacket, *maxPending, b.Limits),
-			Logger:        log,
+			Manager:          m,
+			Upstream:         *upstream,
+			UpstreamTLS:      upTLS,
+			ProxyProtocol:    *proxy,
+			UpstreamProtocol: protocol,
+			UpstreamPassword: upPass,
+			TLS:              p.TLS,
+			Listener:         p.Name,
+			Limits:           limits(*maxPacket, *maxPending, b.Limits),
+			Logger:           log,
 		})
 		if err != nil {
 			return err
@@ -162,7 +182,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		gws = append(gws, g)
 		go func() { served <- g.Serve(ln) }()
 		log.Info("gateway listening", slog.String("address", ln.Addr().String()), slog.String("listener", p.Name),
-			slog.Bool("tls", p.TLS != nil), slog.String("upstream", *upstream), slog.Bool("upstream_tls", upTLS != nil))
+			slog.Bool("tls", p.TLS != nil), slog.String("upstream", *upstream), slog.Bool("upstream_tls", upTLS != nil),
+			slog.String("upstream_protocol", protocol.String()))
 	}
 	all := slices.Clone(gws)
 	if err := exp.GaugeFunc("gateway_connections", "Client connections the gateways hold (pending and authenticated).", nil, func() float64 {

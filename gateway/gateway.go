@@ -121,6 +121,8 @@ type Gateway struct {
 	conns  map[*conn]struct{}
 	wg     sync.WaitGroup
 	n      atomic.Int64 // connections being served
+
+	draining atomic.Bool // Drain or Shutdown has begun (drain.go)
 }
 
 // New validates cfg and returns a Gateway.
@@ -193,6 +195,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // flight finish until ctx ends, and then closes what is left (both legs).
 // It returns ctx's error when it had to cut exchanges short.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.draining.Store(true)
 	err := g.conn.Shutdown(ctx)
 	_ = g.Close()
 	return err
@@ -202,6 +205,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // serverReference as the Server Reference (see mqttconn.Server.Drain), so
 // that clients move to another gateway at once.
 func (g *Gateway) Drain(ctx context.Context, serverReference string) error {
+	g.draining.Store(true)
 	err := g.conn.Drain(ctx, serverReference)
 	_ = g.Close()
 	return err

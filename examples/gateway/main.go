@@ -40,6 +40,7 @@ import (
 	"os/signal"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	upName := fs.String("upstream-server-name", "", "the broker's TLS server name (default: the host of -upstream)")
 	upProto := fs.String("upstream-protocol", "", `MQTT version spoken to the broker: 5, 3.1.1 (MQTT 5 clients translated) or auto (the client's), overriding MqttAuthSettings upstream.protocol (default auto)`)
 	upPassFile := fs.String("upstream-password-file", "", "file holding the password sent to the broker with every identity (RabbitMQ requires one)")
+	drainTo := fs.String("drain-to", "", "on SIGTERM, send MQTT 5 clients DISCONNECT 0x9C (Use another server) with this Server Reference (host:port of another gateway) rather than 0x8B")
 	proxy := fs.Bool("proxy-protocol", false, "send the client's address upstream with the PROXY protocol v2 (the broker must expect it)")
 	maxPacket := fs.Int("max-packet-size", 0, "maximum packet size on both legs (0: 1 MiB)")
 	maxPending := fs.Int("max-pending", 0, "maximum connections not yet authenticated (0: 256, 32 per source)")
@@ -144,7 +146,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		upPass = bytes.TrimRight(upPass, "\r\n")
 	}
-	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log})
+	// /readyz is not ready once the gateways drain or shut down.
+	var live atomic.Pointer[[]*gateway.Gateway]
+	draining := admin.Check{Name: "draining", Check: func(ctx context.Context) error {
+		if p := live.Load(); p != nil {
+			for _, g := range *p {
+				if err := g.DrainCheck(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}}
+	adminSrv, listening, err := startAdmin(adminserve.Config{Flag: *adminAddr, Pprof: *pprof, Config: cfg, Broker: b, Exporter: exp, Logger: log,
+		Checks: []admin.Check{draining}})
 	if err != nil {
 		return err
 	}
@@ -186,6 +201,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			slog.String("upstream_protocol", protocol.String()))
 	}
 	all := slices.Clone(gws)
+	live.Store(&all)
 	if err := exp.GaugeFunc("gateway_connections", "Client connections the gateways hold (pending and authenticated).", nil, func() float64 {
 		n := 0
 		for _, g := range all {
@@ -198,15 +214,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	listening.Open()
 	select {
 	case <-ctx.Done():
-		// Orderly: stop accepting, DISCONNECT 0x8B to every MQTT 5
-		// client, let exchanges in flight finish for up to 10 s.
-		log.Info("gateway stopping")
+		// Orderly: stop accepting, DISCONNECT 0x8B (or 0x9C with
+		// -drain-to) to every MQTT 5 client, let exchanges in flight
+		// finish for up to 10 s.
+		log.Info("gateway stopping", slog.String("drain_to", *drainTo))
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var wg sync.WaitGroup
 		for _, g := range gws {
 			wg.Go(func() {
-				if err := g.Shutdown(sctx); err != nil {
+				stop := g.Shutdown
+				if *drainTo != "" {
+					stop = func(ctx context.Context) error { return g.Drain(ctx, *drainTo) }
+				}
+				if err := stop(sctx); err != nil {
 					log.Warn("shutdown cut short", slog.String("err", err.Error()))
 				}
 			})

@@ -521,6 +521,12 @@ func (c *conn) publish(p packet) error {
 		return err
 	}
 	if !c.authorize(auth.Publish, t) {
+		if c.lc.Session().Closed() {
+			// Ending (the legs close next): no PUBACK 0x87 for what
+			// was not judged; the client resends it on its next
+			// connection.
+			return nil
+		}
 		c.logDenied(auth.Publish, t)
 		switch pub.qos {
 		case 1:
@@ -813,6 +819,14 @@ func (c *conn) deliver(p packet, d *deliveries) ([]byte, bool, error) {
 	// A delivery above the client's Maximum Packet Size is discarded
 	// [MQTT-3.1.2-25] (a 3.1.1 broker does not know the maximum).
 	if !c.authorize(auth.Subscribe, string(topic)) || (c.tr != nil && c.tr.maxPacket > 0 && len(out) > c.tr.maxPacket) {
+		if c.lc.Session().Closed() {
+			// The connection is ending (drain, shutdown, expiry,
+			// revocation; the legs close next, after the client's
+			// DISCONNECT): neither relayed nor acknowledged, so that
+			// the broker keeps the message for the session's next
+			// connection.
+			return nil, false, nil
+		}
 		switch pub.qos {
 		case 1:
 			err = c.ackUp(ack(packets.PUBACK, pub.id, 0, c.version))

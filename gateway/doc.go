@@ -208,7 +208,9 @@
 //	its own authorization, …)                                              the connection"
 //	AUTH 0x19                          — (the gateway's Session)           AUTH 0x18/0x00 or DISCONNECT
 //
-// Brokers. RabbitMQ 3.10 (TestRabbitMQ): it refuses a User Name without a
+// Brokers. NATS 2.15's MQTT listener (TestNATS: the stock nats-server,
+// built by the test from the module proxy and cached, JetStream on)
+// needs nothing special. RabbitMQ 3.10 (TestRabbitMQ): it refuses a User Name without a
 // Password, so set Config.UpstreamPassword (and check it in RabbitMQ's auth
 // backend, for example rabbitmq_auth_backend_http, or give each identity
 // that password); it reads a colon in the User Name as "vhost:user"

@@ -114,7 +114,15 @@
 // CRLs, SCRAM stores and ABAC policies are files that Kubernetes ConfigMaps
 // and Secrets distribute to every replica; each replica watches them and
 // re-checks its own connections ([auth.Manager.Recheck]). Nothing is
-// shared between replicas.
+// shared between replicas. TestNATSCluster runs two gateways in front of
+// a three-node NATS cluster (MQTT 3.1.1 upstream): a persistent session
+// moves between them with its queued QoS 1 messages, a connection through
+// one takes the session over from a client on the other, and a
+// revocation reaches the client through the gateway that holds it. With
+// a 3.1.1 broker the client that lost its session gets DISCONNECT 0x80,
+// not 0x8E: 3.1.1 closes without saying why. To leave, a replica drains
+// ([Gateway.Drain]: DISCONNECT 0x9C with another replica's address, and
+// [Gateway.DrainCheck] failing on /readyz from that moment).
 //
 // # MQTT 3.1.1
 //

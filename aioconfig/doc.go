@@ -40,7 +40,9 @@
 // timeout and auth.x509.certFile/keyFile, x509Settings crls and revocation
 // (OCSP and CRL distribution points, package revocation), on a port
 // address, authorizationFile (a watched policy file) and
-// tls.manual.certFile/keyFile, and MqttAuthSettings throttle and admin.
+// tls.manual.certFile/keyFile, and MqttAuthSettings throttle and admin;
+// MqttAuthSettings upstream.protocol ("5", "3.1.1" or "auto") is the
+// example gateway's broker leg (gateway.Config.UpstreamProtocol).
 //
 // # Observability
 //

@@ -679,6 +679,13 @@ func checkSettings(s *Settings, d docRef, prefix string) error {
 			return d.err(prefix+"admin."+f, v, err, hint)
 		}
 	}
+	if u := s.Upstream; u != nil {
+		switch u.Protocol {
+		case "", "auto", "3.1.1", "5":
+		default:
+			return d.err(prefix+"upstream.protocol", u.Protocol, ErrInvalidValue, "5, 3.1.1 or auto")
+		}
+	}
 	return nil
 }
 

@@ -434,6 +434,17 @@ type Settings struct {
 	// /debug/pprof) and the audit log (ours; package admin). Without this
 	// section the listener is on DefaultAdminAddress.
 	Admin *Admin `json:"admin,omitempty"`
+	// Upstream configures the broker leg of a gateway (ours; package
+	// gateway); brokers ignore it.
+	Upstream *Upstream `json:"upstream,omitempty"`
+}
+
+// Upstream configures a gateway's broker leg (ours).
+type Upstream struct {
+	// Protocol is the MQTT version spoken to the broker: "5", "3.1.1" (MQTT
+	// 5 clients are translated, for brokers that speak only 3.1.1) or
+	// "auto" (the client's; the default). See gateway.Config.UpstreamProtocol.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Limits bound what a peer may hold before it has authenticated (ours):

@@ -149,14 +149,20 @@ func benchDial(b testing.TB, addr, id, user string) *benchClient {
 
 // BenchmarkPublish measures messages per second from one publisher to one
 // subscriber through mosquitto, through=gateway (password authentication,
-// every PUBLISH authorized) or through=direct. QoS 0 keeps 256 messages in
+// every PUBLISH authorized), through=gateway311 (the same, MQTT 5 clients
+// translated to MQTT 3.1.1 upstream: gateway.UpstreamV311) or
+// through=direct. QoS 0 keeps 256 messages in
 // flight; QoS 1 keeps 16 unacknowledged (below mosquitto's default receive
 // maximum of 20).
 func BenchmarkPublish(b *testing.B) {
 	for _, qos := range []byte{0, 1} {
-		for _, through := range []string{"gateway", "direct"} {
+		for _, through := range []string{"gateway", "direct", "gateway311"} {
 			b.Run(fmt.Sprintf("qos=%d/through=%s", qos, through), func(b *testing.B) {
-				s := startStack(b, passwordAuth(), quietBroker+"max_queued_messages 100000\n", nil)
+				var v311 func(*gateway.Config)
+				if through == "gateway311" { // MQTT 5 clients translated to 3.1.1 upstream
+					v311 = func(c *gateway.Config) { c.UpstreamProtocol = gateway.UpstreamV311 }
+				}
+				s := startStack(b, passwordAuth(), quietBroker+"max_queued_messages 100000\n", v311)
 				addr := s.Addr
 				if through == "direct" {
 					addr = s.Broker.Addr

@@ -39,9 +39,11 @@ type conn struct {
 	cr *bufio.Reader
 	lc *mqttconn.Client
 
-	version  byte   // the client's protocol level: 4 or 5
-	clientID string // for logs
-	user     string // the principal's user name, for logs
+	version   byte         // the client's protocol level: 4 or 5
+	upVersion byte         // the broker leg's protocol level (Config.UpstreamProtocol)
+	tr        *translation // an MQTT 5 client in front of a 3.1.1 broker, else nil
+	clientID  string       // for logs
+	user      string       // the principal's user name, for logs
 
 	wmu sync.Mutex // serializes writes to nc
 	umu sync.Mutex // serializes writes to up
@@ -112,6 +114,7 @@ func (c *conn) closeLegs() {
 	c.closed = true
 	nc, up, upDone := c.nc, c.up, c.upDone
 	c.mu.Unlock()
+	c.tr.close()
 	_ = nc.Close()
 	if up == nil {
 		return
@@ -243,6 +246,14 @@ func (c *conn) authenticate() (*bufio.Reader, error) {
 	c.version = cp.ProtocolVersion
 	c.clientID = cp.ClientID
 	c.lc = g.conn.NewClient(c.nc, transport{c}, g.cfg.Listener)
+	if c.upVersion = g.cfg.UpstreamProtocol.upstreamVersion(c.version); c.upVersion == 0 {
+		err := fmt.Errorf("%w: MQTT %d client, upstream protocol %v", ErrUnsupportedVersion, c.version, g.cfg.UpstreamProtocol)
+		c.lc.Refuse(0x84, "", err) // 3.1.1 return code 1
+		return nil, err
+	}
+	if c.upVersion != c.version {
+		c.tr = newTranslation(cp)
+	}
 	lcp := mqttconn.Connect{
 		ProtocolVersion: cp.ProtocolVersion,
 		ClientID:        cp.ClientID,
@@ -269,6 +280,13 @@ func (c *conn) authenticate() (*bufio.Reader, error) {
 		return nil, auth.ErrClosed // ended meanwhile
 	}
 	c.user = principal.Username()
+	if c.tr != nil {
+		if code, reason := c.tr.checkConnect(cp); code != 0 {
+			err := fmt.Errorf("%w: %s", ErrUpstream, reason)
+			c.lc.Refuse(code, reason, err)
+			return nil, err
+		}
+	}
 	up, ur, ca, err := c.dialUpstream(cp, principal)
 	if err != nil {
 		c.lc.Refuse(auth.ServerUnavailable, "", err)
@@ -278,12 +296,23 @@ func (c *conn) authenticate() (*bufio.Reader, error) {
 		// The broker refused: relay its code.
 		_ = up.Close()
 		err := fmt.Errorf("%w: CONNACK 0x%02x", ErrUpstream, ca.code)
-		c.lc.Refuse(v5Code(ca.code, c.version), ca.props.ReasonString, err)
+		code, reason := v5Code(ca.code, c.version), ""
+		if ca.props != nil {
+			reason = ca.props.ReasonString
+		}
+		if c.tr != nil {
+			code = connackCode(ca.code)
+		}
+		c.lc.Refuse(code, reason, err)
 		return nil, err
 	}
 	var out []byte
 	if c.version == 5 {
 		props := ca.props
+		if c.tr != nil {
+			props = &packets.Properties{}
+			c.tr.connack(props)
+		}
 		props.AuthMethod, props.AuthData = res.Method, res.Data
 		tam := g.cfg.TopicAliasMaximum
 		props.TopicAliasMaximum = &tam
@@ -323,31 +352,12 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 	g := c.g
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.UpstreamTimeout)
 	defer cancel()
-	nc, err := g.cfg.Dialer.DialContext(ctx, "tcp", g.cfg.Upstream)
-	if err != nil {
-		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
-	}
-	fail := func(err error) (net.Conn, *bufio.Reader, connack, error) {
-		_ = nc.Close()
-		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
-	}
-	deadline, _ := ctx.Deadline()
-	_ = nc.SetDeadline(deadline)
-	if g.cfg.ProxyProtocol {
-		if _, err := nc.Write(proxyHeader(c.nc.RemoteAddr(), c.nc.LocalAddr())); err != nil {
-			return fail(err)
-		}
-	}
-	if g.cfg.UpstreamTLS != nil {
-		tc := tls.Client(nc, g.cfg.UpstreamTLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fail(err)
-		}
-		nc = tc
-	}
 	up := *cp
 	up.Username, up.UsernameFlag = p.Username(), p.Username() != ""
 	up.Password, up.PasswordFlag = nil, false
+	if len(g.cfg.UpstreamPassword) > 0 {
+		up.Password, up.PasswordFlag = g.cfg.UpstreamPassword, true
+	}
 	props := *cp.Properties
 	props.AuthMethod, props.AuthData = "", nil
 	if up.ProtocolVersion == 5 {
@@ -358,6 +368,19 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 		}
 	}
 	up.Properties = &props
+	if c.tr != nil && c.tr.connect(&up) {
+		if err := c.purgeSession(ctx, up); err != nil {
+			return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
+		}
+	}
+	nc, err := c.dialBroker(ctx)
+	if err != nil {
+		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
+	}
+	fail := func(err error) (net.Conn, *bufio.Reader, connack, error) {
+		_ = nc.Close()
+		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
+	}
 	if _, err := nc.Write(encodeConnect(&up)); err != nil {
 		return fail(err)
 	}
@@ -369,12 +392,39 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 	if pk.typ() != packets.CONNACK {
 		return fail(fmt.Errorf("%w: first packet from the broker is not CONNACK", ErrMalformed))
 	}
-	ca, err := parseConnack(pk.body, cp.ProtocolVersion)
+	ca, err := parseConnack(pk.body, up.ProtocolVersion)
 	if err != nil {
 		return fail(err)
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return nc, ur, ca, nil
+}
+
+// dialBroker opens a broker leg (with the PROXY protocol header and TLS
+// when configured) whose deadline is ctx's.
+func (c *conn) dialBroker(ctx context.Context) (net.Conn, error) {
+	g := c.g
+	nc, err := g.cfg.Dialer.DialContext(ctx, "tcp", g.cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	if g.cfg.ProxyProtocol {
+		if _, err := nc.Write(proxyHeader(c.nc.RemoteAddr(), c.nc.LocalAddr())); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+	}
+	if g.cfg.UpstreamTLS != nil {
+		tc := tls.Client(nc, g.cfg.UpstreamTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+		nc = tc
+	}
+	return nc, nil
 }
 
 // upstreamLoop relays the client's packets to the broker, authorizing
@@ -404,7 +454,7 @@ func (c *conn) upstreamLoop() error {
 					break
 				}
 			}
-			err = c.writeUp(p.raw)
+			err = c.relayUp(p)
 		case packets.AUTH:
 			err = c.reauth(p)
 		case packets.CONNECT:
@@ -414,7 +464,7 @@ func (c *conn) upstreamLoop() error {
 			c.disconnectUp(p)
 			return nil
 		default:
-			err = c.writeUp(p.raw)
+			err = c.relayUp(p)
 		}
 		if err == nil && !packetBuffered(c.cr) {
 			err = c.flushUp()
@@ -471,6 +521,12 @@ func (c *conn) publish(p packet) error {
 		return err
 	}
 	if !c.authorize(auth.Publish, t) {
+		if c.lc.Session().Closed() {
+			// Ending (the legs close next): no PUBACK 0x87 for what
+			// was not judged; the client resends it on its next
+			// connection.
+			return nil
+		}
 		c.logDenied(auth.Publish, t)
 		switch pub.qos {
 		case 1:
@@ -488,7 +544,7 @@ func (c *conn) publish(p packet) error {
 		}
 		return nil
 	}
-	return c.writeUp(out)
+	return c.writeUp(c.upPublish(p.raw[0], topic, pub, out))
 }
 
 // subscribe authorizes each filter of a SUBSCRIBE and forwards the allowed
@@ -512,8 +568,27 @@ func (c *conn) subscribe(p packet) error {
 			return err
 		}
 	}
+	var subID bool
+	var reason string // of the refused options (translation)
+	if c.tr != nil {
+		if subID, err = hasSubscriptionID(sub.props); err != nil {
+			c.disconnect(auth.MalformedPacket)
+			return err
+		}
+	}
 	for i, s := range sub.subs {
 		f := string(s.filter)
+		if c.tr != nil {
+			code, why, err := c.tr.unsupported(s, subID)
+			if err != nil {
+				c.disconnect(auth.MalformedPacket)
+				return err
+			}
+			if code != 0 {
+				codes[i], reason = byte(code), why
+				continue
+			}
+		}
 		if c.authorize(auth.Subscribe, f) {
 			allowed = append(allowed, s)
 			continue
@@ -523,8 +598,8 @@ func (c *conn) subscribe(p packet) error {
 	}
 	switch {
 	case len(allowed) == 0:
-		return c.writeClient(suback{id: sub.id, codes: codes}.encode(c.version))
-	case len(allowed) == len(sub.subs):
+		return c.writeClient(suback{id: sub.id, props: c.tr.subackProps(reason), codes: codes}.encode(c.version))
+	case len(allowed) == len(sub.subs) && c.tr == nil:
 		return c.writeUp(p.raw)
 	}
 	c.smu.Lock()
@@ -533,6 +608,10 @@ func (c *conn) subscribe(p packet) error {
 	}
 	c.subs[sub.id] = codes
 	c.smu.Unlock()
+	if c.tr != nil {
+		c.tr.noteSubscribe(sub.id, reason)
+		return c.writeUp(subscribe311(sub.id, allowed))
+	}
 	return c.writeUp(sub.encode(c.version, allowed))
 }
 
@@ -575,6 +654,10 @@ func (c *conn) reauth(p packet) error {
 // Message), publishes it. A Will that the connection layer says may no
 // longer be published is sent as a normal DISCONNECT instead.
 func (c *conn) disconnectUp(p packet) {
+	if c.tr != nil {
+		c.disconnectUp311(p)
+		return
+	}
 	out := p.raw
 	if c.version == 5 && len(p.body) > 0 && p.body[0] == 0x04 {
 		if c.lc.Will() == nil || !c.lc.WillAllowed(c.g.ctx) {
@@ -598,6 +681,7 @@ func (c *conn) downstream(ur *bufio.Reader) {
 	for {
 		p, err := readPacket(ur, int(c.g.lim.MaxPacketSize))
 		if err != nil {
+			c.brokerClosed()
 			return
 		}
 		out := p.raw
@@ -610,6 +694,19 @@ func (c *conn) downstream(ur *bufio.Reader) {
 			if !ok {
 				continue
 			}
+			if c.tr != nil && p.flags()&0x06 != 0 {
+				// The client's Receive Maximum: wait for its window,
+				// after sending it what is queued.
+				id := deliveryID(out)
+				if !c.tr.tryAcquire(id) {
+					c.wmu.Lock()
+					err = q.flush(c.nc, c.g.lim.WriteTimeout)
+					c.wmu.Unlock()
+					if err != nil || !c.tr.acquire(id) {
+						return
+					}
+				}
+			}
 		case packets.PUBREL:
 			if id, ok := packetID(p.body); ok && d.withheld2 != nil {
 				if _, w := d.withheld2[id]; w {
@@ -619,6 +716,12 @@ func (c *conn) downstream(ur *bufio.Reader) {
 					}
 					continue
 				}
+			}
+			if id, ok := packetID(p.body); ok && c.tr != nil && c.tr.takeRefused(id) {
+				if c.ackUp(ack(packets.PUBCOMP, id, 0, c.upVersion)) != nil {
+					return
+				}
+				continue
 			}
 		}
 		if p.typ() == packets.PUBLISH || p.typ() == packets.PUBACK {
@@ -644,6 +747,10 @@ func (c *conn) downstream(ur *bufio.Reader) {
 		switch p.typ() {
 		case packets.SUBACK:
 			out = c.mergeSuback(p)
+		case packets.UNSUBACK:
+			if c.tr != nil {
+				out = c.tr.unsuback(p)
+			}
 		case packets.AUTH:
 			return // the gateway named no method upstream [MQTT-4.12.0-1]
 		case packets.CONNACK, packets.CONNECT:
@@ -682,11 +789,14 @@ type alias struct {
 // It returns the packet to relay (rewritten to carry its topic when the
 // client does not know the alias in it) and whether to relay it.
 func (c *conn) deliver(p packet, d *deliveries) ([]byte, bool, error) {
-	pub, err := parsePublish(p, c.version)
+	pub, err := parsePublish(p, c.upVersion)
 	if err != nil {
 		return nil, false, err
 	}
 	topic, out := pub.topic, p.raw
+	if c.tr != nil {
+		out = publish5(p.raw[0], pub)
+	}
 	var a *alias
 	if pub.hasAlias {
 		if d.aliases == nil {
@@ -706,7 +816,17 @@ func (c *conn) deliver(p packet, d *deliveries) ([]byte, bool, error) {
 			topic = a.topic
 		}
 	}
-	if !c.authorize(auth.Subscribe, string(topic)) {
+	// A delivery above the client's Maximum Packet Size is discarded
+	// [MQTT-3.1.2-25] (a 3.1.1 broker does not know the maximum).
+	if !c.authorize(auth.Subscribe, string(topic)) || (c.tr != nil && c.tr.maxPacket > 0 && len(out) > c.tr.maxPacket) {
+		if c.lc.Session().Closed() {
+			// The connection is ending (drain, shutdown, expiry,
+			// revocation; the legs close next, after the client's
+			// DISCONNECT): neither relayed nor acknowledged, so that
+			// the broker keeps the message for the session's next
+			// connection.
+			return nil, false, nil
+		}
 		switch pub.qos {
 		case 1:
 			err = c.ackUp(ack(packets.PUBACK, pub.id, 0, c.version))
@@ -734,6 +854,9 @@ func (c *conn) mergeSuback(p packet) []byte {
 	id, ok := packetID(p.body)
 	if !ok {
 		return p.raw
+	}
+	if c.tr != nil {
+		return c.mergeSuback311(p)
 	}
 	c.smu.Lock()
 	codes, ok := c.subs[id]

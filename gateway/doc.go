@@ -114,7 +114,7 @@
 // # What the broker sees
 //
 // One MQTT connection per authenticated client, in the client's protocol
-// version (3.1.1 or 5): User Name = the principal's user name (the
+// version (3.1.1 or 5; or 3.1.1 for every client: TRANSLATION, below): User Name = the principal's user name (the
 // certificate's identity, the token's subject, the SCRAM user), Client
 // Identifier as the client sent it (an empty one is assigned by the broker
 // and relayed in CONNACK), the client's clean start, keep alive, Will,
@@ -132,7 +132,15 @@
 // CRLs, SCRAM stores and ABAC policies are files that Kubernetes ConfigMaps
 // and Secrets distribute to every replica; each replica watches them and
 // re-checks its own connections ([auth.Manager.Recheck]). Nothing is
-// shared between replicas.
+// shared between replicas. TestNATSCluster runs two gateways in front of
+// a three-node NATS cluster (MQTT 3.1.1 upstream): a persistent session
+// moves between them with its queued QoS 1 messages, a connection through
+// one takes the session over from a client on the other, and a
+// revocation reaches the client through the gateway that holds it. With
+// a 3.1.1 broker the client that lost its session gets DISCONNECT 0x80,
+// not 0x8E: 3.1.1 closes without saying why. To leave, a replica drains
+// ([Gateway.Drain]: DISCONNECT 0x9C with another replica's address, and
+// [Gateway.DrainCheck] failing on /readyz from that moment).
 //
 // # MQTT 3.1.1
 //
@@ -151,6 +159,99 @@
 // (CONNACK 0x88 Server unavailable). [NewUpstreamCheck] is the readiness
 // check of the broker leg, for an admin listener's /readyz: it dials the
 // broker (TLS handshake included) without an MQTT CONNECT.
+//
+// # TRANSLATION: MQTT 5 clients in front of an MQTT 3.1.1 broker
+//
+// Config.UpstreamProtocol chooses the broker leg's version: auto (the
+// default) speaks the client's; 3.1.1 speaks MQTT 3.1.1 for every client,
+// for brokers that have no MQTT 5 (NATS's MQTT listener, RabbitMQ 3.x's
+// rabbitmq_mqtt); 5 refuses MQTT 3.1.1 clients with return code 1. An
+// MQTT 5 client of a 3.1.1 broker keeps everything the gateway does
+// itself — enhanced authentication, re-authentication, per-message
+// authorization with reason codes, server DISCONNECTs with reason codes,
+// topic aliases — and gets an honest translation of the rest: every
+// CONNACK, SUBACK, PUBACK and UNSUBACK it sees says what the broker did,
+// and what 3.1.1 cannot express is refused with a reason code, never
+// dropped silently. Each row is a case of TestTranslation (or the test
+// named).
+//
+//	Client (MQTT 5)                    Broker (3.1.1)                      Client sees
+//	CONNECT Clean Start 1, Expiry 0    Clean Session 1                     session present 0
+//	CONNECT Clean Start 0, Expiry > 0  Clean Session 0                     the broker's session present
+//	CONNECT Clean Start 1, Expiry > 0  Clean Session 1 on a leg of its     session present 0; the new session
+//	                                   own, DISCONNECT, then Clean         persists (the broker keeps it for as
+//	                                   Session 0                           long as it keeps sessions: 3.1.1 has
+//	                                                                       no expiry, nor the DISCONNECT's)
+//	CONNECT Clean Start 0, Expiry 0    Clean Session 1 (an expiry-0        session present 0
+//	                                   session must not outlive the
+//	                                   connection)
+//	Keep Alive, Will (topic, payload,  the same; User Name = the           the broker's keep alive
+//	QoS, retain)                       principal's identity, Password =
+//	                                   Config.UpstreamPassword
+//	Will Delay Interval > 0            not sent                            CONNACK 0x83 with a Reason String
+//	Will properties, CONNECT           dropped (3.1.1 has none; the
+//	properties                         gateway acts on Receive Maximum,
+//	                                   Maximum Packet Size, Topic Alias
+//	                                   Maximum, Request Problem Info)
+//	empty Client Identifier            "mqttauth-" + 24 random hex digits  Assigned Client Identifier
+//	CONNACK return code 2, 3, 4, 5     —                                   0x85, 0x88, 0x86, 0x87
+//	CONNACK return code 1              —                                   0x88 (the gateway's broker, not
+//	                                                                       the client, lacks the version)
+//	CONNACK success                    —                                   Subscription Identifiers and
+//	                                                                       Shared Subscriptions not available;
+//	                                                                       the gateway's Topic Alias Maximum
+//	                                                                       and Maximum Packet Size
+//	PUBLISH (alias resolved)           topic, QoS, retain, DUP, payload;   PUBACK/PUBREC from the broker, or
+//	                                   properties dropped (Message         0x87 from the gateway (never sent up)
+//	                                   Expiry, Content Type, Response
+//	                                   Topic, Correlation Data, User
+//	                                   Properties: 3.1.1 cannot carry them)
+//	PUBACK/PUBREC/PUBREL/PUBCOMP       bare acknowledgements (the packet   broker acknowledgements relayed as
+//	with codes or properties           identifier)                         they are (a bare one is success)
+//	PUBREC >= 0x80 to a delivery       PUBREC; the broker's PUBREL is      the QoS 2 flow ends there, as in MQTT 5
+//	                                   answered by the gateway
+//	deliveries (3.1.1 PUBLISH)         —                                   MQTT 5 PUBLISH, no properties
+//	                                                                       (no message expiry: the broker's
+//	                                                                       queued and retained messages never
+//	                                                                       expire); at most Receive Maximum
+//	                                                                       unacknowledged (the gateway stops
+//	                                                                       reading the broker meanwhile); one
+//	                                                                       above Maximum Packet Size discarded
+//	                                                                       and acknowledged to the broker
+//	SUBSCRIBE, QoS only                filter and QoS                      the broker's granted QoS
+//	SUBSCRIBE with a Subscription      not sent                            0xA1 Subscription Identifiers not
+//	Identifier                                                             supported, every filter
+//	$share/... filter                  not sent                            0x9E Shared Subscriptions not supported
+//	No Local, Retain As Published,     not sent                            0x83 Implementation specific error,
+//	Retain Handling 1 or 2                                                 with a Reason String naming the
+//	                                                                       option (unless Request Problem
+//	                                                                       Information is 0)
+//	filter the policy denies           not sent                            0x87 (TestTranslation, conformance)
+//	broker SUBACK 0x80                 —                                   0x80 Unspecified error
+//	                                                                       (TestTranslationBrokerSubackFailure)
+//	UNSUBSCRIBE                        the filters, no properties          UNSUBACK 0x00 per filter (3.1.1 does
+//	                                                                       not say whether one existed)
+//	PINGREQ                            PINGREQ                             the broker's PINGRESP
+//	DISCONNECT 0x00                    DISCONNECT (the Will is discarded)
+//	DISCONNECT 0x04 or >= 0x80         closed without DISCONNECT (the
+//	                                   broker publishes the Will), unless
+//	                                   the Will may no longer be published:
+//	                                   then DISCONNECT first
+//	(the broker closes: takeover,      —                                   DISCONNECT 0x80 "the broker closed
+//	its own authorization, …)                                              the connection"
+//	AUTH 0x19                          — (the gateway's Session)           AUTH 0x18/0x00 or DISCONNECT
+//
+// Brokers. NATS 2.15's MQTT listener (TestNATS: the stock nats-server,
+// built by the test from the module proxy and cached, JetStream on)
+// needs nothing special. RabbitMQ 3.10 (TestRabbitMQ): it refuses a User Name without a
+// Password, so set Config.UpstreamPassword (and check it in RabbitMQ's auth
+// backend, for example rabbitmq_auth_backend_http, or give each identity
+// that password); it reads a colon in the User Name as "vhost:user"
+// unless rabbitmq_mqtt's ignore_colons_in_username is true (advanced.config:
+// [{rabbitmq_mqtt, [{ignore_colons_in_username, true}]}]), and K8S-SAT
+// identities (system:serviceaccount:NS:NAME) have colons; it grants QoS 2
+// subscriptions as QoS 1; a subscription its own authorization refuses
+// closes the connection (the client gets DISCONNECT 0x80, above).
 //
 // # Use
 //

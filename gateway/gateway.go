@@ -43,6 +43,18 @@ type Config struct {
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
+	// UpstreamProtocol is the MQTT version spoken to the broker: the
+	// client's (UpstreamAuto, the zero value), 3.1.1 for every client
+	// (UpstreamV311: MQTT 5 clients are translated, for brokers that speak
+	// only 3.1.1), or 5 (UpstreamV5: MQTT 3.1.1 clients are refused). See
+	// the package documentation's TRANSLATION section.
+	UpstreamProtocol UpstreamProtocol
+	// UpstreamPassword, when set, is the Password of every CONNECT the
+	// gateway sends the broker (with the principal's user name): a secret
+	// the gateway shares with the broker, for brokers that require a
+	// password with a user name (RabbitMQ) and to keep whoever else
+	// reaches the broker from claiming identities. Never logged.
+	UpstreamPassword []byte
 	// ProxyProtocol makes the gateway send a PROXY protocol v2 header with
 	// the client's address first on the broker leg (mosquitto 2.1 and EMQX
 	// read it when configured to). Off by default: a broker that does not
@@ -109,6 +121,8 @@ type Gateway struct {
 	conns  map[*conn]struct{}
 	wg     sync.WaitGroup
 	n      atomic.Int64 // connections being served
+
+	draining atomic.Bool // Drain or Shutdown has begun (drain.go)
 }
 
 // New validates cfg and returns a Gateway.
@@ -121,6 +135,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.UpstreamTimeout < 0 {
 		return nil, errors.New("gateway: negative Config.UpstreamTimeout")
+	}
+	switch cfg.UpstreamProtocol {
+	case UpstreamAuto, UpstreamV311, UpstreamV5:
+	default:
+		return nil, fmt.Errorf("%w: %d", ErrUpstreamProtocol, cfg.UpstreamProtocol)
 	}
 	cfg.UpstreamTimeout = cmp.Or(cfg.UpstreamTimeout, DefaultUpstreamTimeout)
 	cfg.TopicAliasMaximum = cmp.Or(cfg.TopicAliasMaximum, DefaultTopicAliasMaximum)
@@ -176,6 +195,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // flight finish until ctx ends, and then closes what is left (both legs).
 // It returns ctx's error when it had to cut exchanges short.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.draining.Store(true)
 	err := g.conn.Shutdown(ctx)
 	_ = g.Close()
 	return err
@@ -185,6 +205,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // serverReference as the Server Reference (see mqttconn.Server.Drain), so
 // that clients move to another gateway at once.
 func (g *Gateway) Drain(ctx context.Context, serverReference string) error {
+	g.draining.Store(true)
 	err := g.conn.Drain(ctx, serverReference)
 	_ = g.Close()
 	return err

@@ -16,6 +16,7 @@
 //	mosquitto -c mosquitto.conf       # listener 1883 127.0.0.1, allow_anonymous true
 //	gateway -upstream 127.0.0.1:1883  # the tutorial, with a generated PKI
 //	gateway -config gateway.yaml -upstream broker.internal:8883 -upstream-cafile ca.pem -upstream-cert gw.pem -upstream-key gw.key
+//	gateway -upstream 127.0.0.1:1883 -upstream-protocol 3.1.1 -upstream-password-file gw.pass  # RabbitMQ or NATS (3.1.1 only)
 //
 // -config may be repeated (resources spread over files) and
 // -check-config prints the effective configuration, flags included, and
@@ -30,6 +31,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -45,6 +47,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +88,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	upCert := fs.String("upstream-cert", "", "the gateway's client certificate for the broker (with -upstream-key)")
 	upKey := fs.String("upstream-key", "", "the key of -upstream-cert")
 	upName := fs.String("upstream-server-name", "", "the broker's TLS server name (default: the host of -upstream)")
+	upProto := fs.String("upstream-protocol", "", `MQTT version spoken to the broker: 5, 3.1.1 (MQTT 5 clients translated) or auto (the client's), overriding MqttAuthSettings upstream.protocol (default auto)`)
+	upPassFile := fs.String("upstream-password-file", "", "file holding the password sent to the broker with every identity (RabbitMQ requires one)")
+	drainTo := fs.String("drain-to", "", "on SIGTERM, send MQTT 5 clients DISCONNECT 0x9C (Use another server) with this Server Reference (host:port of another gateway) rather than 0x8B")
 	proxy := fs.Bool("proxy-protocol", false, "send the client's address upstream with the PROXY protocol v2 (the broker must expect it)")
 	maxPacket := fs.Int("max-packet-size", 0, "maximum packet size on both legs (0: 1 MiB)")
 	maxPending := fs.Int("max-pending", 0, "maximum connections not yet authenticated (0: 256, 32 per source)")
@@ -195,6 +201,33 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}); err != nil {
 		return err
 	}
+	if *upProto == "" && cfg.Settings.Upstream != nil {
+		*upProto = cfg.Settings.Upstream.Protocol
+	}
+	protocol, err := gateway.ParseUpstreamProtocol(*upProto)
+	if err != nil {
+		return err
+	}
+	var upPass []byte
+	if *upPassFile != "" {
+		if upPass, err = os.ReadFile(*upPassFile); err != nil {
+			return err
+		}
+		upPass = bytes.TrimRight(upPass, "\r\n")
+	}
+	// /readyz is not ready once the gateways drain or shut down.
+	var live atomic.Pointer[[]*gateway.Gateway]
+	draining := admin.Check{Name: "draining", Check: func(ctx context.Context) error {
+		if p := live.Load(); p != nil {
+			for _, g := range *p {
+				if err := g.DrainCheck(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}}
+	adminCfg.Checks = append(adminCfg.Checks, draining)
 	adminSrv, listening, err := startAdmin(adminCfg)
 	if err != nil {
 		return err
@@ -212,14 +245,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}()
 	for _, p := range b.Ports {
 		g, err := gateway.New(gateway.Config{
-			Manager:       m,
-			Upstream:      *upstream,
-			UpstreamTLS:   upTLS,
-			ProxyProtocol: *proxy,
-			TLS:           p.TLS,
-			Listener:      p.Name,
-			Limits:        lim,
-			Logger:        log,
+			Manager:          m,
+			Upstream:         *upstream,
+			UpstreamTLS:      upTLS,
+			ProxyProtocol:    *proxy,
+			UpstreamProtocol: protocol,
+			UpstreamPassword: upPass,
+			TLS:              p.TLS,
+			Listener:         p.Name,
+			Limits:           lim,
+			Logger:           log,
 		})
 		if err != nil {
 			return err
@@ -231,9 +266,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		gws = append(gws, g)
 		go func() { served <- g.Serve(ln) }()
 		log.Info("gateway listening", slog.String("address", ln.Addr().String()), slog.String("listener", p.Name),
-			slog.Bool("tls", p.TLS != nil), slog.String("upstream", *upstream), slog.Bool("upstream_tls", upTLS != nil))
+			slog.Bool("tls", p.TLS != nil), slog.String("upstream", *upstream), slog.Bool("upstream_tls", upTLS != nil),
+			slog.String("upstream_protocol", protocol.String()))
 	}
 	all := slices.Clone(gws)
+	live.Store(&all)
 	if err := exp.GaugeFunc("gateway_connections", "Client connections the gateways hold (pending and authenticated).", nil, func() float64 {
 		n := 0
 		for _, g := range all {
@@ -246,15 +283,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	listening.Open()
 	select {
 	case <-ctx.Done():
-		// Orderly: stop accepting, DISCONNECT 0x8B to every MQTT 5
-		// client, let exchanges in flight finish for up to 10 s.
-		log.Info("gateway stopping")
+		// Orderly: stop accepting, DISCONNECT 0x8B (or 0x9C with
+		// -drain-to) to every MQTT 5 client, let exchanges in flight
+		// finish for up to 10 s.
+		log.Info("gateway stopping", slog.String("drain_to", *drainTo))
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var wg sync.WaitGroup
 		for _, g := range gws {
 			wg.Go(func() {
-				if err := g.Shutdown(sctx); err != nil {
+				stop := g.Shutdown
+				if *drainTo != "" {
+					stop = func(ctx context.Context) error { return g.Drain(ctx, *drainTo) }
+				}
+				if err := stop(sctx); err != nil {
 					log.Warn("shutdown cut short", slog.String("err", err.Error()))
 				}
 			})

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 AFTER=$PWD
 BEFORE=${BEFORE:?checkout of the commit before the layer}
 OUT=${OUT:-/tmp/bench-layer}
-ROUNDS=${ROUNDS:-6}
+ROUNDS=${ROUNDS:-5}
 mkdir -p "$OUT"
 for side in before after; do
 	src=$BEFORE; [ $side = after ] && src=$AFTER

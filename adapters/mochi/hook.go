@@ -233,6 +233,9 @@ func (h *Hook) OnStarted() {
 	}
 	h.refused.Store(true)
 	h.log.LogAttrs(h.ctx, slog.LevelError, "mqttauth: refusing to serve: closing the server", slog.String("err", err.Error()))
+	// The connection layer refuses every CONNECT from now on (0x88, return
+	// code 3 for MQTT 3.1.1) while mochi closes.
+	_ = h.conn.Close()
 	go func() { _ = h.srv.Close() }()
 }
 
@@ -339,11 +342,11 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.WillFlag {
 		cp.Will = &mqttconn.Will{Topic: pk.Connect.WillTopic, QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain}
 	}
-	var res mqttconn.Result
-	if h.refused.Load() {
-		res = c.lc.Refuse(auth.ServerUnavailable, "", errRefused)
-	} else {
-		res = c.lc.Connect(h.ctx, &cp)
+	// When another permissive hook was found at start, the layer is
+	// closed and refuses the client (OnStarted).
+	res := c.lc.Connect(h.ctx, &cp)
+	if !res.OK && h.refused.Load() {
+		res.Err = errRefused
 	}
 	// The credentials have been judged (and cleared by the layer): drop
 	// them from the properties storage hooks persist.

@@ -174,9 +174,9 @@ func (c *Client) Connect(ctx context.Context, cp *Connect) Result {
 }
 
 // Refuse refuses the client with code instead of the success CONNACK,
-// after Connect passed or instead of it: for what the adapter decides
-// itself (the upstream broker refused or cannot be reached, the broker is
-// refusing every client). It ends the session, writes the refusing CONNACK
+// after Connect passed: for what the adapter decides itself (the upstream
+// broker refused or cannot be reached). Connect must have run (it read
+// the protocol version the refusal is encoded for). It ends the session, writes the refusing CONNACK
 // for the client's version (see [Encode]; for MQTT 3.1.1 the return code
 // of code, or none), logs the deny record and returns the Result to act
 // on. The adapter closes the connection.

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,8 +49,24 @@ func TestExampleBrokerLimits(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "limits: maxPacketSize 2048, connectTimeout 2s, maxUnauthenticatedConnections 8, maxUnauthenticatedPerSource 6")
 
-	addr := proc.FreeAddr(t)
-	startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr)
+	addr, adminAddr := proc.FreeAddr(t), proc.FreeAddr(t)
+	startReady(t, "broker listening", binary(t, "broker"), "-config", cfg, "-addr", addr, "-admin-addr", adminAddr)
+	// pending reads the broker's gauge of connections accepted and not
+	// yet authenticated.
+	pending := func() string {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "mqttauth_preauth_pending ") {
+				return strings.TrimPrefix(line, "mqttauth_preauth_pending ")
+			}
+		}
+		return ""
+	}
 	_, port, _ := net.SplitHostPort(addr)
 	clientTLS := thermostatTLS(t, dev)
 
@@ -93,7 +111,10 @@ func TestExampleBrokerLimits(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Close()
 	}
-	time.Sleep(200 * time.Millisecond) // the broker has accepted them
+	// The broker has accepted them (on a loaded machine, a sleep was not
+	// always enough: the 7th could be accepted before the 6th).
+	require.Eventually(t, func() bool { return pending() == "6" }, 10*time.Second, 20*time.Millisecond,
+		"the broker holds 6 pending connections (gauge %q)", pending())
 	over, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
 	defer over.Close()

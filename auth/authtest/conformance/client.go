@@ -2,7 +2,9 @@ package conformance
 
 import (
 	"context"
+	"hash/fnv"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -63,9 +65,16 @@ func (h *Handler) Received() []*paho.Auth {
 
 // Dial connects a client to addr with cp, answering challenges with
 // answers. It returns the CONNACK and paho's error (set for a failing
-// CONNACK). A connected client is disconnected by tb.Cleanup.
+// CONNACK). A connected client is disconnected by tb.Cleanup. A non-empty
+// client identifier gets a suffix of the test's own (see CaseClientID), so
+// that a broker shared by several cases (a cluster, RabbitMQ, NATS behind
+// the gateway) never sees one case's client take over the session of a
+// client of an earlier case that it is still closing.
 func Dial(tb testing.TB, addr string, cp *paho.Connect, answers map[string]string) (*Client, *paho.Connack, error) {
 	tb.Helper()
+	if cp.ClientID != "" {
+		cp.ClientID = CaseClientID(tb, cp.ClientID)
+	}
 	conn, err := net.DialTimeout("tcp", addr, Timeout)
 	if err != nil {
 		tb.Fatalf("conformance: dial %s: %v", addr, err)
@@ -157,4 +166,12 @@ func (c *Client) SubscribeCode(tb testing.TB, filter string) byte {
 		tb.Fatalf("conformance: subscribe %q: %v", filter, err)
 	}
 	return sa.Reasons[0]
+}
+
+// CaseClientID returns id with a suffix derived from the test's name: the
+// same within a test, different between tests.
+func CaseClientID(tb testing.TB, id string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tb.Name()))
+	return id + "-" + strconv.FormatUint(uint64(h.Sum32()), 36)
 }

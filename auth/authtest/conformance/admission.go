@@ -44,7 +44,7 @@ func admissionPerSourceShare(t *testing.T, b Broker, _ *Fixture) {
 		}
 	}
 	start := time.Now()
-	_, ca, err := Dial(t, b.Addr, password("other-source", UserAlice), nil)
+	_, ca, err := dial(t, b.Addr, password("other-source", UserAlice), nil)
 	if took := time.Since(start); err != nil || took > time.Second {
 		got := "no CONNACK"
 		if ca != nil {

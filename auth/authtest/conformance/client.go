@@ -63,18 +63,24 @@ func (h *Handler) Received() []*paho.Auth {
 	return append([]*paho.Auth(nil), h.received...)
 }
 
-// Dial connects a client to addr with cp, answering challenges with
-// answers. It returns the CONNACK and paho's error (set for a failing
-// CONNACK). A connected client is disconnected by tb.Cleanup. A non-empty
-// client identifier gets a suffix of the test's own (see CaseClientID), so
-// that a broker shared by several cases (a cluster, RabbitMQ, NATS behind
-// the gateway) never sees one case's client take over the session of a
-// client of an earlier case that it is still closing.
-func Dial(tb testing.TB, addr string, cp *paho.Connect, answers map[string]string) (*Client, *paho.Connack, error) {
+// dial is Dial for the suite's own cases: a non-empty client identifier
+// gets a suffix of the case's own (see CaseClientID), so that a broker
+// shared by several cases (a cluster, RabbitMQ, NATS behind the gateway)
+// never sees one case's client take over the session of a client of an
+// earlier case that it is still closing.
+func dial(tb testing.TB, addr string, cp *paho.Connect, answers map[string]string) (*Client, *paho.Connack, error) {
 	tb.Helper()
 	if cp.ClientID != "" {
 		cp.ClientID = CaseClientID(tb, cp.ClientID)
 	}
+	return Dial(tb, addr, cp, answers)
+}
+
+// Dial connects a client to addr with cp, answering challenges with
+// answers. It returns the CONNACK and paho's error (set for a failing
+// CONNACK). A connected client is disconnected by tb.Cleanup.
+func Dial(tb testing.TB, addr string, cp *paho.Connect, answers map[string]string) (*Client, *paho.Connack, error) {
+	tb.Helper()
 	conn, err := net.DialTimeout("tcp", addr, Timeout)
 	if err != nil {
 		tb.Fatalf("conformance: dial %s: %v", addr, err)

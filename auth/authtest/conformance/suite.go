@@ -145,7 +145,7 @@ func password(id, user string) *paho.Connect {
 
 func mustConnect(t *testing.T, b Broker, cp *paho.Connect, answers map[string]string) (*Client, *paho.Connack) {
 	t.Helper()
-	c, ca, err := Dial(t, b.Addr, cp, answers)
+	c, ca, err := dial(t, b.Addr, cp, answers)
 	if err != nil {
 		code := -1
 		if ca != nil {
@@ -171,7 +171,7 @@ func connectPasswordPass(t *testing.T, b Broker, _ *Fixture) {
 
 func connectRefused(cp *paho.Connect, want byte) func(*testing.T, Broker, *Fixture) {
 	return func(t *testing.T, b Broker, _ *Fixture) {
-		_, ca, err := Dial(t, b.Addr, cp, nil)
+		_, ca, err := dial(t, b.Addr, cp, nil)
 		if err == nil {
 			t.Fatalf("connected; want CONNACK 0x%02x", want)
 		}
@@ -215,7 +215,7 @@ func multistepTwoRounds(t *testing.T, b Broker, _ *Fixture) {
 }
 
 func multistepWrongAnswer(t *testing.T, b Broker, _ *Fixture) {
-	_, ca, err := Dial(t, b.Addr, withMethod("multi", MethodChallenge, "hello"),
+	_, ca, err := dial(t, b.Addr, withMethod("multi", MethodChallenge, "hello"),
 		map[string]string{"round-1": "answer-1", "round-2": "wrong"})
 	if err == nil || ca == nil || ca.ReasonCode != 0x87 {
 		t.Fatalf("got CONNACK %+v, err %v; want CONNACK 0x87", ca, err)

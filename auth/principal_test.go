@@ -98,3 +98,16 @@ func TestConnackV311(t *testing.T) {
 		}
 	}
 }
+
+// FromConnackV311 inverts ConnackV311 for every code that has a 3.1.1
+// return code: a refusal relayed from a 3.1.1 broker and encoded again
+// for a 3.1.1 client keeps its return code.
+func TestFromConnackV311(t *testing.T) {
+	for rc := byte(1); rc <= 5; rc++ {
+		back, ok := auth.FromConnackV311(rc).ConnackV311()
+		require.True(t, ok)
+		require.Equal(t, rc, back)
+	}
+	require.Equal(t, auth.Success, auth.FromConnackV311(0))
+	require.Equal(t, auth.NotAuthorized, auth.FromConnackV311(0x80))
+}

@@ -143,3 +143,25 @@ func (c ReasonCode) ConnackV311() (byte, bool) {
 	}
 	return 0, false
 }
+
+// FromConnackV311 returns the MQTT v5 reason code that stands for the MQTT
+// 3.1.1 CONNACK return code rc, the inverse of [ReasonCode.ConnackV311]:
+// 1 is 0x84 (Unsupported Protocol Version), 2 is 0x85 (Client Identifier
+// not valid), 3 is 0x88 (Server unavailable), 4 is 0x86 (Bad User Name or
+// Password), 5 and any other failure is 0x87 (Not authorized); 0 is
+// Success. An adapter that relays a 3.1.1 broker's refusal uses it.
+func FromConnackV311(rc byte) ReasonCode {
+	switch rc {
+	case 0:
+		return Success
+	case 1:
+		return 0x84
+	case 2:
+		return 0x85
+	case 3:
+		return ServerUnavailable
+	case 4:
+		return BadUserNameOrPassword
+	}
+	return NotAuthorized
+}

@@ -148,6 +148,8 @@ func startStack(tb testing.TB, ac auth.Config, brokerConf string, cfg func(*gate
 		require.ErrorIs(tb, <-served, gateway.ErrClosed)
 		require.Zero(tb, g.Len())
 		require.Zero(tb, m.Len())
+		require.Zero(tb, g.Stats().Clients, "the connection layer still holds clients")
+		require.Zero(tb, g.Stats().Pending)
 	})
 	return &stack{Broker: b, Gateway: g, Manager: m, Addr: ln.Addr().String()}
 }

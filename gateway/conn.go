@@ -202,23 +202,12 @@ func (c *conn) disconnect(code auth.ReasonCode) {
 }
 
 // v5Code returns the MQTT 5 reason code that stands for a broker's CONNACK
-// code in version: an MQTT 3.1.1 return code (1 to 5) is mapped to the v5
-// code the connection layer maps back.
+// code in version (auth.FromConnackV311 for an MQTT 3.1.1 return code).
 func v5Code(code, version byte) auth.ReasonCode {
 	if version == 5 {
 		return auth.ReasonCode(code)
 	}
-	switch code {
-	case 1:
-		return 0x84 // Unsupported Protocol Version
-	case 2:
-		return 0x85 // Client Identifier not valid
-	case 3:
-		return auth.ServerUnavailable
-	case 4:
-		return auth.BadUserNameOrPassword
-	}
-	return auth.NotAuthorized
+	return auth.FromConnackV311(code)
 }
 
 // authenticate reads CONNECT, runs it through the connection layer (the

@@ -194,7 +194,7 @@ func connackCode(rc byte) auth.ReasonCode {
 	if rc == 1 {
 		return auth.ServerUnavailable
 	}
-	return v5Code(rc, mqttconn.V311)
+	return auth.FromConnackV311(rc)
 }
 
 // publish311 returns a client's PUBLISH (its topic alias resolved into

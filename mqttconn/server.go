@@ -182,6 +182,9 @@ func (s *Server) Context() context.Context { return s.ctx }
 type Stats struct {
 	// Pending is the number of connections accepted and not yet judged.
 	Pending int64
+	// Clients is the number of clients the server holds now (Len): it
+	// falls back to zero when every connection has ended.
+	Clients int
 	// OverPending counts connections closed at accept because MaxPending
 	// connections were pending.
 	OverPending uint64
@@ -211,6 +214,7 @@ type counters struct {
 func (s *Server) Stats() Stats {
 	return Stats{
 		Pending:      s.adm.pending(),
+		Clients:      s.Len(),
 		OverPending:  s.stats.overPending.Load(),
 		OverSource:   s.stats.overSource.Load(),
 		TimedOut:     s.stats.timedOut.Load(),

@@ -43,7 +43,8 @@ func TestConformance(t *testing.T) {
 		}
 		tb.Cleanup(func() {
 			stop()
-			require.Eventually(tb, func() bool { return h.Len() == 0 }, 5*time.Second, 10*time.Millisecond, "hook still holds clients")
+			require.Eventually(tb, func() bool { return h.Len() == 0 && h.Stats().Clients == 0 }, 5*time.Second, 10*time.Millisecond,
+				"hook or connection layer still holds clients: %d, %+v", h.Len(), h.Stats())
 		})
 		return conformance.Broker{
 			Addr:     ln.Address(),

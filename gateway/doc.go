@@ -247,7 +247,8 @@
 //	                                                                       Window (10 s) before the close, the
 //	                                                                       notice awaited up to Grace (250 ms)
 //	                                                                       after it (TestCoordinatedTakeover,
-//	                                                                       TestNATSCluster, TestTakenOverRule)
+//	                                                                       TestNATSCluster, TestRabbitMQ,
+//	                                                                       TestTakenOverRule)
 //	(the broker closes: otherwise,     —                                   DISCONNECT 0x80 "the broker closed
 //	its own authorization, keep                                            the connection"
 //	alive, …)
@@ -319,7 +320,8 @@
 // match it gets 0x87 (matched as the broker matches: a filter that begins
 // with a wildcard matches no topic that begins with '$' [MQTT-4.7.2-1], so
 // "#" is served and the default topic begins with '$'), a delivery on it
-// is withheld (for brokers that match "#" with '$' topics anyway), a Will
+// is withheld (RabbitMQ's topic exchange matches "#" with '$' topics:
+// TestRabbitMQ checks that a "#" subscriber gets no notice), a Will
 // on it is refused with CONNACK 0x87, and a client identifier that
 // begins with ClientIDPrefix with CONNACK 0x85, so that no client takes a
 // control connection over (TestCoordinationTopicRefused). Clients that

@@ -1,7 +1,11 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,4 +149,95 @@ func TestCoordinationTopicRefused(t *testing.T) {
 		_ = nc.Close()
 		require.Equal(t, byte(2), code, "3.1.1: identifier rejected")
 	})
+}
+
+// spyDialer dials the broker for a gateway and finds its control
+// connections (their CONNECT names a client identifier with the control
+// prefix); it can drop what they publish, as a broker that never answers.
+type spyDialer struct {
+	mu       sync.Mutex
+	controls []net.Conn
+	drop     atomic.Bool // the control connections' PUBLISH packets vanish
+}
+
+func (d *spyDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &spyConn{Conn: nc, d: d}, nil
+}
+
+func (d *spyDialer) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.controls)
+}
+
+type spyConn struct {
+	net.Conn
+	d       *spyDialer
+	control atomic.Bool
+}
+
+func (c *spyConn) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == packets.CONNECT<<4 && bytes.Contains(b, []byte(gateway.DefaultCoordinationClientIDPrefix)) {
+		c.control.Store(true)
+		c.d.mu.Lock()
+		c.d.controls = append(c.d.controls, c.Conn)
+		c.d.mu.Unlock()
+	}
+	if len(b) > 0 && b[0]>>4 == packets.PUBLISH && c.control.Load() && c.d.drop.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+// The control connection comes back when the broker drops it, and
+// coordination works again; Close ends it (goleak in TestMain).
+func TestCoordinationReconnects(t *testing.T) {
+	b := startMosquitto(t, "")
+	d := &spyDialer{}
+	ga := startGateway(t, passwordAuth(), b.Addr, func(c *gateway.Config) {
+		c.Coordination, c.Dialer = &gateway.Coordination{}, d
+	})
+	gb := coordinated(t, passwordAuth(), b.Addr)
+	waitCoordination(t, ga.Gateway)
+	require.Equal(t, 1, d.count())
+
+	d.mu.Lock()
+	_ = d.controls[0].Close()
+	d.mu.Unlock()
+	deadline := time.Now().Add(20 * time.Second)
+	for d.count() < 2 || ga.Gateway.CoordinationCheck(context.Background()) != nil {
+		require.True(t, time.Now().Before(deadline), "no new control connection")
+		time.Sleep(20 * time.Millisecond)
+	}
+	requireTakenOver(t, gb.Addr, ga.Addr, "after-reconnect") // A's notice reaches B
+	requireTakenOver(t, ga.Addr, gb.Addr, "after-reconnect") // B's reaches A
+}
+
+// A notice the broker never acknowledges delays the client by
+// NoticeTimeout, no more; the takeover it announced is told as 0x80.
+func TestCoordinationNoticeTimeout(t *testing.T) {
+	b := startMosquitto(t, "")
+	d := &spyDialer{}
+	const timeout = 300 * time.Millisecond
+	ga := startGateway(t, passwordAuth(), b.Addr, func(c *gateway.Config) {
+		c.Coordination, c.Dialer = &gateway.Coordination{NoticeTimeout: timeout}, d
+	})
+	gb := coordinated(t, passwordAuth(), b.Addr)
+	waitCoordination(t, ga.Gateway)
+	d.drop.Store(true)
+
+	first, _ := v5Dial(t, gb.Addr, pw("unannounced", "alice"))
+	start := time.Now()
+	_, ca := v5Dial(t, ga.Addr, pw("unannounced", "alice"))
+	took := time.Since(start)
+	require.Equal(t, byte(0), ca.ReasonCode)
+	require.GreaterOrEqual(t, took, timeout, "waited for the PUBACK")
+	require.Less(t, took, timeout+3*time.Second, "no longer than NoticeTimeout")
+	dis := first.closedAfter(10 * time.Second)
+	require.NotNil(t, dis)
+	require.Equal(t, byte(0x80), dis.ReasonCode, "B never heard of the takeover")
 }

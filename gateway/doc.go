@@ -239,19 +239,20 @@
 //	                                   broker publishes the Will), unless
 //	                                   the Will may no longer be published:
 //	                                   then DISCONNECT first
-//	(the broker closes the leg: a      —                                   DISCONNECT 0x8E "another connection
-//	takeover) with Config.Coordination,                                    took the session over" when the client
-//	after another admission of the                                         identifier was admitted again (through
-//	client identifier                                                      another gateway or this one) after this
+//	the broker closes the leg, with    —                                   DISCONNECT 0x8E "another connection
+//	Config.Coordination, after another                                     took the session over" when the client
+//	admission of the client identifier                                     identifier was admitted again (through
+//	(a takeover)                                                           another gateway or this one) after this
 //	                                                                       connection's admission and at most
 //	                                                                       Window (10 s) before the close, the
 //	                                                                       notice awaited up to Grace (250 ms)
 //	                                                                       after it (TestCoordinatedTakeover,
 //	                                                                       TestNATSCluster, TestRabbitMQ,
 //	                                                                       TestTakenOverRule)
-//	(the broker closes: otherwise,     —                                   DISCONNECT 0x80 "the broker closed
-//	its own authorization, keep                                            the connection"
-//	alive, …)
+//	the broker closes the leg,         —                                   DISCONNECT 0x80 "the broker closed
+//	otherwise (no coordination, no                                         the connection"
+//	notice: its own authorization,
+//	keep alive, …)
 //	AUTH 0x19                          — (the gateway's Session)           AUTH 0x18/0x00 or DISCONNECT
 //
 // Brokers. NATS 2.15's MQTT listener (TestNATS: the stock nats-server,

@@ -52,6 +52,11 @@ type conn struct {
 	up     net.Conn // the broker leg, once dialed
 	closed bool     // the legs are (being) closed
 	upDone bool     // the client's DISCONNECT went upstream: the broker decides the Will
+	// brokerGone: the broker closed its leg first (3.1.1), and
+	// brokerClosed decides what the client is told (coordination.go).
+	brokerGone bool
+
+	admitted uint64 // the admission's sequence number (Config.Coordination), or 0
 
 	// Used by the serve goroutine only.
 	upq     batch               // packets for the broker, not yet written
@@ -69,6 +74,9 @@ type conn struct {
 // that Authorizer gives one: see auth.SessionAuthorizer); before
 // authentication and after the session ended it denies.
 func (c *conn) authorize(kind auth.ActionKind, topic string) bool {
+	if c.g.coord != nil && c.g.coord.reserved(topic) {
+		return false // the coordination topic, whatever the policy says
+	}
 	return c.lc.Authorize(c.g.ctx, kind, topic)
 }
 
@@ -91,6 +99,7 @@ func (c *conn) serve() error {
 		c.downstream(ur)
 	}()
 	err = c.upstreamLoop()
+	c.awaitBrokerClosed(done)
 	c.closeLegs()
 	<-done
 	c.g.log.LogAttrs(c.g.ctx, slog.LevelDebug, "gateway: connection ended",
@@ -275,6 +284,9 @@ func (c *conn) authenticate() (*bufio.Reader, error) {
 			c.lc.Refuse(code, reason, err)
 			return nil, err
 		}
+	}
+	if err := c.coordinate(cp); err != nil {
+		return nil, err
 	}
 	up, ur, ca, err := c.dialUpstream(cp, principal)
 	if err != nil {

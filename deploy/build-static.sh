@@ -1,9 +1,10 @@
 #!/bin/sh
 # Builds the example gateway and broker as static binaries into DIR (the
-# first argument), with the flags of the container image (Containerfile
-# runs this script; the test examples/e2e/cluster TestImageBinariesStatic
-# runs it too and checks the result has no dynamic section). Reproducible:
-# no cgo, no file paths, no build ID, no VCS stamp, the modules of this
+# first argument), with the flags of the container image (build-image.sh
+# runs this script for deploy/Containerfile; the test examples/e2e/cluster
+# TestImageBinariesStatic runs it too and checks the result has no dynamic
+# section). Reproducible: no cgo, no file paths, no build ID, no VCS stamp
+# (-buildvcs=false; a Go binary holds no build time), the modules of this
 # tree tied by go.work (the nested modules require each other at the
 # release version, which go.work replaces with the folders: a build of a
 # tagged release can use GOWORK=off instead); two builds, one with an

@@ -245,11 +245,12 @@ func (e *engine) command(t *testing.T, d time.Duration, path string, args ...str
 	return string(out)
 }
 
-// build runs deploy/build-image.sh and returns the image ID.
+// build runs deploy/build-image.sh and returns the image ID. (The first
+// build may compile everything: CI's other builds are with -race.)
 func (e *engine) build(t *testing.T, target, tag string) string {
 	t.Helper()
 	iid := filepath.Join(e.dir, "iid")
-	e.command(t, 3*time.Minute, filepath.Join(deployDir, "build-image.sh"), target, tag, "--iidfile", iid)
+	e.command(t, 10*time.Minute, filepath.Join(deployDir, "build-image.sh"), target, tag, "--iidfile", iid)
 	id, err := os.ReadFile(iid)
 	require.NoError(t, err)
 	return strings.TrimSpace(string(id))

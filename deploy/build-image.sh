@@ -3,7 +3,8 @@
 # (deploy/Containerfile, FROM scratch) with buildah, or podman with
 # BUILDER=podman, from a context it prepares in a temporary directory:
 #
-#   bin/gateway, bin/broker    static binaries (deploy/build-static.sh)
+#   bin/gateway or bin/broker  the static binary (deploy/build-static.sh;
+#                              -context: both)
 #   rootfs/etc/passwd, group   user and group 65532 nonroot (deploy/rootfs)
 #   rootfs/etc/ssl/certs/ca-certificates.crt
 #                              the CA bundle of the build machine
@@ -33,16 +34,19 @@ usage() {
 	exit 2
 }
 
-# stage DIR: the build context.
+# stage DIR [PROGRAM]: the build context, with the binary of PROGRAM or,
+# without, of both.
 stage() {
-	mkdir -p "$1/bin" "$1/rootfs/etc/ssl/certs"
-	"$root/deploy/build-static.sh" "$1/bin"
-	cp "$root/deploy/rootfs/etc/passwd" "$root/deploy/rootfs/etc/group" "$1/rootfs/etc/"
-	cp "${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}" "$1/rootfs/etc/ssl/certs/ca-certificates.crt"
-	cp "$root/deploy/Containerfile" "$1/Containerfile"
-	find "$1/rootfs" -type d -exec chmod 0755 {} +
-	find "$1/rootfs" -type f -exec chmod 0644 {} +
-	chmod 0755 "$1/bin" "$1/bin/gateway" "$1/bin/broker"
+	dir="$1"
+	shift
+	mkdir -p "$dir/bin" "$dir/rootfs/etc/ssl/certs"
+	"$root/deploy/build-static.sh" "$dir/bin" "$@"
+	cp "$root/deploy/rootfs/etc/passwd" "$root/deploy/rootfs/etc/group" "$dir/rootfs/etc/"
+	cp "${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}" "$dir/rootfs/etc/ssl/certs/ca-certificates.crt"
+	cp "$root/deploy/Containerfile" "$dir/Containerfile"
+	find "$dir/rootfs" -type d -exec chmod 0755 {} +
+	find "$dir/rootfs" -type f -exec chmod 0644 {} +
+	chmod 0755 "$dir/bin" "$dir/bin/"*
 }
 
 [ $# -ge 2 ] || usage
@@ -73,6 +77,6 @@ esac
 
 ctx="$(mktemp -d "${TMPDIR:-/tmp}/mqttauth-image.XXXXXX")"
 trap 'rm -rf "$ctx"' EXIT
-stage "$ctx"
+stage "$ctx" "$target"
 "$builder" build --timestamp "$SOURCE_DATE_EPOCH" --target "$target" \
 	-f "$ctx/Containerfile" -t "$tag" "$@" "$ctx"

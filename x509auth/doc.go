@@ -25,7 +25,10 @@
 //
 // The listener requires a certificate (tls.RequireAnyClientCert) and
 // verifies it in VerifyConnection against the trust set current at that
-// handshake, resumed sessions included. Authenticate verifies
+// handshake, resumed sessions included (crypto/tls calls VerifyConnection
+// on a resumption, never VerifyPeerCertificate: a base configuration's
+// VerifyPeerCertificate is called from VerifyConnection on resumed
+// sessions). Authenticate verifies
 // Request.TLS.PeerCertificates again against the current set rather than
 // trusting ConnectionState.VerifiedChains, which crypto/tls leaves empty
 // in this mode; the chain the handshake verified is remembered with the

@@ -72,6 +72,21 @@
 // issuers above the leaf in its own slice, never one that shares an array
 // with the leaf.
 //
+// crypto/tls parses the client's certificates anew on every full
+// handshake, and a resumed session's from its ticket, so a client that
+// reconnects usually brings a certificate the per-certificate cache has
+// never seen. Presented chains that verified are therefore also
+// remembered by content (the SHA-256 of their DER, leaf first, in the
+// order presented; bounded by Config.ChainCacheSize, 4096 by default,
+// about 150 bytes each): the same chain presented again is not verified
+// by signature again, since signatures depend on those bytes alone.
+// Everything that a change of trust or time can alter is still checked on
+// every connection, full or resumed: the CA is still trusted, nothing in
+// the chain is on a CRL, every certificate is within its validity period,
+// the leaf's usage; and Config.Revocation still runs at CONNECT. A chain
+// that fails these checks is verified from scratch, in case another chain
+// still leads to a trusted CA.
+//
 // A client that names an MQTT v5 Authentication Method in CONNECT is not
 // authenticated by its certificate: [Authenticator.Authenticate] is
 // NotRelevant then, so the method the client asked for runs (a Chain moves

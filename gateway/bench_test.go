@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,6 +154,62 @@ func benchConnectMTLS(b *testing.B, resume bool) {
 	b.Run("broker=mosquitto", func(b *testing.B) {
 		benchConnects(b, mosquittoMTLS(b, pki).Addr, clientTLS, resume)
 	})
+}
+
+// BenchmarkConnectMTLSParallel is BenchmarkConnectMTLS and
+// BenchmarkConnectMTLSResumed with 4 clients connecting at once
+// (b.SetParallelism(2) with GOMAXPROCS 2), as issue 23's measurements did:
+// with the cores busy, it weighs what each connect costs in CPU on both
+// sides of loopback (the clients, the gateway and mosquitto) rather than
+// one connect's latency. Each client keeps its own session cache.
+func BenchmarkConnectMTLSParallel(b *testing.B) {
+	pki := authtest.NewTutorialPKI(b, time.Now())
+	clientTLS := authtest.ClientTLSConfig(b, pki.ContosoRoot, "localhost", pki.Thermostat)
+	for _, resume := range []bool{false, true} {
+		handshake := "full"
+		if resume {
+			handshake = "resumed"
+		}
+		b.Run("handshake="+handshake+"/broker=gateway+mosquitto", func(b *testing.B) {
+			benchConnectsParallel(b, tutorialGateway(b, pki, quietBroker).Addr, clientTLS, resume)
+		})
+		b.Run("handshake="+handshake+"/broker=mosquitto", func(b *testing.B) {
+			benchConnectsParallel(b, mosquittoMTLS(b, pki).Addr, clientTLS, resume)
+		})
+	}
+}
+
+func benchConnectsParallel(b *testing.B, addr string, clientTLS *tls.Config, resume bool) {
+	b.ReportAllocs()
+	b.SetParallelism(2)
+	var n, clients atomic.Int64
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		// Client identifiers of their own: no session takeovers.
+		id := fmt.Sprintf("thermostat-%d", clients.Add(1))
+		cfg := clientTLS
+		if resume {
+			cfg = clientTLS.Clone()
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			if _, err := connectTLS(addr, cfg, id); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		for pb.Next() {
+			cs, err := connectTLS(addr, cfg, id)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if cs.DidResume != resume {
+				b.Errorf("resumed %v, want %v", cs.DidResume, resume)
+				return
+			}
+			n.Add(1)
+		}
+	})
+	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "connects/s")
 }
 
 // BenchmarkConnectMTLSKeyExchange measures the gateway's mTLS connects,

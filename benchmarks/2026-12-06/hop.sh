@@ -6,9 +6,10 @@
 #   - the Go benchmarks (paho.golang's packets over crypto/tls):
 #     BenchmarkConnectMTLS and BenchmarkConnectMTLSResumed, each with
 #     broker=gateway+mosquitto and broker=mosquitto (Debian's mosquitto
-#     2.0.11 started by the test), and BenchmarkConnectMTLSKeyExchange
-#     (the gateway with crypto/tls's default X25519MLKEM768 and restricted
-#     to X25519);
+#     2.0.11 started by the test); BenchmarkConnectMTLSParallel, the same
+#     with 4 clients at once (CPU cost rather than latency); and
+#     BenchmarkConnectMTLSKeyExchange (the gateway with crypto/tls's
+#     default X25519MLKEM768 and restricted to X25519);
 #   - MQTT.js on Node (benchmarks/mqttjs/bench.mjs, modes connect and
 #     resume) against the example gateway in front of mosquitto and
 #     against mosquitto doing mTLS itself with the same development PKI.
@@ -85,6 +86,7 @@ for r in $(seq "$ROUNDS"); do
 	echo "== round $r" >&2
 	gobench '^BenchmarkConnectMTLS$' go-full.txt
 	gobench '^BenchmarkConnectMTLSResumed$' go-resumed.txt
+	gobench '^BenchmarkConnectMTLSParallel$' go-parallel.txt
 	gobench '^BenchmarkConnectMTLSKeyExchange$' go-kex.txt
 	sides="gateway mosquitto"
 	[ $((r % 2)) = 0 ] && sides="mosquitto gateway"
@@ -103,14 +105,18 @@ benchstat() { go run golang.org/x/perf/cmd/benchstat@latest "$@"; }
 	echo "# benchstat -col /broker go-full.txt go-resumed.txt"
 	benchstat -col /broker "$OUT/go-full.txt" "$OUT/go-resumed.txt"
 	echo
+	echo "# benchstat -col /broker go-parallel.txt"
+	benchstat -col /broker "$OUT/go-parallel.txt"
+	echo
 	echo "# benchstat -col /kex go-kex.txt"
 	benchstat -col /kex "$OUT/go-kex.txt"
 	echo
 	echo "# gateway+mosquitto / mosquitto, connects/s, per round (Go)"
-	for f in go-full go-resumed; do
+	for f in go-full go-resumed go-parallel; do
 		awk -v f=$f '/connects\/s/ {
 			for (i = 1; i <= NF; i++) if ($(i+1) == "connects/s") v = $i
-			if ($1 ~ /broker=gateway/) g = v; else if ($1 ~ /broker=mosquitto/) { printf "%s %.3f\n", f, g / v }
+			name = $1; sub(/\/broker=.*/, "", name)
+			if ($1 ~ /broker=gateway/) g = v; else if ($1 ~ /broker=mosquitto/) { printf "%s %s %.3f\n", f, name, g / v }
 		}' "$OUT/$f.txt"
 	done
 	echo

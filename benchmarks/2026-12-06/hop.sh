@@ -16,9 +16,14 @@
 #
 # Each round runs every measurement once, alternating which side goes
 # first. Raw outputs go to OUT; benchstat and the per-round ratios are
-# written to OUT/summary.txt at the end.
+# written to OUT/summary.txt at the end. With BEFORE (a checkout of the
+# commit before this round, e.g. main at ba03db3), every round also runs
+# BenchmarkConnectMTLS/broker=gateway+mosquitto of that tree and of this
+# one back to back (go-before.txt, go-after.txt): what x509auth's chains
+# remembered by content change on full handshakes.
 #
-#   OUT=/tmp/bench-hop ROUNDS=8 benchmarks/2026-12-06/hop.sh
+#   git worktree add /tmp/before ba03db3
+#   BEFORE=/tmp/before OUT=/tmp/bench-hop ROUNDS=8 benchmarks/2026-12-06/hop.sh
 #
 # Run it on a quiet machine: connects are CPU-bound on both sides of
 # loopback.
@@ -31,6 +36,7 @@ BENCHTIME=${BENCHTIME:-2s}  # per Go sub-benchmark
 mkdir -p "$OUT"
 chmod 755 "$OUT" # mosquitto reads its files after dropping root
 go test -c -o "$OUT/gateway.test" ./gateway
+if [ -n "${BEFORE:-}" ]; then (cd "$BEFORE" && go test -c -o "$OUT/before-gateway.test" ./gateway); fi
 (cd examples && go build -o "$OUT/gateway" ./gateway)
 (cd benchmarks/mqttjs && npm ci --silent)
 
@@ -88,6 +94,14 @@ for r in $(seq "$ROUNDS"); do
 	gobench '^BenchmarkConnectMTLSResumed$' go-resumed.txt
 	gobench '^BenchmarkConnectMTLSParallel$' go-parallel.txt
 	gobench '^BenchmarkConnectMTLSKeyExchange$' go-kex.txt
+	if [ -n "${BEFORE:-}" ]; then
+		for side in before after; do
+			bin="$OUT/gateway.test"
+			[ $side = before ] && bin="$OUT/before-gateway.test"
+			(cd gateway && "$bin" -test.run '^$' -test.bench '^BenchmarkConnectMTLS$/broker=gateway' \
+				-test.benchmem -test.benchtime "$BENCHTIME" -test.count 1) >> "$OUT/go-$side.txt" 2>&1
+		done
+	fi
 	sides="gateway mosquitto"
 	[ $((r % 2)) = 0 ] && sides="mosquitto gateway"
 	for mode in connect resume; do
@@ -111,6 +125,11 @@ benchstat() { go run golang.org/x/perf/cmd/benchstat@latest "$@"; }
 	echo "# benchstat -col /kex go-kex.txt"
 	benchstat -col /kex "$OUT/go-kex.txt"
 	echo
+	if [ -n "${BEFORE:-}" ]; then
+		echo "# benchstat go-before.txt go-after.txt"
+		benchstat "$OUT/go-before.txt" "$OUT/go-after.txt"
+		echo
+	fi
 	echo "# gateway+mosquitto / mosquitto, connects/s, per round (Go)"
 	for f in go-full go-resumed go-parallel; do
 		awk -v f=$f '/connects\/s/ {

@@ -10,8 +10,10 @@
 #     with 4 clients at once (CPU cost rather than latency); and
 #     BenchmarkConnectMTLSKeyExchange (the gateway with crypto/tls's
 #     default X25519MLKEM768 and restricted to X25519);
-#   - MQTT.js on Node (benchmarks/mqttjs/bench.mjs, modes connect and
-#     resume) against the example gateway in front of mosquitto and
+#   - BenchmarkPublish/qos=1 through=gateway and through=direct (one
+#     publisher, one subscriber, 16 QoS 1 messages unacknowledged);
+#   - MQTT.js on Node (benchmarks/mqttjs/bench.mjs, modes connect,
+#     resume and publish: QoS 1, 16 in flight) against the example gateway in front of mosquitto and
 #     against mosquitto doing mTLS itself with the same development PKI.
 #
 # Each round runs every measurement once, alternating which side goes
@@ -32,6 +34,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/bench-hop}
 ROUNDS=${ROUNDS:-8}
 N=${N:-300}                 # MQTT.js connects per measurement
+NPUB=${NPUB:-5000}          # MQTT.js QoS 1 publishes per measurement
 BENCHTIME=${BENCHTIME:-2s}  # per Go sub-benchmark
 mkdir -p "$OUT"
 chmod 755 "$OUT" # mosquitto reads its files after dropping root
@@ -79,8 +82,10 @@ gw_pid=$!
 waitport $gw_port
 
 js() { # port mode
+	local n=$N
+	[ "$2" = publish ] && n=$NPUB
 	node benchmarks/mqttjs/bench.mjs "$2" "mqtts://localhost:$1" "$dev/contoso_root_ca.crt" \
-		"$dev/thermostat.crt" "$dev/thermostat.key" "$N"
+		"$dev/thermostat.crt" "$dev/thermostat.key" "$n" telemetry/temperature
 }
 gobench() { # pattern file
 	(cd gateway && "$OUT/gateway.test" -test.run '^$' -test.bench "$1" \
@@ -94,6 +99,7 @@ for r in $(seq "$ROUNDS"); do
 	gobench '^BenchmarkConnectMTLSResumed$' go-resumed.txt
 	gobench '^BenchmarkConnectMTLSParallel$' go-parallel.txt
 	gobench '^BenchmarkConnectMTLSKeyExchange$' go-kex.txt
+	gobench '^BenchmarkPublish$/qos=1/through=(gateway|direct)$' go-publish.txt
 	if [ -n "${BEFORE:-}" ]; then
 		for side in before after; do
 			bin="$OUT/gateway.test"
@@ -104,7 +110,7 @@ for r in $(seq "$ROUNDS"); do
 	fi
 	sides="gateway mosquitto"
 	[ $((r % 2)) = 0 ] && sides="mosquitto gateway"
-	for mode in connect resume; do
+	for mode in connect resume publish; do
 		for side in $sides; do
 			port=$gw_port
 			[ "$side" = mosquitto ] && port=$mtls_port
@@ -121,6 +127,13 @@ benchstat() { go run golang.org/x/perf/cmd/benchstat@latest "$@"; }
 	echo
 	echo "# benchstat -col /broker go-parallel.txt"
 	benchstat -col /broker "$OUT/go-parallel.txt"
+	echo
+	echo "# benchstat -col /through go-publish.txt"
+	benchstat -col /through "$OUT/go-publish.txt"
+	echo
+	echo "# gateway / direct, QoS 1 msgs/s, per round (Go)"
+	awk '/msgs\/s/ { for (i = 1; i <= NF; i++) if ($(i+1) == "msgs/s") v = $i
+		if ($1 ~ /through=gateway-/) g = v; else if ($1 ~ /through=direct-/) printf "publish %.3f\n", g / v }' "$OUT/go-publish.txt"
 	echo
 	echo "# benchstat -col /kex go-kex.txt"
 	benchstat -col /kex "$OUT/go-kex.txt"

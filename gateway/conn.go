@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -19,8 +18,9 @@ import (
 	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
-// readBufferSize is the buffer of each leg's reader: small, since an idle
-// connection keeps two.
+// readBufferSize is the buffer of each leg's reader, taken from a pool
+// only while the leg has unread bytes (legreader.go): an idle connection
+// holds none.
 const readBufferSize = 1024
 
 // conn is one client connection and, once the client is authenticated, its
@@ -35,8 +35,8 @@ const readBufferSize = 1024
 // leg is read only as fast as the other accepts writes.
 type conn struct {
 	g  *Gateway
-	nc net.Conn // the client leg (a *tls.Conn when Config.TLS is set)
-	cr *bufio.Reader
+	nc net.Conn   // the client leg (a *tls.Conn when Config.TLS is set)
+	cr *legReader // the client leg's packets
 	lc *mqttconn.Client
 
 	version   byte         // the client's protocol level: 4 or 5
@@ -77,7 +77,7 @@ func (c *conn) authorize(kind auth.ActionKind, topic string) bool {
 // CONNECT.
 func (c *conn) serve() error {
 	defer c.closeLegs()
-	c.cr = bufio.NewReaderSize(c.nc, readBufferSize)
+	c.cr = newLegReader(c.nc)
 	ur, err := c.authenticate()
 	if c.lc != nil {
 		defer c.lc.Close()
@@ -93,9 +93,17 @@ func (c *conn) serve() error {
 	err = c.upstreamLoop()
 	c.closeLegs()
 	<-done
+	c.logEnded(err)
+	return nil
+}
+
+// logEnded logs the end of a connection. It is not part of serve, whose
+// frame stays small: serve's goroutine reads the client while it is idle,
+// and the runtime shrinks an idle goroutine's stack only when it uses
+// little of it (see legReader).
+func (c *conn) logEnded(err error) {
 	c.g.log.LogAttrs(c.g.ctx, slog.LevelDebug, "gateway: connection ended",
 		slog.String("client_id", c.clientID), slog.String("username", c.user), slog.Any("err", err))
-	return nil
 }
 
 // closeLegs closes both legs; the goroutines blocked on them return. When
@@ -137,7 +145,7 @@ func (t transport) Write(b []byte) error { return t.c.writeClient(b) }
 // ReadExchange reads the client's answer to an AUTH 0x18 before CONNACK.
 func (t transport) ReadExchange() (mqttconn.Inbound, error) {
 	c := t.c
-	p, err := readPacket(c.cr, int(c.g.lim.MaxPacketSize))
+	p, err := c.cr.readPacket(int(c.g.lim.MaxPacketSize))
 	if err != nil {
 		return mqttconn.Inbound{}, err
 	}
@@ -214,9 +222,9 @@ func v5Code(code, version byte) auth.ReasonCode {
 // Session's exchange, the Will, refusals), connects to the broker with the
 // principal's identity and writes the CONNACK. It returns the broker leg's
 // reader when the client is connected.
-func (c *conn) authenticate() (*bufio.Reader, error) {
+func (c *conn) authenticate() (*legReader, error) {
 	g := c.g
-	p, err := readPacket(c.cr, int(g.lim.MaxPacketSize))
+	p, err := c.cr.readPacket(int(g.lim.MaxPacketSize))
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +345,7 @@ func (c *conn) authenticate() (*bufio.Reader, error) {
 // dialUpstream connects to the broker and sends the CONNECT of the
 // principal: the client's CONNECT with the principal's user name, no
 // password and no enhanced-authentication properties.
-func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *bufio.Reader, connack, error) {
+func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *legReader, connack, error) {
 	g := c.g
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.UpstreamTimeout)
 	defer cancel()
@@ -366,15 +374,15 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 	if err != nil {
 		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
 	}
-	fail := func(err error) (net.Conn, *bufio.Reader, connack, error) {
+	fail := func(err error) (net.Conn, *legReader, connack, error) {
 		_ = nc.Close()
 		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
 	}
 	if _, err := nc.Write(encodeConnect(&up)); err != nil {
 		return fail(err)
 	}
-	ur := bufio.NewReaderSize(nc, readBufferSize)
-	pk, err := readPacket(ur, int(g.lim.MaxPacketSize))
+	ur := newLegReader(nc)
+	pk, err := ur.readPacket(int(g.lim.MaxPacketSize))
 	if err != nil {
 		return fail(err)
 	}
@@ -418,50 +426,71 @@ func (c *conn) dialBroker(ctx context.Context) (net.Conn, error) {
 
 // upstreamLoop relays the client's packets to the broker, authorizing
 // PUBLISH and SUBSCRIBE and answering AUTH itself, until either leg ends.
+// Each packet is handled by fromClient, so that the loop's frame, under
+// which an idle connection waits, stays small.
 func (c *conn) upstreamLoop() error {
 	for {
-		p, err := readPacket(c.cr, int(c.g.lim.MaxPacketSize))
-		if err != nil {
-			switch {
-			case errors.Is(err, ErrPacketTooLarge):
-				c.disconnect(auth.PacketTooLarge)
-			case errors.Is(err, ErrMalformed):
-				c.disconnect(auth.MalformedPacket)
-			}
-			return err
+		var err error
+		if c.cr.idle() {
+			err = c.cr.wait() // an idle client waits here
 		}
-		switch p.typ() {
-		case packets.PUBLISH:
-			err = c.publish(p)
-		case packets.SUBSCRIBE:
-			err = c.subscribe(p)
-		case packets.PUBREL:
-			if id, ok := packetID(p.body); ok && c.denied2 != nil {
-				if _, denied := c.denied2[id]; denied {
-					delete(c.denied2, id)
-					err = c.writeClient(ack(packets.PUBCOMP, id, 0, c.version))
-					break
-				}
-			}
-			err = c.relayUp(p)
-		case packets.AUTH:
-			err = c.reauth(p)
-		case packets.CONNECT:
-			c.disconnect(auth.ProtocolError) // [MQTT-3.1.0-2]
-			return fmt.Errorf("%w: second CONNECT", auth.ErrProtocol)
-		case packets.DISCONNECT:
-			c.disconnectUp(p)
-			return nil
-		default:
-			err = c.relayUp(p)
-		}
-		if err == nil && !packetBuffered(c.cr) {
-			err = c.flushUp()
+		var p packet
+		if err == nil {
+			p, err = c.cr.next(int(c.g.lim.MaxPacketSize))
 		}
 		if err != nil {
+			return c.readFailed(err)
+		}
+		if end, err := c.fromClient(p); end || err != nil {
 			return err
 		}
 	}
+}
+
+// readFailed disconnects the client for a packet it sent that could not
+// be read, and returns err.
+func (c *conn) readFailed(err error) error {
+	switch {
+	case errors.Is(err, ErrPacketTooLarge):
+		c.disconnect(auth.PacketTooLarge)
+	case errors.Is(err, ErrMalformed):
+		c.disconnect(auth.MalformedPacket)
+	}
+	return err
+}
+
+// fromClient handles one packet of the client; end reports that the
+// relay ends.
+func (c *conn) fromClient(p packet) (end bool, err error) {
+	switch p.typ() {
+	case packets.PUBLISH:
+		err = c.publish(p)
+	case packets.SUBSCRIBE:
+		err = c.subscribe(p)
+	case packets.PUBREL:
+		if id, ok := packetID(p.body); ok && c.denied2 != nil {
+			if _, denied := c.denied2[id]; denied {
+				delete(c.denied2, id)
+				err = c.writeClient(ack(packets.PUBCOMP, id, 0, c.version))
+				break
+			}
+		}
+		err = c.relayUp(p)
+	case packets.AUTH:
+		err = c.reauth(p)
+	case packets.CONNECT:
+		c.disconnect(auth.ProtocolError) // [MQTT-3.1.0-2]
+		return true, fmt.Errorf("%w: second CONNECT", auth.ErrProtocol)
+	case packets.DISCONNECT:
+		c.disconnectUp(p)
+		return true, nil
+	default:
+		err = c.relayUp(p)
+	}
+	if err == nil && !c.cr.buffered() {
+		err = c.flushUp()
+	}
+	return err != nil, err
 }
 
 // errEnd ends the relay after the gateway answered the client itself.
@@ -663,12 +692,19 @@ func (c *conn) disconnectUp(p packet) {
 // downstream relays the broker's packets to the client, merging the SUBACK
 // of a SUBSCRIBE whose denied filters were removed, until either leg ends;
 // then it closes both.
-func (c *conn) downstream(ur *bufio.Reader) {
+func (c *conn) downstream(ur *legReader) {
 	defer c.closeLegs()
 	var q batch
 	d := deliveries{}
 	for {
-		p, err := readPacket(ur, int(c.g.lim.MaxPacketSize))
+		var err error
+		if ur.idle() {
+			err = ur.wait() // an idle broker leg waits here
+		}
+		var p packet
+		if err == nil {
+			p, err = ur.next(int(c.g.lim.MaxPacketSize))
+		}
 		if err != nil {
 			c.brokerClosed()
 			return
@@ -717,7 +753,7 @@ func (c *conn) downstream(ur *bufio.Reader) {
 			// The common case: queue, and write once nothing whole is
 			// left to read.
 			q.add(out)
-			if q.full() || !packetBuffered(ur) {
+			if q.full() || !ur.buffered() {
 				c.wmu.Lock()
 				err = q.flush(c.nc, c.g.lim.WriteTimeout)
 				c.wmu.Unlock()

@@ -38,11 +38,6 @@ func readPacket(r *bufio.Reader, max int) (packet, error) {
 	if err != nil {
 		return packet{}, err
 	}
-	return readPacketAfter(r, first, max)
-}
-
-// readPacketAfter is readPacket once the packet's first byte was read.
-func readPacketAfter(r *bufio.Reader, first byte, max int) (packet, error) {
 	var hdr [5]byte
 	hdr[0] = first
 	n, mult := 0, 1

@@ -27,10 +27,12 @@ const readBufferSize = 1024
 // broker leg. Its connection-layer side (the Session, the Will, refusals,
 // shutdown) is lc, a mqttconn.Client, to which it is the Transport.
 //
-// Goroutines: serve reads the client and writes the broker; downstream
-// reads the broker and writes the client. Writes to the client are
-// serialized by wmu (the serve goroutine answers some packets itself, and
-// the layer writes the Session's final packet from a timer). Each read is
+// Goroutines: serve authenticates the client; then upstreamLoop, on a
+// goroutine of its own, reads the client and writes the broker, while
+// downstream, on serve's goroutine, reads the broker and writes the
+// client. Writes to the client are serialized by wmu (upstreamLoop
+// answers some packets itself, and the layer writes the Session's final
+// packet from a timer). Each read is
 // followed by a blocking write to the other leg before the next read, so a
 // leg is read only as fast as the other accepts writes.
 type conn struct {
@@ -53,7 +55,7 @@ type conn struct {
 	closed bool     // the legs are (being) closed
 	upDone bool     // the client's DISCONNECT went upstream: the broker decides the Will
 
-	// Used by the serve goroutine only.
+	// Used by serve, then by upstreamLoop, only.
 	upq     batch               // packets for the broker, not yet written
 	aliases map[uint16][]byte   // the client's topic aliases
 	denied2 map[uint16]struct{} // 3.1.1: denied QoS 2 packet ids awaiting PUBREL
@@ -85,14 +87,20 @@ func (c *conn) serve() error {
 	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
+	// The client leg is read on a goroutine of its own, whose stack starts
+	// small; this goroutine, whose stack grew during the TLS handshake and
+	// the authentication, reads the broker leg. An idle connection waits
+	// on both with few frames, so that GC shrinks both stacks to 4 KiB:
+	// behind TLS, crypto/tls's read frames would keep this one at 8 KiB
+	// (see legReader.wait).
+	up := make(chan error, 1)
 	go func() {
-		defer close(done)
-		c.downstream(ur)
+		err := c.upstreamLoop()
+		c.closeLegs()
+		up <- err
 	}()
-	err = c.upstreamLoop()
-	c.closeLegs()
-	<-done
+	c.downstream(ur)
+	err = <-up
 	c.logEnded(err)
 	return nil
 }
@@ -174,9 +182,9 @@ func (c *conn) writeClient(b []byte) error {
 	return err
 }
 
-// writeUp queues one packet for the broker; the serve goroutine flushes
-// the queue (one writev) before it would block reading the client. Only
-// the serve goroutine writes there.
+// writeUp queues one packet for the broker; upstreamLoop flushes the
+// queue (one writev) before it would block reading the client. Only
+// upstreamLoop writes there.
 func (c *conn) writeUp(b []byte) error {
 	c.upq.add(b)
 	if c.upq.full() {
@@ -691,11 +699,11 @@ func (c *conn) disconnectUp(p packet) {
 
 // downstream relays the broker's packets to the client, merging the SUBACK
 // of a SUBSCRIBE whose denied filters were removed, until either leg ends;
-// then it closes both.
+// then it closes both. Each packet is handled by fromBroker, so that the
+// loop's frame, under which an idle connection waits, stays small.
 func (c *conn) downstream(ur *legReader) {
 	defer c.closeLegs()
-	var q batch
-	d := deliveries{}
+	s := downState{ur: ur}
 	for {
 		var err error
 		if ur.idle() {
@@ -709,85 +717,95 @@ func (c *conn) downstream(ur *legReader) {
 			c.brokerClosed()
 			return
 		}
-		out := p.raw
-		switch p.typ() {
-		case packets.PUBLISH:
-			var ok bool
-			if out, ok, err = c.deliver(p, &d); err != nil {
-				return
-			}
-			if !ok {
-				continue
-			}
-			if c.tr != nil && p.flags()&0x06 != 0 {
-				// The client's Receive Maximum: wait for its window,
-				// after sending it what is queued.
-				id := deliveryID(out)
-				if !c.tr.tryAcquire(id) {
-					c.wmu.Lock()
-					err = q.flush(c.nc, c.g.lim.WriteTimeout)
-					c.wmu.Unlock()
-					if err != nil || !c.tr.acquire(id) {
-						return
-					}
-				}
-			}
-		case packets.PUBREL:
-			if id, ok := packetID(p.body); ok && d.withheld2 != nil {
-				if _, w := d.withheld2[id]; w {
-					delete(d.withheld2, id)
-					if c.ackUp(ack(packets.PUBCOMP, id, 0, c.version)) != nil {
-						return
-					}
-					continue
-				}
-			}
-			if id, ok := packetID(p.body); ok && c.tr != nil && c.tr.takeRefused(id) {
-				if c.ackUp(ack(packets.PUBCOMP, id, 0, c.upVersion)) != nil {
-					return
-				}
-				continue
-			}
-		}
-		if p.typ() == packets.PUBLISH || p.typ() == packets.PUBACK {
-			// The common case: queue, and write once nothing whole is
-			// left to read.
-			q.add(out)
-			if q.full() || !ur.buffered() {
-				c.wmu.Lock()
-				err = q.flush(c.nc, c.g.lim.WriteTimeout)
-				c.wmu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-			continue
-		}
-		c.wmu.Lock()
-		err = q.flush(c.nc, c.g.lim.WriteTimeout)
-		c.wmu.Unlock()
-		if err != nil {
+		if !c.fromBroker(p, &s) {
 			return
-		}
-		switch p.typ() {
-		case packets.SUBACK:
-			out = c.mergeSuback(p)
-		case packets.UNSUBACK:
-			if c.tr != nil {
-				out = c.tr.unsuback(p)
-			}
-		case packets.AUTH:
-			return // the gateway named no method upstream [MQTT-4.12.0-1]
-		case packets.CONNACK, packets.CONNECT:
-			return // protocol errors
-		}
-		if err := c.writeClient(out); err != nil {
-			return
-		}
-		if p.typ() == packets.DISCONNECT {
-			return // relayed (for example 0x8E, session taken over)
 		}
 	}
+}
+
+// downState is the downstream relay's state.
+type downState struct {
+	ur *legReader
+	q  batch // packets for the client, not yet written
+	d  deliveries
+}
+
+// fromBroker relays one packet of the broker; false ends the relay.
+func (c *conn) fromBroker(p packet, s *downState) bool {
+	var err error
+	out := p.raw
+	switch p.typ() {
+	case packets.PUBLISH:
+		var ok bool
+		if out, ok, err = c.deliver(p, &s.d); err != nil {
+			return false
+		}
+		if !ok {
+			return true
+		}
+		if c.tr != nil && p.flags()&0x06 != 0 {
+			// The client's Receive Maximum: wait for its window,
+			// after sending it what is queued.
+			id := deliveryID(out)
+			if !c.tr.tryAcquire(id) {
+				c.wmu.Lock()
+				err = s.q.flush(c.nc, c.g.lim.WriteTimeout)
+				c.wmu.Unlock()
+				if err != nil || !c.tr.acquire(id) {
+					return false
+				}
+			}
+		}
+	case packets.PUBREL:
+		if id, ok := packetID(p.body); ok && s.d.withheld2 != nil {
+			if _, w := s.d.withheld2[id]; w {
+				delete(s.d.withheld2, id)
+				return c.ackUp(ack(packets.PUBCOMP, id, 0, c.version)) == nil
+			}
+		}
+		if id, ok := packetID(p.body); ok && c.tr != nil && c.tr.takeRefused(id) {
+			return c.ackUp(ack(packets.PUBCOMP, id, 0, c.upVersion)) == nil
+		}
+	}
+	if p.typ() == packets.PUBLISH || p.typ() == packets.PUBACK {
+		// The common case: queue, and write once nothing whole is
+		// left to read.
+		s.q.add(out)
+		if s.q.full() || !s.ur.buffered() {
+			c.wmu.Lock()
+			err = s.q.flush(c.nc, c.g.lim.WriteTimeout)
+			c.wmu.Unlock()
+			if err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	c.wmu.Lock()
+	err = s.q.flush(c.nc, c.g.lim.WriteTimeout)
+	c.wmu.Unlock()
+	if err != nil {
+		return false
+	}
+	switch p.typ() {
+	case packets.SUBACK:
+		out = c.mergeSuback(p)
+	case packets.UNSUBACK:
+		if c.tr != nil {
+			out = c.tr.unsuback(p)
+		}
+	case packets.AUTH:
+		return false // the gateway named no method upstream [MQTT-4.12.0-1]
+	case packets.CONNACK, packets.CONNECT:
+		return false // protocol errors
+	}
+	if err := c.writeClient(out); err != nil {
+		return false
+	}
+	if p.typ() == packets.DISCONNECT {
+		return false // relayed (for example 0x8E, session taken over)
+	}
+	return true
 }
 
 // deliveries is the downstream goroutine's state about the broker's

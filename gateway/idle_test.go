@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -54,6 +55,7 @@ type idleSpec struct {
 type memUse struct {
 	heapInuse, heapAlloc, stack, objects uint64
 	goroutines                           int
+	stackStart                           uint64 // the stack new goroutines get (adaptive: GODEBUG adaptivestackstart)
 }
 
 // readMem collects garbage until the goroutine stacks stop shrinking (the
@@ -71,8 +73,10 @@ func readMem() memUse {
 			break
 		}
 	}
+	start := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+	metrics.Read(start)
 	return memUse{heapInuse: ms.HeapInuse, heapAlloc: ms.HeapAlloc, stack: ms.StackInuse,
-		objects: ms.HeapObjects, goroutines: runtime.NumGoroutine()}
+		objects: ms.HeapObjects, goroutines: runtime.NumGoroutine(), stackStart: start[0].Value.Uint64()}
 }
 
 // idlePerConn is what one idle client costs the gateway's process.
@@ -82,14 +86,15 @@ type idlePerConn struct {
 	Stack      float64 // StackInuse bytes
 	Objects    float64 // live heap objects
 	Goroutines float64
+	StackStart uint64 // the starting stack size of new goroutines, with the clients connected
 }
 
 // Total is heap plus stacks: the figure of issue 23 (≤ 16 KiB).
 func (p idlePerConn) Total() float64 { return p.Heap + p.Stack }
 
 func (p idlePerConn) String() string {
-	return fmt.Sprintf("%.0f B/conn (heap %.0f B in use, %.0f B live, %.1f objects; stack %.0f B, %.2f goroutines)",
-		p.Total(), p.Heap, p.Live, p.Objects, p.Stack, p.Goroutines)
+	return fmt.Sprintf("%.0f B/conn (heap %.0f B in use, %.0f B live, %.1f objects; stack %.0f B, %.2f goroutines, starting at %d B)",
+		p.Total(), p.Heap, p.Live, p.Objects, p.Stack, p.Goroutines, p.StackStart)
 }
 
 // idleClient describes the clients of one measurement.
@@ -208,6 +213,7 @@ func measureIdle(tb testing.TB, s *stack, spec idleSpec, profile string) idlePer
 		Stack:      (float64(after.stack) - float64(before.stack)) / n,
 		Objects:    (float64(after.objects) - float64(before.objects)) / n,
 		Goroutines: float64(after.goroutines-before.goroutines) / n,
+		StackStart: after.stackStart,
 	}
 }
 
@@ -371,6 +377,7 @@ func BenchmarkIdleClient(b *testing.B) {
 			b.ReportMetric(p.Stack, "stack-B/conn")
 			b.ReportMetric(p.Objects, "objects/conn")
 			b.ReportMetric(p.Goroutines, "goroutines/conn")
+			b.ReportMetric(float64(p.StackStart), "start-stack-B")
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/auth/authtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,22 +35,8 @@ func sub(topic string) auth.Action { return auth.Action{Kind: auth.Subscribe, To
 
 var connect = auth.Action{Kind: auth.Connect}
 
-// tutorialPolicy is the abac-authz policy of the Azure IoT Operations
-// tutorial "TLS, X.509 client authentication, and ABAC authorization", in
-// the JSON the tutorial enters in the portal, wrapped in a rules document.
-const tutorialPolicy = `{"rules": [
-  {"principals": {"attributes": [{"group": "thermostat_group"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/temperature"]}]},
-  {"principals": {"attributes": [{"group": "hygrometer_group"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/humidity"]}]},
-  {"principals": {"attributes": [{"manufacturer": "fabrikam"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["health/heartbeat"]}]},
-  {"principals": {"usernames": ["heater"]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Subscribe", "topics": ["telemetry/temperature", "telemetry/humidity"]}]}
-]}`
-
 func TestTutorialPolicy(t *testing.T) {
-	x := mustParse(t, tutorialPolicy)
+	x := mustParse(t, authtest.TutorialPolicy)
 	// The tutorial's x509-auth maps CN=thermostat to group=thermostat_group
 	// and the Fabrikam intermediate CA to manufacturer=fabrikam; every
 	// device certificate is issued by that intermediate.
@@ -367,7 +354,7 @@ spec:
 }
 
 func TestExplain(t *testing.T) {
-	x := mustParse(t, tutorialPolicy)
+	x := mustParse(t, authtest.TutorialPolicy)
 	p := principal("thermostat", "thermostat", map[string]string{"group": "thermostat_group", "manufacturer": "fabrikam"})
 	e := x.Explain(p, pub("telemetry/humidity"))
 	require.False(t, e.Decision.Allowed)
@@ -388,7 +375,7 @@ func TestExplain(t *testing.T) {
 }
 
 func TestCache(t *testing.T) {
-	x := mustParse(t, tutorialPolicy)
+	x := mustParse(t, authtest.TutorialPolicy)
 	y := mustParse(t, "denyAll: true")
 	var cur abac.Source = x
 	src := sourceFunc(func() *abac.Policy { return cur.Current() })

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/auth/authtest"
 )
 
 // refMatch is the plain definition of MQTT topic matching, the reference
@@ -145,7 +146,7 @@ func FuzzTopicMatch(f *testing.F) {
 // a policy it accepts must round-trip through JSON and decide exactly as
 // Explain (the plain, unindexed evaluation) does.
 func FuzzParse(f *testing.F) {
-	f.Add([]byte(tutorialPolicy), "thermostat", "heater", "thermostat_group", "telemetry/temperature", uint8(1))
+	f.Add([]byte(authtest.TutorialPolicy), "thermostat", "heater", "thermostat_group", "telemetry/temperature", uint8(1))
 	f.Add([]byte(`rules: [{principals: {clientIds: [a], attributes: [{g: x, h: y}]}, brokerResources: [{method: Connect, clientIds: ["{principal.attributes.g}*"]}, {method: Subscribe, topics: ["a/{principal.clientId}/#", "+/x"]}]}]`), "a", "u", "x", "$share/q/a/a/+", uint8(2))
 	f.Add([]byte("denyAll: true"), "a", "b", "c", "d", uint8(0))
 	f.Add([]byte("kind: BrokerAuthorization\nspec: {authorizationPolicies: {cache: Enabled, rules: [{principals: {usernames: [u]}, brokerResources: [{method: Publish, topics: ['#']}]}]}}"), "a", "u", "c", "x/y", uint8(1))

@@ -42,7 +42,10 @@
 // address, authorizationFile (a watched policy file) and
 // tls.manual.certFile/keyFile, and MqttAuthSettings throttle and admin;
 // MqttAuthSettings upstream.protocol ("5", "3.1.1" or "auto") is the
-// example gateway's broker leg (gateway.Config.UpstreamProtocol).
+// example gateway's broker leg (gateway.Config.UpstreamProtocol), and
+// upstream.coordination (off unless present) its takeover coordination
+// with the other gateways through a 3.1.1 broker
+// (gateway.Config.Coordination).
 //
 // # Observability
 //

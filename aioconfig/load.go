@@ -685,6 +685,11 @@ func checkSettings(s *Settings, d docRef, prefix string) error {
 		default:
 			return d.err(prefix+"upstream.protocol", u.Protocol, ErrInvalidValue, "5, 3.1.1 or auto")
 		}
+		if c := u.Coordination; c != nil {
+			if f, v, hint, err := checkCoordination(c, u.Protocol); err != nil {
+				return d.err(prefix+"upstream."+f, v, err, hint)
+			}
+		}
 	}
 	return nil
 }

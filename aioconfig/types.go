@@ -445,6 +445,9 @@ type Upstream struct {
 	// 5 clients are translated, for brokers that speak only 3.1.1) or
 	// "auto" (the client's; the default). See gateway.Config.UpstreamProtocol.
 	Protocol string `json:"protocol,omitempty"`
+	// Coordination, when present, turns on takeover coordination between
+	// gateways (see Coordination); it needs Protocol "3.1.1".
+	Coordination *Coordination `json:"coordination,omitempty"`
 }
 
 // Limits bound what a peer may hold before it has authenticated (ours):

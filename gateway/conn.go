@@ -54,6 +54,11 @@ type conn struct {
 	up     net.Conn // the broker leg, once dialed
 	closed bool     // the legs are (being) closed
 	upDone bool     // the client's DISCONNECT went upstream: the broker decides the Will
+	// brokerGone: the broker closed its leg first (3.1.1), and
+	// brokerClosed decides what the client is told (coordination.go).
+	brokerGone bool
+
+	admitted uint64 // the admission's sequence number (Config.Coordination), or 0
 
 	// Used by serve, then by upstreamLoop, only.
 	upq     batch               // packets for the broker, not yet written
@@ -71,6 +76,9 @@ type conn struct {
 // that Authorizer gives one: see auth.SessionAuthorizer); before
 // authentication and after the session ended it denies.
 func (c *conn) authorize(kind auth.ActionKind, topic string) bool {
+	if c.g.coord != nil && c.g.coord.reserved(topic) {
+		return false // the coordination topic, whatever the policy says
+	}
 	return c.lc.Authorize(c.g.ctx, kind, topic)
 }
 
@@ -94,21 +102,24 @@ func (c *conn) serve() error {
 	// behind TLS, crypto/tls's read frames would keep this one at 8 KiB
 	// (see legReader.wait).
 	up := make(chan error, 1)
+	downDone := make(chan struct{}) // closed when downstream has returned
 	go func() {
 		err := c.upstreamLoop()
+		c.awaitBrokerClosed(downDone)
 		c.closeLegs()
 		up <- err
 	}()
 	c.downstream(ur)
+	close(downDone)
 	err = <-up
 	c.logEnded(err)
 	return nil
 }
 
 // logEnded logs the end of a connection. It is not part of serve, whose
-// frame stays small: serve's goroutine reads the client while it is idle,
-// and the runtime shrinks an idle goroutine's stack only when it uses
-// little of it (see legReader).
+// frame stays small: serve's goroutine waits on the broker leg while the
+// connection is idle, and the runtime shrinks an idle goroutine's stack
+// only when it uses little of it (see legReader).
 func (c *conn) logEnded(err error) {
 	c.g.log.LogAttrs(c.g.ctx, slog.LevelDebug, "gateway: connection ended",
 		slog.String("client_id", c.clientID), slog.String("username", c.user), slog.Any("err", err))
@@ -291,6 +302,9 @@ func (c *conn) authenticate() (*legReader, error) {
 			c.lc.Refuse(code, reason, err)
 			return nil, err
 		}
+	}
+	if err := c.coordinate(cp); err != nil {
+		return nil, err
 	}
 	up, ur, ca, err := c.dialUpstream(cp, principal)
 	if err != nil {

@@ -141,9 +141,11 @@
 // a three-node NATS cluster (MQTT 3.1.1 upstream): a persistent session
 // moves between them with its queued QoS 1 messages, a connection through
 // one takes the session over from a client on the other, and a
-// revocation reaches the client through the gateway that holds it. With
-// a 3.1.1 broker the client that lost its session gets DISCONNECT 0x80,
-// not 0x8E: 3.1.1 closes without saying why. To leave, a replica drains
+// revocation reaches the client through the gateway that holds it. A
+// 3.1.1 broker closes the connection it takes a session from without
+// saying why; with Config.Coordination the gateways tell each other
+// through the broker and the MQTT 5 client that lost its session gets
+// DISCONNECT 0x8E all the same (TAKEOVER, below). To leave, a replica drains
 // ([Gateway.Drain]: DISCONNECT 0x9C with another replica's address, and
 // [Gateway.DrainCheck] failing on /readyz from that moment).
 //
@@ -242,8 +244,20 @@
 //	                                   broker publishes the Will), unless
 //	                                   the Will may no longer be published:
 //	                                   then DISCONNECT first
-//	(the broker closes: takeover,      —                                   DISCONNECT 0x80 "the broker closed
-//	its own authorization, …)                                              the connection"
+//	the broker closes the leg, with    —                                   DISCONNECT 0x8E "another connection
+//	Config.Coordination, after another                                     took the session over" when the client
+//	admission of the client identifier                                     identifier was admitted again (through
+//	(a takeover)                                                           another gateway or this one) after this
+//	                                                                       connection's admission and at most
+//	                                                                       Window (10 s) before the close, the
+//	                                                                       notice awaited up to Grace (250 ms)
+//	                                                                       after it (TestCoordinatedTakeover,
+//	                                                                       TestNATSCluster, TestRabbitMQ,
+//	                                                                       TestTakenOverRule)
+//	the broker closes the leg,         —                                   DISCONNECT 0x80 "the broker closed
+//	otherwise (no coordination, no                                         the connection"
+//	notice: its own authorization,
+//	keep alive, …)
 //	AUTH 0x19                          — (the gateway's Session)           AUTH 0x18/0x00 or DISCONNECT
 //
 // Brokers. NATS 2.15's MQTT listener (TestNATS: the stock nats-server,
@@ -257,6 +271,72 @@
 // identities (system:serviceaccount:NS:NAME) have colons; it grants QoS 2
 // subscriptions as QoS 1; a subscription its own authorization refuses
 // closes the connection (the client gets DISCONNECT 0x80, above).
+//
+// # TAKEOVER: gateways coordinated through a 3.1.1 broker
+//
+// A second connection with a client identifier takes the session over
+// from the first [MQTT-3.1.4-3]. An MQTT 5 broker tells the first client
+// DISCONNECT 0x8E (Session taken over), which the gateway relays; an MQTT
+// 3.1.1 broker just closes the connection, and the gateway in front of it
+// cannot tell a takeover from any other close: when the second connection
+// comes through another gateway (stateless replicas behind a load
+// balancer), only that gateway knows. Config.Coordination lets the
+// gateways tell each other through the broker itself, so it works for any
+// number of replicas and any 3.1.1 broker or cluster, with nothing shared
+// but the broker:
+//
+//   - Each gateway keeps one control connection to the broker (MQTT 3.1.1,
+//     clean session, its own client identifier: Coordination.ClientIDPrefix
+//     and a random instance identifier; Username, Password), subscribed to
+//     Coordination.Topic ($mqttauth/takeover by default) at QoS 0. It
+//     reconnects with a jittered backoff (100 ms to 10 s), pings every 15 s,
+//     and ends with Close or Shutdown. [Gateway.CoordinationCheck] says
+//     whether it is up.
+//   - When a gateway admits a client (after authentication, before it
+//     dials the client's broker leg) it records the admission and publishes
+//     a notice on the topic at QoS 1, and waits for the broker's PUBACK for
+//     at most NoticeTimeout (1 s; not at all while the control connection
+//     is down): the notice is in the broker before the client's CONNECT. A
+//     notice names the gateway's instance identifier and the first 16 bytes
+//     of the SHA-256 of the client identifier: no identifier in clear, no
+//     user name, principal or credential.
+//   - When the broker closes an MQTT 5 client's leg without a DISCONNECT
+//     (3.1.1 has none), the client gets 0x8E if its client identifier was
+//     admitted again after this connection's admission — a notice from
+//     another gateway, or a later admission through this one — no more
+//     than Window (10 s) before the close, waiting up to Grace (250 ms)
+//     after the close for the notice to arrive; otherwise 0x80, as without
+//     coordination. A gateway ignores its own notices as the broker echoes
+//     them.
+//
+// The worst a missing or late notice does is a 0x80 where 0x8E was due; the
+// worst a forged one does is a 0x8E where 0x80 was due: a notice never
+// closes a connection, only the broker does. Nor does it delay one beyond
+// Grace, or an admission beyond NoticeTimeout.
+//
+// It is off by default (Config.Coordination nil): it costs every admitted
+// client a round trip to the broker before its leg is dialed and every
+// gateway a connection, it needs the broker's ACL to reserve the topic
+// (below), and it buys only a more precise reason code. It needs
+// UpstreamProtocol 3.1.1 (an MQTT 5 broker says 0x8E itself).
+//
+// Security. Clients through the gateway can never use the coordination
+// topic, whatever the policy says: a PUBLISH to it or under it is refused
+// (PUBACK or PUBREC 0x87; dropped at QoS 0), a SUBSCRIBE filter that can
+// match it gets 0x87 (matched as the broker matches: a filter that begins
+// with a wildcard matches no topic that begins with '$' [MQTT-4.7.2-1], so
+// "#" is served and the default topic begins with '$'), a delivery on it
+// is withheld (RabbitMQ's topic exchange matches "#" with '$' topics:
+// TestRabbitMQ checks that a "#" subscriber gets no notice), a Will
+// on it is refused with CONNACK 0x87, and a client identifier that
+// begins with ClientIDPrefix with CONNACK 0x85, so that no client takes a
+// control connection over (TestCoordinationTopicRefused). Clients that
+// reach the broker directly must be kept off the topic by the broker's
+// ACL: let only the control connections' Username publish and subscribe
+// to it (mosquitto: "user mqttauth-gateway" / "topic readwrite
+// $mqttauth/takeover"; NATS: permissions on the subject
+// "$mqttauth.takeover" for that user; RabbitMQ: topic permissions on the
+// amq.topic exchange, routing key "$mqttauth.takeover").
 //
 // # Use
 //

@@ -81,6 +81,15 @@ type Config struct {
 	// sends full topic names upstream. Zero means DefaultTopicAliasMaximum.
 	TopicAliasMaximum uint16
 
+	// Coordination, when set, makes this gateway and the others in front
+	// of the same MQTT 3.1.1 broker or cluster tell each other through the
+	// broker which client identifiers they admit, so that an MQTT 5 client
+	// whose session a connection through another gateway took over gets
+	// DISCONNECT 0x8E rather than 0x80. Nil (the default) means none. It
+	// needs UpstreamProtocol UpstreamV311. See [Coordination] and the
+	// package documentation's TAKEOVER section.
+	Coordination *Coordination
+
 	// Logger receives the gateway's records; nil means slog.Default().
 	// Secrets are never logged.
 	Logger *slog.Logger
@@ -123,6 +132,9 @@ type Gateway struct {
 	n      atomic.Int64 // connections being served
 
 	draining atomic.Bool // Drain or Shutdown has begun (drain.go)
+
+	coord        *coordinator // Config.Coordination, or nil
+	coordStarted bool         // under mu
 }
 
 // New validates cfg and returns a Gateway.
@@ -160,6 +172,12 @@ func New(cfg Config) (*Gateway, error) {
 		conns: make(map[*conn]struct{}),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	if cfg.Coordination != nil {
+		if g.coord, err = newCoordinator(g, *cfg.Coordination); err != nil {
+			g.cancel()
+			return nil, err
+		}
+	}
 	return g, nil
 }
 
@@ -170,7 +188,7 @@ func New(cfg Config) (*Gateway, error) {
 // broker's packets once the client is authenticated). It returns ErrClosed
 // after Close or Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	if g.isClosed() {
+	if !g.startCoordination() {
 		_ = ln.Close()
 		return ErrClosed
 	}
@@ -215,6 +233,21 @@ func (g *Gateway) Drain(ctx context.Context, serverReference string) error {
 // authentication, Wills dropped.
 func (g *Gateway) Stats() mqttconn.Stats { return g.conn.Stats() }
 
+// startCoordination starts the control connection (Config.Coordination)
+// at the first Serve; it reports false when the gateway is closed.
+func (g *Gateway) startCoordination() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	if g.coord != nil && !g.coordStarted {
+		g.coordStarted = true
+		g.coord.start(g.ctx)
+	}
+	return true
+}
+
 func (g *Gateway) isClosed() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -252,6 +285,7 @@ func (g *Gateway) Close() error {
 	if g.closed {
 		g.mu.Unlock()
 		g.wg.Wait()
+		g.waitCoordination()
 		return nil
 	}
 	g.closed = true
@@ -266,5 +300,17 @@ func (g *Gateway) Close() error {
 		c.closeLegs()
 	}
 	g.wg.Wait()
+	g.waitCoordination()
 	return nil
+}
+
+// waitCoordination waits for the control connection's goroutines, once
+// the gateway is closed.
+func (g *Gateway) waitCoordination() {
+	g.mu.Lock()
+	started := g.coordStarted
+	g.mu.Unlock()
+	if started {
+		g.coord.wait()
+	}
 }

@@ -227,6 +227,20 @@ func TestRabbitMQ(t *testing.T) {
 		require.Contains(t, dis.Properties.ReasonString, "broker closed")
 	})
 
+	t.Run("coordinated_takeover_0x8E", func(t *testing.T) {
+		ga := coordinated(t, allowAll(), r.Addr)
+		gb := coordinated(t, allowAll(), r.Addr)
+		require.True(t, r.Saw(gateway.DefaultCoordinationUsername), "the control connection's user")
+		// RabbitMQ's topic exchange matches "#" with "$" topics: the
+		// gateway withholds the notices from such a subscriber.
+		sub, _ := v5Dial(t, ga.Addr, pw("rmq-hash", "bob"))
+		sub.send(&packets.Subscribe{PacketID: 1, Properties: &packets.Properties{}, Subscriptions: []packets.SubOptions{{Topic: "#", QoS: 1}}})
+		require.Equal(t, []byte{1}, sub.read(10*time.Second).Content.(*packets.Suback).Reasons)
+
+		requireTakenOver(t, ga.Addr, gb.Addr, "rmq-twin")
+		sub.silent(500 * time.Millisecond)
+	})
+
 	v311Suite(t, r.Addr, r.Saw)
 }
 

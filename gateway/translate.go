@@ -505,21 +505,6 @@ func (c *conn) disconnectUp311(p packet) {
 	c.mu.Unlock()
 }
 
-// brokerClosed tells an MQTT 5 client whose 3.1.1 broker closed the
-// connection (3.1.1 has no server DISCONNECT) with DISCONNECT 0x80,
-// unless the gateway or the client ended it.
-func (c *conn) brokerClosed() {
-	if c.tr == nil {
-		return
-	}
-	c.mu.Lock()
-	ours := c.closed || c.upDone
-	c.mu.Unlock()
-	if !ours {
-		c.lc.Disconnect(auth.UnspecifiedError, "the broker closed the connection")
-	}
-}
-
 // purgeSession discards the broker's session for up's client identifier
 // before the real CONNECT (Clean Start with a Session Expiry Interval
 // above 0): a CONNECT with Clean Session 1 on a leg of its own, its

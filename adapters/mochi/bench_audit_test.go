@@ -64,7 +64,7 @@ func connectTCP(addr, id string) error {
 func BenchmarkConnectAudit(b *testing.B) {
 	pki := authtest.NewTutorialPKI(b, time.Now())
 	clientTLS := authtest.ClientTLSConfig(b, pki.ContosoRoot, "localhost", pki.Thermostat)
-	policy, err := abac.Parse([]byte(tutorialPolicy))
+	policy, err := abac.Parse([]byte(authtest.TutorialPolicy))
 	if err != nil {
 		b.Fatal(err)
 	}

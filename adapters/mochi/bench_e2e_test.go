@@ -103,7 +103,7 @@ func BenchmarkConnectMTLS(b *testing.B) {
 		}
 		store := truststore.NewMemory(set)
 		a := newX509(b, store)
-		policy, err := abac.Parse([]byte(tutorialPolicy))
+		policy, err := abac.Parse([]byte(authtest.TutorialPolicy))
 		if err != nil {
 			b.Fatal(err)
 		}

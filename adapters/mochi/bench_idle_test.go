@@ -119,7 +119,7 @@ func BenchmarkIdleMTLS(b *testing.B) {
 			b.Fatal(err)
 		}
 		a := newX509(b, truststore.NewMemory(set))
-		policy, err := abac.Parse([]byte(tutorialPolicy))
+		policy, err := abac.Parse([]byte(authtest.TutorialPolicy))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -256,19 +256,6 @@ func newX509(t testing.TB, store *truststore.Store) *x509auth.Authenticator {
 	return a
 }
 
-// tutorialPolicy is the abac-authz policy of the Azure IoT Operations
-// tutorial "TLS, X.509 client authentication, and ABAC authorization".
-const tutorialPolicy = `{"rules": [
-  {"principals": {"attributes": [{"group": "thermostat_group"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/temperature"]}]},
-  {"principals": {"attributes": [{"group": "hygrometer_group"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/humidity"]}]},
-  {"principals": {"attributes": [{"manufacturer": "fabrikam"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["health/heartbeat"]}]},
-  {"principals": {"usernames": ["heater"]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Subscribe", "topics": ["telemetry/temperature", "telemetry/humidity"]}]}
-]}`
-
 // tutorial starts mochi with the hook on an mTLS listener wired to
 // x509auth over the tutorial PKI, with the tutorial's ABAC policy.
 type tutorial struct {
@@ -286,7 +273,7 @@ func startTutorial(t *testing.T) *tutorial {
 	require.NoError(t, err)
 	store := truststore.NewMemory(set)
 	a := newX509(t, store)
-	policy, err := abac.Parse([]byte(tutorialPolicy))
+	policy, err := abac.Parse([]byte(authtest.TutorialPolicy))
 	require.NoError(t, err)
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy})
 	stop, err := m.Watch(a.Watch(store))

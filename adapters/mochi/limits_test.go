@@ -218,7 +218,7 @@ func TestTLSListener(t *testing.T) {
 	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
 	require.NoError(t, err)
 	a := newX509(t, truststore.NewMemory(set))
-	m := newManager(t, auth.Config{Authenticator: auth.Chain{a}, Authorizer: mustPolicy(t, tutorialPolicy)})
+	m := newManager(t, auth.Config{Authenticator: auth.Chain{a}, Authorizer: mustPolicy(t, authtest.TutorialPolicy)})
 	srv := mqtt.New(&mqtt.Options{Logger: quiet})
 	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet})
 	require.NoError(t, err)

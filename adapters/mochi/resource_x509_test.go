@@ -96,7 +96,7 @@ func TestMTLSConnectionsLeaveNoResidue(t *testing.T) {
 	require.NoError(t, err)
 	store := truststore.NewMemory(set)
 	a := newX509(t, store)
-	policy, err := abac.Parse([]byte(tutorialPolicy))
+	policy, err := abac.Parse([]byte(authtest.TutorialPolicy))
 	require.NoError(t, err)
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{a}, Authorizer: policy})
 	srv := mqtt.New(&mqtt.Options{Logger: quiet})

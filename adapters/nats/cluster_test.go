@@ -76,7 +76,7 @@ func startCluster(t *testing.T) *cluster {
 		authtest.WithIPs(net.ParseIP("127.0.0.1")), authtest.WithExtKeyUsage(x509.ExtKeyUsageServerAuth))
 	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
 	require.NoError(t, err)
-	policy, err := abac.Parse([]byte(tutorialPolicy))
+	policy, err := abac.Parse([]byte(authtest.TutorialPolicy))
 	require.NoError(t, err)
 	c := &cluster{pki: pki, store: truststore.NewMemory(set), policy: policy}
 	var routes []*url.URL

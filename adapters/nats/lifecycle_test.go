@@ -47,9 +47,9 @@ func TestPolicyChange(t *testing.T) {
 	// The thermostat now publishes to telemetry/temperature2 only (it lost
 	// telemetry/temperature); the heater may also subscribe to it (it
 	// gained, lost nothing); the hygrometer is unchanged.
-	changed := strings.Replace(tutorialPolicy, `"topics": ["telemetry/temperature"]`, `"topics": ["telemetry/temperature2"]`, 1)
+	changed := strings.Replace(authtest.TutorialPolicy, `"topics": ["telemetry/temperature"]`, `"topics": ["telemetry/temperature2"]`, 1)
 	changed = strings.Replace(changed, `"topics": ["telemetry/temperature", "telemetry/humidity"]`, `"topics": ["telemetry/temperature", "telemetry/humidity", "telemetry/temperature2"]`, 1)
-	require.NotEqual(t, tutorialPolicy, changed)
+	require.NotEqual(t, authtest.TutorialPolicy, changed)
 	authtest.WriteFile(t, tu.path, []byte(changed))
 	require.Eventually(t, func() bool { return tu.policy.Generation() == 2 }, 5*time.Second, 10*time.Millisecond)
 

@@ -127,20 +127,6 @@ func newManager(t testing.TB, cfg auth.Config) *auth.Manager {
 	return m
 }
 
-// tutorialPolicy is the abac-authz policy of the Azure IoT Operations
-// tutorial "TLS, X.509 client authentication, and ABAC authorization"
-// (aioconfig/testdata/seed003).
-const tutorialPolicy = `{"rules": [
-  {"principals": {"attributes": [{"group": "thermostat_group"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/temperature"]}]},
-  {"principals": {"attributes": [{"group": "hygrometer_group"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/humidity"]}]},
-  {"principals": {"attributes": [{"manufacturer": "fabrikam"}]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["health/heartbeat"]}]},
-  {"principals": {"usernames": ["heater"]},
-   "brokerResources": [{"method": "Connect"}, {"method": "Subscribe", "topics": ["telemetry/temperature", "telemetry/humidity"]}]}
-]}`
-
 func newX509(t testing.TB, store *truststore.Store) *x509auth.Authenticator {
 	t.Helper()
 	a, err := x509auth.New(x509auth.Config{Trust: store, Logger: quiet, Mappings: []x509auth.Mapping{
@@ -170,7 +156,7 @@ func startTutorial(t *testing.T) *tutorial {
 	require.NoError(t, err)
 	store := truststore.NewMemory(set)
 	xa := newX509(t, store)
-	path := authtest.WriteFile(t, "policy.json", []byte(tutorialPolicy))
+	path := authtest.WriteFile(t, "policy.json", []byte(authtest.TutorialPolicy))
 	w, err := abac.NewWatcher(abac.WatchConfig{Path: path, Logger: quiet, Debounce: 10 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })

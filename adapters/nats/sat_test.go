@@ -10,6 +10,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/satauth"
 	"github.com/mqttauth/mqttauth/satauth/sattest"
 )
@@ -28,7 +29,7 @@ func TestSATAsPassword(t *testing.T) {
 	sa, err := satauth.New(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(sa.Close)
-	policy, err := abac.Parse([]byte(tutorialPolicy))
+	policy, err := abac.Parse([]byte(authtest.TutorialPolicy))
 	require.NoError(t, err)
 	m := newManager(t, auth.Config{Authenticator: auth.Chain{sa}, Authorizer: policy})
 	b := startBroker(t, brokerConfig{manager: m, policy: policy})

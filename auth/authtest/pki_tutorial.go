@@ -25,6 +25,24 @@ type TutorialPKI struct {
 	Lightbulb  *Leaf // "lightbulb"
 }
 
+// TutorialPolicy is the abac-authz policy of the same tutorial, in the JSON
+// the tutorial enters in the portal, wrapped in a rules document (the
+// format abac.Parse reads): the thermostat and hygrometer groups publish
+// their telemetry, the Fabrikam intermediate's devices their heartbeat,
+// and the user name heater subscribes to both telemetry topics. It matches
+// TutorialPKI's certificates once their subjects are mapped to those
+// attributes (aioconfig/testdata/seed003 holds the same resources).
+const TutorialPolicy = `{"rules": [
+  {"principals": {"attributes": [{"group": "thermostat_group"}]},
+   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/temperature"]}]},
+  {"principals": {"attributes": [{"group": "hygrometer_group"}]},
+   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["telemetry/humidity"]}]},
+  {"principals": {"attributes": [{"manufacturer": "fabrikam"}]},
+   "brokerResources": [{"method": "Connect"}, {"method": "Publish", "topics": ["health/heartbeat"]}]},
+  {"principals": {"usernames": ["heater"]},
+   "brokerResources": [{"method": "Connect"}, {"method": "Subscribe", "topics": ["telemetry/temperature", "telemetry/humidity"]}]}
+]}`
+
 // NewTutorialPKI builds the tutorial's PKI with validity periods around
 // now. step's leaf profile gives client and server authentication; the same
 // is done here.

@@ -5,7 +5,6 @@ package e2e
 // exporter's module does not depend on a broker.
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,46 +14,10 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
-	prom "github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
-	"github.com/mqttauth/mqttauth/auth"
-	"github.com/mqttauth/mqttauth/metrics/prometheus"
+	"github.com/mqttauth/mqttauth/metrics/prometheus/promtest"
 )
-
-// observers are the two sides of the benchmark: no Observer (the default)
-// and the Prometheus exporter.
-func observers(b *testing.B) []struct {
-	name string
-	obs  auth.Observer
-} {
-	exp, err := prometheus.New(prometheus.Config{Registry: prom.NewRegistry()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return []struct {
-		name string
-		obs  auth.Observer
-	}{{"none", nil}, {"prometheus", exp}}
-}
-
-func benchManager(b *testing.B, obs auth.Observer) *auth.Manager {
-	m, err := auth.NewManager(auth.Config{
-		Authenticator: auth.Chain{tokenMethod{}, passwords{}},
-		Authorizer: auth.AuthorizerFunc(func(_ context.Context, p *auth.Principal, _ auth.Action) auth.Decision {
-			if p == nil {
-				return auth.Deny
-			}
-			return auth.Allow("all")
-		}),
-		Logger:   slog.New(slog.DiscardHandler),
-		Observer: obs,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return m
-}
 
 // BenchmarkBrokerConnect is the connect rate of an in-process mochi broker
 // with the adapter over plain TCP on loopback (no TLS: the cheapest connect,
@@ -62,9 +25,9 @@ func benchManager(b *testing.B, obs auth.Observer) *auth.Manager {
 // user name and password through the two-method chain, CONNACK,
 // DISCONNECT.
 func BenchmarkBrokerConnect(b *testing.B) {
-	for _, o := range observers(b) {
-		b.Run("observer="+o.name, func(b *testing.B) {
-			m := benchManager(b, o.obs)
+	for _, o := range promtest.Sides(b) {
+		b.Run("observer="+o.Name, func(b *testing.B) {
+			m := promtest.NewManager(b, o.Observer)
 			quiet := slog.New(slog.DiscardHandler)
 			srv := mqtt.New(&mqtt.Options{Logger: quiet})
 			if _, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet}); err != nil {

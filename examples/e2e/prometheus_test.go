@@ -270,7 +270,12 @@ func TestGatewayCheckConfig(t *testing.T) {
 		"every authorization allow logged", // the file says sampleAllows: 1
 		"upstream: 127.0.0.1:1883, plain TCP, PROXY protocol off",
 		"gateway limits: maxPacketSize 1048576, maxUnauthenticatedConnections 64 per port (8 per source), connectTimeout 10s",
+		"takeover coordination: off",
 	} {
 		require.Contains(t, out, want)
 	}
+	out, err = proc.Run(t, 30*time.Second, binary(t, "gateway"), "-config", a, "-config", b, "-check-config",
+		"-admin-addr", "off", "-upstream", "127.0.0.1:1883", "-upstream-protocol", "3.1.1", "-coordination")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "takeover coordination: on, topic $mqttauth/takeover, user mqttauth-gateway")
 }

@@ -17,6 +17,15 @@
 //	gateway -upstream 127.0.0.1:1883  # the tutorial, with a generated PKI
 //	gateway -config gateway.yaml -upstream broker.internal:8883 -upstream-cafile ca.pem -upstream-cert gw.pem -upstream-key gw.key
 //	gateway -upstream 127.0.0.1:1883 -upstream-protocol 3.1.1 -upstream-password-file gw.pass  # RabbitMQ or NATS (3.1.1 only)
+//	gateway -upstream 127.0.0.1:1883 -upstream-protocol 3.1.1 -coordination  # several gateways: 0x8E on takeover
+//
+// With a 3.1.1 broker, -coordination (or MqttAuthSettings
+// upstream.coordination) makes the gateways tell each other through the
+// broker which client identifiers they admit, so that an MQTT 5 client
+// whose session a connection through another gateway took over gets
+// DISCONNECT 0x8E rather than 0x80 (gateway.Config.Coordination; reserve
+// its topic, $mqttauth/takeover, to the user mqttauth-gateway in the
+// broker's ACL).
 //
 // -config may be repeated (resources spread over files) and
 // -check-config prints the effective configuration, flags included, and
@@ -89,6 +98,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	upKey := fs.String("upstream-key", "", "the key of -upstream-cert")
 	upName := fs.String("upstream-server-name", "", "the broker's TLS server name (default: the host of -upstream)")
 	upProto := fs.String("upstream-protocol", "", `MQTT version spoken to the broker: 5, 3.1.1 (MQTT 5 clients translated) or auto (the client's), overriding MqttAuthSettings upstream.protocol (default auto)`)
+	coordinate := fs.Bool("coordination", false, "coordinate takeovers with the other gateways through the broker (needs -upstream-protocol 3.1.1; MqttAuthSettings upstream.coordination sets its options and turns it on too): an MQTT 5 client whose session another gateway took over gets DISCONNECT 0x8E, not 0x80")
 	upPassFile := fs.String("upstream-password-file", "", "file holding the password sent to the broker with every identity (RabbitMQ requires one)")
 	drainTo := fs.String("drain-to", "", "on SIGTERM, send MQTT 5 clients DISCONNECT 0x9C (Use another server) with this Server Reference (host:port of another gateway) rather than 0x8B")
 	proxy := fs.Bool("proxy-protocol", false, "send the client's address upstream with the PROXY protocol v2 (the broker must expect it)")
@@ -171,6 +181,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "upstream: %s, %s, PROXY protocol %s (/readyz checks it can be reached)\n",
 			*upstream, describeTLS(upTLS), map[bool]string{true: "on", false: "off"}[*proxy])
+		fmt.Fprintf(stdout, "takeover coordination: %s\n", describeCoordination(coordination(*coordinate, cfg.Settings.Upstream)))
 		fmt.Fprintf(stdout, "gateway limits: maxPacketSize %d, maxUnauthenticatedConnections %d per port (%d per source), connectTimeout %s\n",
 			cmp.Or(lim.MaxPacketSize, mqttconn.DefaultMaxPacketSize), cmp.Or(lim.MaxPending, mqttconn.DefaultMaxPending),
 			cmp.Or(lim.MaxPendingPerSource, cmp.Or(lim.MaxPending, mqttconn.DefaultMaxPending)/mqttconn.DefaultPendingShare),
@@ -208,6 +219,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	coord := coordination(*coordinate, cfg.Settings.Upstream)
 	var upPass []byte
 	if *upPassFile != "" {
 		if upPass, err = os.ReadFile(*upPassFile); err != nil {
@@ -251,6 +263,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			ProxyProtocol:    *proxy,
 			UpstreamProtocol: protocol,
 			UpstreamPassword: upPass,
+			Coordination:     coord,
 			TLS:              p.TLS,
 			Listener:         p.Name,
 			Limits:           lim,
@@ -279,6 +292,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return float64(n)
 	}); err != nil {
 		return err
+	}
+	if coord != nil {
+		if err := exp.GaugeFunc("gateway_coordination_up", "1 when every gateway's takeover coordination connection to the broker is up, else 0.", nil, func() float64 {
+			for _, g := range all {
+				if g.CoordinationCheck(context.Background()) != nil {
+					return 0
+				}
+			}
+			return 1
+		}); err != nil {
+			return err
+		}
 	}
 	listening.Open()
 	select {
@@ -379,4 +404,32 @@ func limits(maxPacket, maxPending int, l *aioconfig.Limits) mqttconn.Limits {
 		lim.MaxPending = maxPending
 	}
 	return lim
+}
+
+// coordination is the gateways' takeover coordination: on with -coordination
+// or MqttAuthSettings upstream.coordination (whose options it takes), else
+// nil (off).
+func coordination(flag bool, up *aioconfig.Upstream) *gateway.Coordination {
+	var c *aioconfig.Coordination
+	if up != nil {
+		c = up.Coordination
+	}
+	if !flag && c == nil {
+		return nil
+	}
+	if c == nil {
+		return &gateway.Coordination{}
+	}
+	notice, grace, window := c.Durations()
+	return &gateway.Coordination{Topic: c.Topic, ClientIDPrefix: c.ClientIDPrefix, Username: c.Username,
+		NoticeTimeout: notice, Grace: grace, Window: window}
+}
+
+// describeCoordination says whether takeovers are coordinated, and how.
+func describeCoordination(c *gateway.Coordination) string {
+	if c == nil {
+		return "off (with a 3.1.1 broker a client whose session moved gets DISCONNECT 0x80)"
+	}
+	return fmt.Sprintf("on, topic %s, user %s (reserve the topic to that user in the broker's ACL)",
+		cmp.Or(c.Topic, gateway.DefaultCoordinationTopic), cmp.Or(c.Username, gateway.DefaultCoordinationUsername))
 }

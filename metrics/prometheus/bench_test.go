@@ -2,7 +2,6 @@ package prometheus_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,48 +10,15 @@ import (
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
+	"github.com/mqttauth/mqttauth/metrics/prometheus/promtest"
 )
-
-// observers are the two sides of each benchmark: no Observer (the
-// default) and the Prometheus exporter.
-func observers(b *testing.B) []struct {
-	name string
-	obs  auth.Observer
-} {
-	exp, err := prometheus.New(prometheus.Config{Registry: prom.NewRegistry()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return []struct {
-		name string
-		obs  auth.Observer
-	}{{"none", nil}, {"prometheus", exp}}
-}
-
-func benchManager(b *testing.B, obs auth.Observer) *auth.Manager {
-	m, err := auth.NewManager(auth.Config{
-		Authenticator: auth.Chain{tokenMethod{}, passwords{}},
-		Authorizer: auth.AuthorizerFunc(func(_ context.Context, p *auth.Principal, _ auth.Action) auth.Decision {
-			if p == nil {
-				return auth.Deny
-			}
-			return auth.Allow("all")
-		}),
-		Logger:   slog.New(slog.DiscardHandler),
-		Observer: obs,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return m
-}
 
 // BenchmarkConnect is one connection's life in the core: a Session, its
 // CONNECT through a two-method chain (not relevant, then pass), and Close.
 func BenchmarkConnect(b *testing.B) {
-	for _, o := range observers(b) {
-		b.Run("observer="+o.name, func(b *testing.B) {
-			m := benchManager(b, o.obs)
+	for _, o := range promtest.Sides(b) {
+		b.Run("observer="+o.Name, func(b *testing.B) {
+			m := promtest.NewManager(b, o.Observer)
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -78,9 +44,9 @@ func BenchmarkSessionAuthorize(b *testing.B) {
 }
 
 func benchAuthorize(b *testing.B, parallel bool) {
-	for _, o := range observers(b) {
-		b.Run("observer="+o.name, func(b *testing.B) {
-			m := benchManager(b, o.obs)
+	for _, o := range promtest.Sides(b) {
+		b.Run("observer="+o.Name, func(b *testing.B) {
+			m := promtest.NewManager(b, o.Observer)
 			ctx := context.Background()
 			s := m.NewSession(authtest.NewConn())
 			if r := s.Connect(ctx, &auth.Request{ClientID: "dev-1", Username: "alice", HasUsername: true,

@@ -21,38 +21,6 @@ import (
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
-// tokenMethod is relevant only to clients naming the method "TOKEN": here
-// it never is, so every password client shows not_relevant for it.
-type tokenMethod struct{}
-
-func (tokenMethod) MethodName() string { return "TOKEN" }
-func (tokenMethod) Authenticate(_ context.Context, req *auth.Request) auth.Result {
-	if req.AuthMethod != "TOKEN" {
-		return auth.Result{}
-	}
-	return auth.FailResult(auth.NotAuthorized, nil)
-}
-
-// passwords passes alice, bob and carol with the password secret; carol's
-// credential expires after a second.
-type passwords struct{}
-
-func (passwords) MethodName() string { return "password" }
-func (passwords) Authenticate(_ context.Context, req *auth.Request) auth.Result {
-	if !req.HasUsername {
-		return auth.Result{}
-	}
-	switch {
-	case string(req.Password) != "secret":
-	case req.Username == "alice" || req.Username == "bob":
-		return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Method: "password", Username: req.Username}))
-	case req.Username == "carol":
-		return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Method: "password", Username: req.Username,
-			Expiry: time.Now().Add(time.Second)}))
-	}
-	return auth.FailResult(auth.BadUserNameOrPassword, nil)
-}
-
 // client is a session of the test's Manager and the Conn it ends.
 type client struct {
 	*auth.Session
@@ -110,7 +78,7 @@ func TestPrometheusScrapesExporter(t *testing.T) {
 		return auth.Allow("all")
 	})
 	m, err := auth.NewManager(auth.Config{
-		Authenticator: auth.Chain{tokenMethod{}, passwords{}},
+		Authenticator: promtest.Chain(),
 		Authorizer:    az,
 		Logger:        quiet,
 		Observer:      exp,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
+	"github.com/mqttauth/mqttauth/metrics/prometheus/promtest"
 )
 
 // Export the events of a Manager: every method of the chain is counted on
@@ -20,7 +21,7 @@ func Example() {
 		panic(err)
 	}
 	m, err := auth.NewManager(auth.Config{
-		Authenticator: auth.Chain{tokenMethod{}, passwords{}},
+		Authenticator: promtest.Chain(), // TOKEN (not relevant here), then password
 		Authorizer:    auth.AllowAuthenticated,
 		Logger:        slog.New(slog.DiscardHandler),
 		Observer:      exp,

@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/mqttauth/mqttauth/auth/authtest"
 )
 
@@ -313,4 +315,25 @@ spec:
 // aio-broker-auth/building}/#.
 func SATConfig(pkiDir, apiServer, caFile, tokenFile, mode, issuer string) string {
 	return fmt.Sprintf(satConfig, pkiDir, apiServer, caFile, tokenFile, mode, issuer)
+}
+
+// Main is a TestMain for packages whose tests start shared programs: it
+// runs the tests, calls stop (each in order: the shared kube-apiserver,
+// say), removes the programs Binary built and, when the tests passed,
+// fails the run if a goroutine is left behind. It does not return.
+//
+//	func TestMain(m *testing.M) { proc.Main(m, kubetest.StopShared) }
+func Main(m *testing.M, stop ...func()) {
+	code := m.Run()
+	for _, f := range stop {
+		f()
+	}
+	Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

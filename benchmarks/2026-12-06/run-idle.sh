@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Memory per idle client on the gateway (issue 23, item 5), before and
 # after the series that reduced it, and the QoS 1 publish hot path side by
-# side. "before" is commit 6fbd2be (BenchmarkIdleClient added, gateway code
-# as on main); "after" is the working tree. Usage, from anywhere:
-#   benchmarks/2026-12-06/run-idle.sh [rounds]   (default 3)
+# side. "before" is a commit (default 6fbd2be: BenchmarkIdleClient added,
+# gateway code as on main then; after a merge, main's parent without the
+# series) into which this tree's gateway/idle_test.go and its race files
+# are copied; "after" is the working tree. Usage, from anywhere:
+#   benchmarks/2026-12-06/run-idle.sh [rounds [before-commit]]   (default 3 6fbd2be)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/2026-12-06
 rounds=${1:-3}
+base=${2:-6fbd2be}
 before=$(mktemp -d)
 trap 'git worktree remove --force "$before"' EXIT
-git worktree add -q --detach "$before" 6fbd2be
+git worktree add -q --detach "$before" "$base"
+cp gateway/idle_test.go gateway/race_test.go gateway/norace_test.go "$before/gateway/"
 (cd "$before/gateway" && go test -c -o /tmp/gw-idle-before.test .)
 (cd gateway && go test -c -o /tmp/gw-idle-after.test .)
 : >"$out/idle.txt"

@@ -167,6 +167,24 @@
 // check of the broker leg, for an admin listener's /readyz: it dials the
 // broker (TLS handshake included) without an MQTT CONNECT.
 //
+// # Connect cost and TLS session resumption
+//
+// A client leg with Config.TLS issues TLS 1.3 session tickets (crypto/tls's
+// default). A resumed session is still judged: crypto/tls calls
+// x509auth's VerifyConnection on resumptions, which re-checks the
+// session's certificates against the current trust set and CRLs (a
+// revoked certificate, or one whose CA was removed, fails the handshake),
+// and the Authenticator and its RevocationChecker run at CONNECT as on a
+// full handshake. Most of a connect's cost is the TLS key exchange:
+// crypto/tls's default with Go clients is the hybrid post-quantum
+// X25519MLKEM768. A listener that sets CurvePreferences to
+// []tls.CurveID{tls.X25519} connects faster (BENCHMARKS.md, "Gateway
+// connects profiled") but gives up the post-quantum half: traffic recorded
+// today can be decrypted by whoever breaks X25519 later. It is the
+// operator's choice, not the default. Clients that offer only classical
+// groups (OpenSSL before 3.5: Node 20, Debian 12's mosquitto_pub) get
+// X25519 either way.
+//
 // # TRANSLATION: MQTT 5 clients in front of an MQTT 3.1.1 broker
 //
 // Config.UpstreamProtocol chooses the broker leg's version: auto (the

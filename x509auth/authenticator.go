@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
@@ -106,6 +107,15 @@ type Config struct {
 	// CRL distribution points (see [RevocationChecker]); nil checks only
 	// the truststore's CRLs.
 	Revocation RevocationChecker
+	// ChainCacheSize bounds the number of presented chains whose
+	// verification is remembered by content (the SHA-256 of their DER),
+	// so that a client presenting the same certificates again (a new
+	// handshake, or a resumed TLS session) is not verified again by
+	// signature: what a change of trust or time can alter (the CA still
+	// trusted, CRLs, validity, usage) is still checked on every
+	// connection, and Config.Revocation still runs. About 150 bytes an
+	// entry. Zero means DefaultChainCacheSize; negative turns it off.
+	ChainCacheSize int
 	// RecheckTimeout bounds one re-check of all sessions started by a
 	// change of the truststore ([Authenticator.Watch]); zero means 30
 	// seconds.
@@ -139,7 +149,9 @@ type Authenticator struct {
 	log         *slog.Logger
 	revocation  RevocationChecker
 	cache       cache
-	noCache     bool // benchmarks: measure the uncached path
+	verified    *verified    // by content; nil when Config.ChainCacheSize < 0
+	verifies    atomic.Int64 // full verifications (by signature), for tests
+	noCache     bool         // benchmarks: measure the uncached path
 }
 
 // New validates cfg and returns an Authenticator.
@@ -181,6 +193,12 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	switch {
+	case cfg.ChainCacheSize == 0:
+		a.verified = newVerified(DefaultChainCacheSize)
+	case cfg.ChainCacheSize > 0:
+		a.verified = newVerified(cfg.ChainCacheSize)
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -329,9 +347,21 @@ func (a *Authenticator) verify(cs *tls.ConnectionState) (*entry, error) {
 			return a.remember(leaf, ch)
 		}
 	}
+	var key [32]byte
+	byContent := a.verified != nil && !a.noCache
+	if byContent {
+		key = presentedKey(cs.PeerCertificates)
+		if ch := a.verified.get(key, cs.PeerCertificates); ch != nil && set.CheckVerified(leaf, ch[1:], opts) == nil {
+			return a.remember(leaf, ch)
+		}
+	}
+	a.verifies.Add(1)
 	chains, err := set.Verify(cs.PeerCertificates, opts)
 	if err != nil {
 		return nil, err
+	}
+	if byContent {
+		a.verified.put(key, cs.PeerCertificates, chains[0])
 	}
 	return a.remember(leaf, chains[0])
 }

@@ -25,7 +25,10 @@
 //
 // The listener requires a certificate (tls.RequireAnyClientCert) and
 // verifies it in VerifyConnection against the trust set current at that
-// handshake, resumed sessions included. Authenticate verifies
+// handshake, resumed sessions included (crypto/tls calls VerifyConnection
+// on a resumption, never VerifyPeerCertificate: a base configuration's
+// VerifyPeerCertificate is called from VerifyConnection on resumed
+// sessions). Authenticate verifies
 // Request.TLS.PeerCertificates again against the current set rather than
 // trusting ConnectionState.VerifiedChains, which crypto/tls leaves empty
 // in this mode; the chain the handshake verified is remembered with the
@@ -68,6 +71,21 @@
 // live connections ([Authenticator.CachedChains]). An entry keeps the
 // issuers above the leaf in its own slice, never one that shares an array
 // with the leaf.
+//
+// crypto/tls parses the client's certificates anew on every full
+// handshake, and a resumed session's from its ticket, so a client that
+// reconnects usually brings a certificate the per-certificate cache has
+// never seen. Presented chains that verified are therefore also
+// remembered by content (the SHA-256 of their DER, leaf first, in the
+// order presented; bounded by Config.ChainCacheSize, 4096 by default,
+// about 150 bytes each): the same chain presented again is not verified
+// by signature again, since signatures depend on those bytes alone.
+// Everything that a change of trust or time can alter is still checked on
+// every connection, full or resumed: the CA is still trusted, nothing in
+// the chain is on a CRL, every certificate is within its validity period,
+// the leaf's usage; and Config.Revocation still runs at CONNECT. A chain
+// that fails these checks is verified from scratch, in case another chain
+// still leads to a trusted CA.
 //
 // A client that names an MQTT v5 Authentication Method in CONNECT is not
 // authenticated by its certificate: [Authenticator.Authenticate] is

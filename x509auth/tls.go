@@ -22,7 +22,11 @@ import (
 //     clientAuth extended key usage, revocation). crypto/tls calls it on
 //     full handshakes and on session resumptions alike, so a resumed
 //     session of a revoked client fails too. base's own VerifyConnection,
-//     if any, runs after it.
+//     if any, runs after it. crypto/tls does not call VerifyPeerCertificate
+//     on resumed sessions: base's VerifyPeerCertificate, if any, is called
+//     from VerifyConnection on those (with the session's certificates),
+//     so that a check written there also judges a client that comes back
+//     with a session ticket.
 //   - MinVersion is raised to TLS 1.2 if lower.
 //
 // crypto/tls leaves ConnectionState.VerifiedChains empty with
@@ -45,24 +49,36 @@ func (a *Authenticator) ServerTLSConfig(base *tls.Config) *tls.Config {
 		cfg.MinVersion = tls.VersionTLS12
 	}
 	next := cfg.VerifyConnection
+	peer := cfg.VerifyPeerCertificate
+	// after runs base's own checks: on a resumed session crypto/tls does
+	// not call VerifyPeerCertificate, so it is called here.
+	after := func(cs *tls.ConnectionState) error {
+		if peer != nil && cs.DidResume {
+			raw := make([][]byte, len(cs.PeerCertificates))
+			for i, c := range cs.PeerCertificates {
+				raw[i] = c.Raw
+			}
+			if err := peer(raw, cs.VerifiedChains); err != nil {
+				return err
+			}
+		}
+		if next != nil {
+			return next(*cs)
+		}
+		return nil
+	}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0] == nil {
 			if !a.optional {
 				return fmt.Errorf("x509auth: no client certificate")
 			}
-			if next != nil {
-				return next(cs)
-			}
-			return nil
+			return after(&cs)
 		}
 		if _, err := a.verify(&cs); err != nil {
 			a.logDeny(context.Background(), "", cs.PeerCertificates[0], err)
 			return fmt.Errorf("x509auth: %w", err)
 		}
-		if next != nil {
-			return next(cs)
-		}
-		return nil
+		return after(&cs)
 	}
 	return cfg
 }

@@ -85,7 +85,10 @@ func (c *Cache) Authorize(ctx context.Context, p *auth.Principal, a auth.Action)
 	}
 	d := x.Authorize(ctx, p, a)
 	if *m == nil {
-		*m = make(map[string]auth.Decision, min(c.size, 16))
+		// No size hint: most sessions use a topic or two, and an idle
+		// client's cache is part of what it costs (a hint of 16 made
+		// every map about 2 KiB).
+		*m = make(map[string]auth.Decision)
 	} else if len(*m) >= c.size {
 		clear(*m)
 	}

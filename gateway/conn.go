@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -19,24 +18,27 @@ import (
 	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
-// readBufferSize is the buffer of each leg's reader: small, since an idle
-// connection keeps two.
+// readBufferSize is the buffer of each leg's reader, taken from a pool
+// only while the leg has unread bytes (legreader.go): an idle connection
+// holds none.
 const readBufferSize = 1024
 
 // conn is one client connection and, once the client is authenticated, its
 // broker leg. Its connection-layer side (the Session, the Will, refusals,
 // shutdown) is lc, a mqttconn.Client, to which it is the Transport.
 //
-// Goroutines: serve reads the client and writes the broker; downstream
-// reads the broker and writes the client. Writes to the client are
-// serialized by wmu (the serve goroutine answers some packets itself, and
-// the layer writes the Session's final packet from a timer). Each read is
+// Goroutines: serve authenticates the client; then upstreamLoop, on a
+// goroutine of its own, reads the client and writes the broker, while
+// downstream, on serve's goroutine, reads the broker and writes the
+// client. Writes to the client are serialized by wmu (upstreamLoop
+// answers some packets itself, and the layer writes the Session's final
+// packet from a timer). Each read is
 // followed by a blocking write to the other leg before the next read, so a
 // leg is read only as fast as the other accepts writes.
 type conn struct {
 	g  *Gateway
-	nc net.Conn // the client leg (a *tls.Conn when Config.TLS is set)
-	cr *bufio.Reader
+	nc net.Conn   // the client leg (a *tls.Conn when Config.TLS is set)
+	cr *legReader // the client leg's packets
 	lc *mqttconn.Client
 
 	version   byte         // the client's protocol level: 4 or 5
@@ -58,7 +60,7 @@ type conn struct {
 
 	admitted uint64 // the admission's sequence number (Config.Coordination), or 0
 
-	// Used by the serve goroutine only.
+	// Used by serve, then by upstreamLoop, only.
 	upq     batch               // packets for the broker, not yet written
 	aliases map[uint16][]byte   // the client's topic aliases
 	denied2 map[uint16]struct{} // 3.1.1: denied QoS 2 packet ids awaiting PUBREL
@@ -85,7 +87,7 @@ func (c *conn) authorize(kind auth.ActionKind, topic string) bool {
 // CONNECT.
 func (c *conn) serve() error {
 	defer c.closeLegs()
-	c.cr = bufio.NewReaderSize(c.nc, readBufferSize)
+	c.cr = newLegReader(c.nc)
 	ur, err := c.authenticate()
 	if c.lc != nil {
 		defer c.lc.Close()
@@ -93,18 +95,34 @@ func (c *conn) serve() error {
 	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
+	// The client leg is read on a goroutine of its own, whose stack starts
+	// small; this goroutine, whose stack grew during the TLS handshake and
+	// the authentication, reads the broker leg. An idle connection waits
+	// on both with few frames, so that GC shrinks both stacks to 4 KiB:
+	// behind TLS, crypto/tls's read frames would keep this one at 8 KiB
+	// (see legReader.wait).
+	up := make(chan error, 1)
+	downDone := make(chan struct{}) // closed when downstream has returned
 	go func() {
-		defer close(done)
-		c.downstream(ur)
+		err := c.upstreamLoop()
+		c.awaitBrokerClosed(downDone)
+		c.closeLegs()
+		up <- err
 	}()
-	err = c.upstreamLoop()
-	c.awaitBrokerClosed(done)
-	c.closeLegs()
-	<-done
+	c.downstream(ur)
+	close(downDone)
+	err = <-up
+	c.logEnded(err)
+	return nil
+}
+
+// logEnded logs the end of a connection. It is not part of serve, whose
+// frame stays small: serve's goroutine waits on the broker leg while the
+// connection is idle, and the runtime shrinks an idle goroutine's stack
+// only when it uses little of it (see legReader).
+func (c *conn) logEnded(err error) {
 	c.g.log.LogAttrs(c.g.ctx, slog.LevelDebug, "gateway: connection ended",
 		slog.String("client_id", c.clientID), slog.String("username", c.user), slog.Any("err", err))
-	return nil
 }
 
 // closeLegs closes both legs; the goroutines blocked on them return. When
@@ -146,7 +164,7 @@ func (t transport) Write(b []byte) error { return t.c.writeClient(b) }
 // ReadExchange reads the client's answer to an AUTH 0x18 before CONNACK.
 func (t transport) ReadExchange() (mqttconn.Inbound, error) {
 	c := t.c
-	p, err := readPacket(c.cr, int(c.g.lim.MaxPacketSize))
+	p, err := c.cr.readPacket(int(c.g.lim.MaxPacketSize))
 	if err != nil {
 		return mqttconn.Inbound{}, err
 	}
@@ -175,9 +193,9 @@ func (c *conn) writeClient(b []byte) error {
 	return err
 }
 
-// writeUp queues one packet for the broker; the serve goroutine flushes
-// the queue (one writev) before it would block reading the client. Only
-// the serve goroutine writes there.
+// writeUp queues one packet for the broker; upstreamLoop flushes the
+// queue (one writev) before it would block reading the client. Only
+// upstreamLoop writes there.
 func (c *conn) writeUp(b []byte) error {
 	c.upq.add(b)
 	if c.upq.full() {
@@ -223,9 +241,9 @@ func v5Code(code, version byte) auth.ReasonCode {
 // Session's exchange, the Will, refusals), connects to the broker with the
 // principal's identity and writes the CONNACK. It returns the broker leg's
 // reader when the client is connected.
-func (c *conn) authenticate() (*bufio.Reader, error) {
+func (c *conn) authenticate() (*legReader, error) {
 	g := c.g
-	p, err := readPacket(c.cr, int(g.lim.MaxPacketSize))
+	p, err := c.cr.readPacket(int(g.lim.MaxPacketSize))
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +367,7 @@ func (c *conn) authenticate() (*bufio.Reader, error) {
 // dialUpstream connects to the broker and sends the CONNECT of the
 // principal: the client's CONNECT with the principal's user name, no
 // password and no enhanced-authentication properties.
-func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *bufio.Reader, connack, error) {
+func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *legReader, connack, error) {
 	g := c.g
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.UpstreamTimeout)
 	defer cancel()
@@ -378,15 +396,15 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 	if err != nil {
 		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
 	}
-	fail := func(err error) (net.Conn, *bufio.Reader, connack, error) {
+	fail := func(err error) (net.Conn, *legReader, connack, error) {
 		_ = nc.Close()
 		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
 	}
 	if _, err := nc.Write(encodeConnect(&up)); err != nil {
 		return fail(err)
 	}
-	ur := bufio.NewReaderSize(nc, readBufferSize)
-	pk, err := readPacket(ur, int(g.lim.MaxPacketSize))
+	ur := newLegReader(nc)
+	pk, err := ur.readPacket(int(g.lim.MaxPacketSize))
 	if err != nil {
 		return fail(err)
 	}
@@ -430,50 +448,71 @@ func (c *conn) dialBroker(ctx context.Context) (net.Conn, error) {
 
 // upstreamLoop relays the client's packets to the broker, authorizing
 // PUBLISH and SUBSCRIBE and answering AUTH itself, until either leg ends.
+// Each packet is handled by fromClient, so that the loop's frame, under
+// which an idle connection waits, stays small.
 func (c *conn) upstreamLoop() error {
 	for {
-		p, err := readPacket(c.cr, int(c.g.lim.MaxPacketSize))
-		if err != nil {
-			switch {
-			case errors.Is(err, ErrPacketTooLarge):
-				c.disconnect(auth.PacketTooLarge)
-			case errors.Is(err, ErrMalformed):
-				c.disconnect(auth.MalformedPacket)
-			}
-			return err
+		var err error
+		if c.cr.idle() {
+			err = c.cr.wait() // an idle client waits here
 		}
-		switch p.typ() {
-		case packets.PUBLISH:
-			err = c.publish(p)
-		case packets.SUBSCRIBE:
-			err = c.subscribe(p)
-		case packets.PUBREL:
-			if id, ok := packetID(p.body); ok && c.denied2 != nil {
-				if _, denied := c.denied2[id]; denied {
-					delete(c.denied2, id)
-					err = c.writeClient(ack(packets.PUBCOMP, id, 0, c.version))
-					break
-				}
-			}
-			err = c.relayUp(p)
-		case packets.AUTH:
-			err = c.reauth(p)
-		case packets.CONNECT:
-			c.disconnect(auth.ProtocolError) // [MQTT-3.1.0-2]
-			return fmt.Errorf("%w: second CONNECT", auth.ErrProtocol)
-		case packets.DISCONNECT:
-			c.disconnectUp(p)
-			return nil
-		default:
-			err = c.relayUp(p)
-		}
-		if err == nil && !packetBuffered(c.cr) {
-			err = c.flushUp()
+		var p packet
+		if err == nil {
+			p, err = c.cr.next(int(c.g.lim.MaxPacketSize))
 		}
 		if err != nil {
+			return c.readFailed(err)
+		}
+		if end, err := c.fromClient(p); end || err != nil {
 			return err
 		}
 	}
+}
+
+// readFailed disconnects the client for a packet it sent that could not
+// be read, and returns err.
+func (c *conn) readFailed(err error) error {
+	switch {
+	case errors.Is(err, ErrPacketTooLarge):
+		c.disconnect(auth.PacketTooLarge)
+	case errors.Is(err, ErrMalformed):
+		c.disconnect(auth.MalformedPacket)
+	}
+	return err
+}
+
+// fromClient handles one packet of the client; end reports that the
+// relay ends.
+func (c *conn) fromClient(p packet) (end bool, err error) {
+	switch p.typ() {
+	case packets.PUBLISH:
+		err = c.publish(p)
+	case packets.SUBSCRIBE:
+		err = c.subscribe(p)
+	case packets.PUBREL:
+		if id, ok := packetID(p.body); ok && c.denied2 != nil {
+			if _, denied := c.denied2[id]; denied {
+				delete(c.denied2, id)
+				err = c.writeClient(ack(packets.PUBCOMP, id, 0, c.version))
+				break
+			}
+		}
+		err = c.relayUp(p)
+	case packets.AUTH:
+		err = c.reauth(p)
+	case packets.CONNECT:
+		c.disconnect(auth.ProtocolError) // [MQTT-3.1.0-2]
+		return true, fmt.Errorf("%w: second CONNECT", auth.ErrProtocol)
+	case packets.DISCONNECT:
+		c.disconnectUp(p)
+		return true, nil
+	default:
+		err = c.relayUp(p)
+	}
+	if err == nil && !c.cr.buffered() {
+		err = c.flushUp()
+	}
+	return err != nil, err
 }
 
 // errEnd ends the relay after the gateway answered the client itself.
@@ -674,96 +713,113 @@ func (c *conn) disconnectUp(p packet) {
 
 // downstream relays the broker's packets to the client, merging the SUBACK
 // of a SUBSCRIBE whose denied filters were removed, until either leg ends;
-// then it closes both.
-func (c *conn) downstream(ur *bufio.Reader) {
+// then it closes both. Each packet is handled by fromBroker, so that the
+// loop's frame, under which an idle connection waits, stays small.
+func (c *conn) downstream(ur *legReader) {
 	defer c.closeLegs()
-	var q batch
-	d := deliveries{}
+	s := downState{ur: ur}
 	for {
-		p, err := readPacket(ur, int(c.g.lim.MaxPacketSize))
+		var err error
+		if ur.idle() {
+			err = ur.wait() // an idle broker leg waits here
+		}
+		var p packet
+		if err == nil {
+			p, err = ur.next(int(c.g.lim.MaxPacketSize))
+		}
 		if err != nil {
 			c.brokerClosed()
 			return
 		}
-		out := p.raw
-		switch p.typ() {
-		case packets.PUBLISH:
-			var ok bool
-			if out, ok, err = c.deliver(p, &d); err != nil {
-				return
-			}
-			if !ok {
-				continue
-			}
-			if c.tr != nil && p.flags()&0x06 != 0 {
-				// The client's Receive Maximum: wait for its window,
-				// after sending it what is queued.
-				id := deliveryID(out)
-				if !c.tr.tryAcquire(id) {
-					c.wmu.Lock()
-					err = q.flush(c.nc, c.g.lim.WriteTimeout)
-					c.wmu.Unlock()
-					if err != nil || !c.tr.acquire(id) {
-						return
-					}
-				}
-			}
-		case packets.PUBREL:
-			if id, ok := packetID(p.body); ok && d.withheld2 != nil {
-				if _, w := d.withheld2[id]; w {
-					delete(d.withheld2, id)
-					if c.ackUp(ack(packets.PUBCOMP, id, 0, c.version)) != nil {
-						return
-					}
-					continue
-				}
-			}
-			if id, ok := packetID(p.body); ok && c.tr != nil && c.tr.takeRefused(id) {
-				if c.ackUp(ack(packets.PUBCOMP, id, 0, c.upVersion)) != nil {
-					return
-				}
-				continue
-			}
-		}
-		if p.typ() == packets.PUBLISH || p.typ() == packets.PUBACK {
-			// The common case: queue, and write once nothing whole is
-			// left to read.
-			q.add(out)
-			if q.full() || !packetBuffered(ur) {
-				c.wmu.Lock()
-				err = q.flush(c.nc, c.g.lim.WriteTimeout)
-				c.wmu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-			continue
-		}
-		c.wmu.Lock()
-		err = q.flush(c.nc, c.g.lim.WriteTimeout)
-		c.wmu.Unlock()
-		if err != nil {
+		if !c.fromBroker(p, &s) {
 			return
-		}
-		switch p.typ() {
-		case packets.SUBACK:
-			out = c.mergeSuback(p)
-		case packets.UNSUBACK:
-			if c.tr != nil {
-				out = c.tr.unsuback(p)
-			}
-		case packets.AUTH:
-			return // the gateway named no method upstream [MQTT-4.12.0-1]
-		case packets.CONNACK, packets.CONNECT:
-			return // protocol errors
-		}
-		if err := c.writeClient(out); err != nil {
-			return
-		}
-		if p.typ() == packets.DISCONNECT {
-			return // relayed (for example 0x8E, session taken over)
 		}
 	}
+}
+
+// downState is the downstream relay's state.
+type downState struct {
+	ur *legReader
+	q  batch // packets for the client, not yet written
+	d  deliveries
+}
+
+// fromBroker relays one packet of the broker; false ends the relay.
+func (c *conn) fromBroker(p packet, s *downState) bool {
+	var err error
+	out := p.raw
+	switch p.typ() {
+	case packets.PUBLISH:
+		var ok bool
+		if out, ok, err = c.deliver(p, &s.d); err != nil {
+			return false
+		}
+		if !ok {
+			return true
+		}
+		if c.tr != nil && p.flags()&0x06 != 0 {
+			// The client's Receive Maximum: wait for its window,
+			// after sending it what is queued.
+			id := deliveryID(out)
+			if !c.tr.tryAcquire(id) {
+				c.wmu.Lock()
+				err = s.q.flush(c.nc, c.g.lim.WriteTimeout)
+				c.wmu.Unlock()
+				if err != nil || !c.tr.acquire(id) {
+					return false
+				}
+			}
+		}
+	case packets.PUBREL:
+		if id, ok := packetID(p.body); ok && s.d.withheld2 != nil {
+			if _, w := s.d.withheld2[id]; w {
+				delete(s.d.withheld2, id)
+				return c.ackUp(ack(packets.PUBCOMP, id, 0, c.version)) == nil
+			}
+		}
+		if id, ok := packetID(p.body); ok && c.tr != nil && c.tr.takeRefused(id) {
+			return c.ackUp(ack(packets.PUBCOMP, id, 0, c.upVersion)) == nil
+		}
+	}
+	if p.typ() == packets.PUBLISH || p.typ() == packets.PUBACK {
+		// The common case: queue, and write once nothing whole is
+		// left to read.
+		s.q.add(out)
+		if s.q.full() || !s.ur.buffered() {
+			c.wmu.Lock()
+			err = s.q.flush(c.nc, c.g.lim.WriteTimeout)
+			c.wmu.Unlock()
+			if err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	c.wmu.Lock()
+	err = s.q.flush(c.nc, c.g.lim.WriteTimeout)
+	c.wmu.Unlock()
+	if err != nil {
+		return false
+	}
+	switch p.typ() {
+	case packets.SUBACK:
+		out = c.mergeSuback(p)
+	case packets.UNSUBACK:
+		if c.tr != nil {
+			out = c.tr.unsuback(p)
+		}
+	case packets.AUTH:
+		return false // the gateway named no method upstream [MQTT-4.12.0-1]
+	case packets.CONNACK, packets.CONNECT:
+		return false // protocol errors
+	}
+	if err := c.writeClient(out); err != nil {
+		return false
+	}
+	if p.typ() == packets.DISCONNECT {
+		return false // relayed (for example 0x8E, session taken over)
+	}
+	return true
 }
 
 // deliveries is the downstream goroutine's state about the broker's

@@ -64,9 +64,14 @@
 // what it read to the other leg before it would block reading again
 // (several packets that are already buffered go out in one writev, at most
 // 64 packets or 64 KiB), so a leg is read only as fast as the other
-// accepts writes: there is no unbounded buffer. Keep alive is the broker's:
-// the client's PINGREQ goes upstream, and when the broker drops a silent
-// client the client leg closes with the broker leg. Limits are the
+// accepts writes: there is no unbounded buffer. An idle connection holds
+// no read buffer (each leg takes a 1 KiB buffer from a pool while it has
+// unread bytes) and its goroutines wait under few frames, so that GC
+// shrinks their stacks to 4 KiB: about 10 KiB per idle plain-TCP client,
+// about 26 KiB per idle mTLS client, of which crypto/tls keeps about 12
+// (BENCHMARKS.md, "Gateway memory per idle client"). Keep alive is the
+// broker's: the client's PINGREQ goes upstream, and when the broker drops
+// a silent client the client leg closes with the broker leg. Limits are the
 // connection layer's (Config.Limits, an mqttconn.Limits, the same names
 // and defaults as the mochi adapter): MaxPacketSize (1 MiB on both legs; a
 // larger declared Remaining Length is refused before anything is

@@ -90,14 +90,6 @@ type ClusterConfig struct {
 	// they change: an MqttAuthSettings document, or resources kept in
 	// files. Read once, at NewCluster.
 	Files []string
-	// Dir is where the ConfigMaps and Secrets the resources name are
-	// kept as a pod sees them mounted (Dir/configmaps/NAME/KEY,
-	// Dir/secrets/NAME/KEY, mode 0600 in 0700 directories), so that the
-	// watched sources (truststores, SCRAM users) reload them as they do
-	// mounted volumes. Empty: a new temporary directory, removed by
-	// Close. In a pod with a read-only root filesystem, an emptyDir
-	// volume with medium Memory.
-	Dir string
 	// Debounce is the quiet time after a change before the rebuild;
 	// zero means DefaultClusterDebounce.
 	Debounce time.Duration
@@ -144,17 +136,14 @@ type Cluster struct {
 	cfg   ClusterConfig
 	log   *slog.Logger
 	kube  *kubeapi.Client
-	dir   string
 	files []clusterFile
 
 	mu        sync.Mutex
 	resources map[string]map[string]kubeapi.Object // resource -> name -> object
 	maps      map[string]*keyed                    // "configmaps/NAME", "secrets/NAME"
 	current   *Config                              // the last good configuration
-	structure []byte                               // its listeners and authentications, to tell a restart
 	broker    *Broker
 	reported  map[string]string // "Kind/name" -> the last error recorded as an Event
-	restart   string            // the last RestartRequired recorded
 	synced    bool
 	checked   time.Time // of the last CheckReady; zero before
 	lastErr   error     // of the last CheckReady
@@ -163,11 +152,10 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{}
-	ownDir bool
 }
 
 // keyed is a followed ConfigMap or Secret: its keys, or that it does not
-// exist (its last keys stay on disk).
+// exist (its last keys stay in memory). It is never changed once stored.
 type keyed struct {
 	data   map[string][]byte
 	exists bool
@@ -228,20 +216,6 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) 
 		}
 		k.files = append(k.files, clusterFile{path: p, dir: filepath.Dir(abs), data: data})
 	}
-	if k.dir = cfg.Dir; k.dir == "" {
-		if k.dir, err = os.MkdirTemp("", "mqttauth-cluster-"); err != nil {
-			return nil, fmt.Errorf("aioconfig: %w", err)
-		}
-		k.ownDir = true
-	}
-	if k.dir, err = filepath.Abs(k.dir); err != nil {
-		return nil, fmt.Errorf("aioconfig: %w", err)
-	}
-	for _, sub := range []string{"configmaps", "secrets"} {
-		if err := os.MkdirAll(filepath.Join(k.dir, sub), 0o700); err != nil {
-			return nil, fmt.Errorf("aioconfig: %w", err)
-		}
-	}
 	k.kube, err = kubeapi.New(kubeapi.Config{
 		APIServer: cfg.APIServer, CAFile: cfg.CAFile, TokenFile: cfg.TokenFile,
 		HTTPClient: cfg.HTTPClient, RequestTimeout: cfg.RequestTimeout,
@@ -261,7 +235,7 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) 
 		k.report(ctx, err)
 		return nil, err
 	}
-	k.current, k.structure = c, structure(c)
+	k.current = c
 	k.synced = true
 	return k, nil
 }
@@ -274,9 +248,6 @@ func (k *Cluster) Config() *Config {
 	defer k.mu.Unlock()
 	return k.current
 }
-
-// Dir returns where the ConfigMaps and Secrets are kept.
-func (k *Cluster) Dir() string { return k.dir }
 
 // Build builds the Broker of the configuration in force (see [Build]),
 // with every BrokerAuthorization swappable in place, adds the source's
@@ -305,15 +276,11 @@ func (k *Cluster) Build(ctx context.Context, opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// Close stops the watches and removes the temporary directory NewCluster
-// made. Close the Manager and the Broker first.
+// Close stops the watches. Close the Manager and the Broker first.
 func (k *Cluster) Close() {
 	k.stop()
 	if k.kube != nil {
 		k.kube.Close()
-	}
-	if k.ownDir {
-		_ = os.RemoveAll(k.dir)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // defence and the watched sources. It is what the example broker's -check-config prints.
 func (b *Broker) Describe(w io.Writer) error {
 	var sb strings.Builder
-	for _, p := range b.Ports {
+	for _, p := range b.CurrentPorts() {
 		fmt.Fprintf(&sb, "port %s on %s\n", p.Name, p.Address)
 		switch {
 		case p.TLS == nil:
@@ -69,7 +69,7 @@ func (b *Broker) Describe(w io.Writer) error {
 	default:
 		fmt.Fprintf(&sb, "one authorization allow in %d logged\n", a.SampleAllows)
 	}
-	for _, wt := range b.watches {
+	for _, wt := range b.Watches() {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
 	}
 	_, err := io.WriteString(w, sb.String())

@@ -35,6 +35,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +46,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +59,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/clustersrc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/examples/internal/liveports"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/internal/logsink"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
@@ -185,26 +188,49 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer adminserve.Stop(adminSrv)
-	for _, p := range b.Ports {
-		// The listener ID is the port's name: the hook passes it as
-		// auth.Request.Listener, which selects the port's chain and policy.
-		if err := srv.AddListener(h.Listener(p.Name, p.Address, p.TLS)); err != nil {
-			return err
-		}
+	// The listener ID is the port's name: the hook passes it as
+	// auth.Request.Listener, which selects the port's chain and policy.
+	// The listeners follow the configuration's ports (liveports): a port
+	// added to the configuration is opened, a removed one shut down
+	// (DISCONNECT 0x8B to its clients); b.TLS serves each port's TLS in
+	// force at every handshake.
+	var serving atomic.Bool
+	ports := liveports.New(b, liveports.Funcs{
+		Start: func(p *aioconfig.Port) error {
+			var cfg *tls.Config
+			if p.TLS != nil {
+				cfg = b.TLS(p.Name)
+			}
+			l := h.Listener(p.Name, p.Address, cfg)
+			if serving.Load() {
+				if err := h.ServeListener(l); err != nil {
+					return err
+				}
+			} else if err := srv.AddListener(l); err != nil {
+				return err
+			}
+			log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
+			return nil
+		},
+		Stop: h.RemoveListener,
+	}, log)
+	defer ports.Close()
+	if err := ports.Sync(ctx); err != nil {
+		return err
 	}
 	if err := srv.Serve(); err != nil {
 		return err
 	}
+	serving.Store(true)
+	ports.Follow()
 	// From here on the server ends through h.Shutdown, which closes it
 	// (mochi's Close may run once only).
 	listening.Open()
-	for _, p := range b.Ports {
-		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
-	}
 	if isTutorial {
 		printTutorial(logOut, filepath.Dir(cfgPaths[0]), b.Ports[0].Address) // after the log lines before it
 	}
 	<-ctx.Done()
+	ports.Close() // no port opens or closes past this point
 	// Orderly: stop accepting, DISCONNECT 0x8B to every MQTT 5 client,
 	// let exchanges in flight finish for up to 10 s.
 	log.Info("broker stopping")

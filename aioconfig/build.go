@@ -173,6 +173,12 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 	if err != nil {
 		return nil, err
 	}
+	for _, ba := range g.authns {
+		ba.fresh = false // the Manager watches them (AuthConfig)
+	}
+	for _, bz := range g.authzs {
+		bz.fresh = false
+	}
 	b.first = g
 	b.gen.Store(g)
 	b.Ports = g.ports

@@ -90,6 +90,10 @@ type ClusterConfig struct {
 	// they change: an MqttAuthSettings document, or resources kept in
 	// files. Read once, at NewCluster.
 	Files []string
+	// Edit, when set, changes each configuration read, before it is
+	// checked: a program's flag that overrides a port's address. An error
+	// makes the configuration invalid.
+	Edit func(*Config) error
 	// Debounce is the quiet time after a change before the rebuild;
 	// zero means DefaultClusterDebounce.
 	Debounce time.Duration

@@ -69,6 +69,11 @@ func (k *Cluster) parse(ctx context.Context) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if k.cfg.Edit != nil {
+		if err := k.cfg.Edit(c); err != nil {
+			return nil, fmt.Errorf("aioconfig: %w", err)
+		}
+	}
 	refs := references(c)
 	for _, r := range refs {
 		key := r.resource + "/" + r.name

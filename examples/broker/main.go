@@ -119,18 +119,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var cfg *aioconfig.Config
 	var err error
 	if cluster.Enabled() {
-		cfg, err = cluster.Load(ctx, cfgPaths, log)
+		var edit func(*aioconfig.Config) error
+		if *addr != "" {
+			edit = tutorial.FollowAddr(*addr) // every version the cluster serves
+		}
+		cfg, err = cluster.Load(ctx, cfgPaths, log, edit)
 		defer cluster.Close()
 	} else {
 		cfg, err = aioconfig.Load(cfgPaths...)
+		if err == nil && *addr != "" {
+			err = tutorial.OverrideAddr(cfg, *addr)
+		}
 	}
 	if err != nil {
 		return err
-	}
-	if *addr != "" {
-		if err := tutorial.OverrideAddr(cfg, *addr); err != nil {
-			return err
-		}
 	}
 	if *check {
 		log = slog.New(slog.DiscardHandler)

@@ -30,12 +30,13 @@ func Flags(fs *flag.FlagSet) *Source {
 func (s *Source) Enabled() bool { return s.namespace != "" }
 
 // Load reads the configuration from the cluster, with files (may be
-// empty).
-func (s *Source) Load(ctx context.Context, files []string, log *slog.Logger) (*aioconfig.Config, error) {
+// empty); edit, when set, changes every configuration read
+// (aioconfig.ClusterConfig.Edit: the -addr flag).
+func (s *Source) Load(ctx context.Context, files []string, log *slog.Logger, edit func(*aioconfig.Config) error) (*aioconfig.Config, error) {
 	k, err := aioconfig.NewCluster(ctx, aioconfig.ClusterConfig{
 		Namespace: s.namespace, Version: s.version,
 		APIServer: s.apiServer, CAFile: s.caFile, TokenFile: s.tokenFile,
-		Files: files, Logger: log,
+		Files: files, Logger: log, Edit: edit,
 	})
 	if err != nil {
 		return nil, err

@@ -95,7 +95,7 @@ func dial(t *testing.T, pki, addr, name string) (*client, error) {
 		}
 	}
 	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn:               packets.NewThreadSafeConn(conn),
+		Conn: packets.NewThreadSafeConn(conn),
 		OnServerDisconnect: func(d *paho.Disconnect) {
 			select {
 			case c.reason <- d.ReasonCode:
@@ -103,7 +103,7 @@ func dial(t *testing.T, pki, addr, name string) (*client, error) {
 			}
 			gone()
 		},
-		OnClientError:      func(error) { gone() },
+		OnClientError: func(error) { gone() },
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -109,22 +109,23 @@ type ClusterConfig struct {
 // resources of one namespace, and by name the ConfigMaps and Secrets they
 // reference, and keeps a [Broker] built from them in step.
 //
-// What a change does:
+// What a change does: every change is put in force through
+// [Broker.Apply], the one reload path (see its documentation and the
+// package's "Live changes"):
 //
 //   - A BrokerAuthorization's rules are swapped in place and signalled
-//     through the Broker's watch of that policy (auth.Notifier, the one
-//     reload path): the Manager re-checks the live sessions of the ports
-//     that use it and disconnects those no longer allowed to Connect;
-//     later publishes and subscribes are decided by the new rules.
-//   - A referenced ConfigMap or Secret is rewritten in Dir, where the
-//     file-backed sources watch it as they watch a mounted volume: a new
-//     CA in a trustedClientCaCert ConfigMap is trusted after the
-//     truststore's reload, and sessions it no longer trusts are
-//     disconnected.
+//     through its watch: the Manager re-checks the live sessions of the
+//     ports that use it and disconnects those no longer allowed to
+//     Connect; later publishes and subscribes are decided by the new
+//     rules.
+//   - A referenced ConfigMap or Secret is held in memory: a new CA in a
+//     trustedClientCaCert ConfigMap, or a new SCRAM users Secret, updates
+//     the method's in-memory source in place; other data rebuilds what
+//     reads it.
 //   - A change of a BrokerListener or BrokerAuthentication (ports,
-//     methods, settings) needs a restart: it is validated, logged at Warn
-//     and recorded as an Event (reason RestartRequired) on the resource,
-//     and the running configuration is kept.
+//     methods, settings) applies at once: a port added is served, a
+//     removed one shut down (DISCONNECT 0x8B), new connections meet the
+//     new chain and TLS, and live sessions are re-checked against them.
 //   - An invalid resource (a syntax error, an unknown field, a reference
 //     to nothing, a rule that does not compile) keeps the last good
 //     configuration; the error is logged at Error with the resource's kind,
@@ -244,9 +245,8 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) 
 	return k, nil
 }
 
-// Config returns the last good configuration read. Its policies are in
-// force; its ports and methods are those the Broker was built with unless
-// a change since needs a restart.
+// Config returns the last good configuration read: the one in force
+// once the Broker is built (Broker.Apply put it there).
 func (k *Cluster) Config() *Config {
 	k.mu.Lock()
 	defer k.mu.Unlock()

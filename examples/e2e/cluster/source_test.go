@@ -454,6 +454,44 @@ func TestClusterSourceGatewayProcess(t *testing.T) {
 	case <-time.After(within - time.Since(written)):
 		t.Fatalf("lightbulb, which lost Connect, is still connected %v after the write", within)
 	}
+
+	// A port added through the API gets a gateway of its own; removed,
+	// that gateway shuts down (DISCONNECT 0x8B to its client) while the
+	// other port's session stays.
+	mergePatch(t, env, brokerGroup+"/brokerauthorizations/abac-authz", rules(
+		rule(map[string]any{"attributes": []any{map[string]any{"group": "thermostat_group"}}}, res("Connect"), res("Publish", "telemetry/other")),
+		rule(map[string]any{"usernames": []any{"heater"}}, res("Connect")),
+	))
+	gw.WaitFor(t, 5*time.Second, `msg="aioconfig: BrokerAuthorization applied"`, "rules=2")
+	tutorialPort := map[string]any{"port": 8883, "authenticationRef": "x509-auth", "authorizationRef": "abac-authz", "protocol": "Mqtt",
+		"tls": map[string]any{"mode": "Manual", "manual": map[string]any{"secretRef": "broker-server-cert"}}}
+	addr2 := proc.FreeAddr(t)
+	host2, port2, err := net.SplitHostPort(addr2)
+	require.NoError(t, err)
+	n2, err := strconv.Atoi(port2)
+	require.NoError(t, err)
+	listener := brokerGroup + "/brokerlisteners/mqtts-endpoint"
+	mergePatch(t, env, listener, map[string]any{"spec": map[string]any{"ports": []any{tutorialPort, map[string]any{
+		"port": n2, "address": host2, "authenticationRef": "x509-auth", "authorizationRef": "abac-authz",
+		"tls": map[string]any{"mode": "Manual", "manual": map[string]any{"secretRef": "broker-server-cert"}}}}}})
+	written = time.Now()
+	var heater *client
+	took := until(t, written, within, "a client connects to the gateway's added port", func() bool {
+		var err error
+		heater, err = dial(t, pki, addr2, "heater")
+		return err == nil
+	})
+	t.Logf("gateway, latency from the API write's answer: added port serving after %v", took)
+	mergePatch(t, env, listener, map[string]any{"spec": map[string]any{"ports": []any{tutorialPort}}})
+	written = time.Now()
+	select {
+	case code := <-heater.reason:
+		require.Equal(t, byte(0x8B), code)
+		t.Logf("gateway, latency from the API write's answer: removed port's client disconnected (0x8B) after %v", time.Since(written))
+	case <-time.After(within):
+		t.Fatalf("the removed port's client got no DISCONNECT within %v", within)
+	}
+	require.NotEqual(t, byte(0x87), thermostat.publish(t, "telemetry/other"), "the other port's session stays")
 }
 
 // waitEvent waits for a Warning Event InvalidConfiguration on the

@@ -463,9 +463,7 @@ func (b *Broker) authentication(ctx context.Context, a *Authentication) (_ *buil
 			var st scramauth.Store
 			x, st, desc, err = b.scram(m.SCRAM, ba.ports)
 			own = methodOwner{kind: MethodSCRAM, check: scramauth.CheckStore(st)}
-			for _, mech := range m.SCRAM.Mechanisms {
-				own.names = append(own.names, mech)
-			}
+			own.names = append(own.names, m.SCRAM.Mechanisms...)
 			if len(own.names) == 0 {
 				own.names = []string{string(scramauth.SHA256), string(scramauth.SHA512)}
 			}

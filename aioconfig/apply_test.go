@@ -134,7 +134,8 @@ spec: {ports: [{port: 18999, address: 127.0.0.1, authenticationRef: scram-auth}]
 }
 
 // TestApplyRecheckMethodCodes: a session whose SCRAM method is removed
-// gets DISCONNECT 0x8C (Bad authentication method).
+// gets DISCONNECT 0x8C (Bad authentication method); the JWT method that
+// replaces it is known to the brute-force defence.
 func TestApplyRecheckMethodCodes(t *testing.T) {
 	f := newFixture(t)
 	doc := fmt.Sprintf(twoPorts, f.public, f.local)
@@ -144,7 +145,10 @@ func TestApplyRecheckMethodCodes(t *testing.T) {
 	next := strings.Replace(doc, `    - method: SCRAM
       scramSettings: {usersFile: scram-users}`, `    - method: JWT
       jwtSettings: {issuer: 'https://issuer.invalid/', audiences: [mqtt]}`, 1)
+	require.NotContains(t, describe(t, f.broker), `methods ["JWT"]`)
 	_, err := f.apply(t, next)
 	require.NoError(t, err)
 	disconnectedWith(t, sample, auth.BadAuthenticationMethod)
+	require.Contains(t, describe(t, f.broker), `the user name of methods ["JWT"] is not counted`,
+		"the brute-force defence follows the methods added")
 }

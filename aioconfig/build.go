@@ -97,8 +97,17 @@ type Broker struct {
 	changed  auth.Signal // the configuration watch: Apply, and sources built by Apply
 	portsSig auth.Signal // Notify: the ports changed
 
-	throttle     *throttle.Throttle // nil when disabled
-	throttleDesc string
+	// The brute-force defence, rebuilt by Apply when the user names and
+	// methods it must not count as identities change.
+	throttle         atomic.Pointer[throttled]
+	throttleSettings *Throttle
+}
+
+// throttled is the brute-force defence in force: t is nil when disabled.
+type throttled struct {
+	t                      *throttle.Throttle
+	desc                   string
+	markers, markerMethods []string // as given, to tell a change
 }
 
 // AdminListener is the admin listener's resolved settings.
@@ -189,11 +198,8 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 			b.Close()
 		}
 	}()
-	var markers, methods []string
-	for _, r := range g.resources() {
-		markers = append(markers, r.markers...)
-		methods = append(methods, r.markerMethods...)
-	}
+	b.throttleSettings = c.Settings.Throttle
+	markers, methods := g.markers()
 	if err := b.buildThrottle(c.Settings.Throttle, markers, methods); err != nil {
 		d := docRef{source: "MqttAuthSettings", kind: KindSettings}
 		return nil, d.err("spec.throttle", "", err, "")
@@ -356,8 +362,10 @@ func (b *Broker) buildThrottle(s *Throttle, markerNames, markerMethods []string)
 	if s == nil {
 		s = &Throttle{}
 	}
+	th := &throttled{markers: markerNames, markerMethods: markerMethods}
 	if s.Disabled {
-		b.throttleDesc = "off (disabled)"
+		th.desc = "off (disabled)"
+		b.throttle.Store(th)
 		return nil
 	}
 	markers := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(s.MarkerUsernames), markerNames...))))
@@ -380,22 +388,23 @@ func (b *Broker) buildThrottle(s *Throttle, markerNames, markerMethods []string)
 	if err != nil {
 		return err
 	}
-	b.throttle = t
+	th.t = t
 	describe := func(l throttle.Limit, off bool) string {
 		if off {
 			return "off"
 		}
 		return fmt.Sprintf("%d failures in a row, then one per %s", cmp.Or(l.Burst, throttle.DefaultBurst), cmp.Or(l.Every, throttle.DefaultEvery))
 	}
-	b.throttleDesc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
+	th.desc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
 		cmp.Or(s.IPv4Prefix, throttle.DefaultIPv4Prefix), cmp.Or(s.IPv6Prefix, throttle.DefaultIPv6Prefix),
 		describe(cfg.Address, s.DisableAddress), describe(cfg.Identity, s.DisableIdentity), cmp.Or(s.MaxEntries, throttle.DefaultMaxEntries))
 	if len(markers) > 0 {
-		b.throttleDesc += fmt.Sprintf("; user names %q are markers, never identities", markers)
+		th.desc += fmt.Sprintf("; user names %q are markers, never identities", markers)
 	}
 	if len(methods) > 0 {
-		b.throttleDesc += fmt.Sprintf("; the user name of methods %q is not counted (they do not verify it)", methods)
+		th.desc += fmt.Sprintf("; the user name of methods %q is not counted (they do not verify it)", methods)
 	}
+	b.throttle.Store(th)
 	return nil
 }
 
@@ -957,7 +966,12 @@ func adminSettings(a *Admin) (AdminListener, auth.AuditConfig) {
 
 // Throttle returns the brute-force defence, nil when it is disabled: its
 // Len is the number of failure counters held.
-func (b *Broker) Throttle() *throttle.Throttle { return b.throttle }
+func (b *Broker) Throttle() *throttle.Throttle {
+	if th := b.throttle.Load(); th != nil {
+		return th.t
+	}
+	return nil
+}
 
 // X509 returns the X509 authenticators built, one per BrokerAuthentication
 // with an X509 method (their CachedChains, for metrics).
@@ -996,8 +1010,8 @@ var ErrUnknownListener = errors.New("aioconfig: no port is configured for this l
 // brute-force defence unless it is disabled (an address or identity over
 // its limit gets 0x9F); a request from an unknown listener fails (0x87).
 func (b *Broker) Authenticate(ctx context.Context, req *auth.Request) auth.Result {
-	if b.throttle != nil {
-		return b.throttle.Authenticate(ctx, req)
+	if th := b.throttle.Load(); th != nil && th.t != nil {
+		return th.t.Authenticate(ctx, req)
 	}
 	return b.authenticate(ctx, req)
 }

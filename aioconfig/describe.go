@@ -40,7 +40,7 @@ func (b *Broker) Describe(w io.Writer) error {
 	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t, reauth %d in a row then 1 per %s\n",
 		cmp.Or(s.OnExpiry, "disconnect"), cmp.Or(s.ExchangeTimeout, "30s"), s.AllowIdentityChange,
 		cmp.Or(s.ReauthBurst, auth.DefaultReauthBurst), cmp.Or(s.ReauthInterval, "1s"))
-	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
+	fmt.Fprintf(&sb, "throttle: %s\n", b.throttle.Load().desc)
 	if l := b.Limits; l != nil {
 		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s, maxUnauthenticatedPerSource %s\n",
 			orDefault(l.MaxPacketSize), cmp.Or(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections),

@@ -196,6 +196,18 @@ func (g *generation) resources() []*resources {
 	return out
 }
 
+// markers are the user names and methods of the generation's methods
+// that the brute-force defence must not count as identities.
+func (g *generation) markers() (names, methods []string) {
+	for _, r := range g.resources() {
+		names = append(names, r.markers...)
+		methods = append(methods, r.markerMethods...)
+	}
+	slices.Sort(names)
+	slices.Sort(methods)
+	return slices.Compact(names), slices.Compact(methods)
+}
+
 // retireNew closes what a failed build made (not what it reused).
 func (g *generation) retireNew(prev *generation) {
 	for _, ba := range g.authns {
@@ -378,6 +390,14 @@ func (b *Broker) Apply(ctx context.Context, c *Config) (Changes, error) {
 		}
 	}
 	b.retire(prev, g)
+	// A method added or removed changes which user names are no
+	// identity (a JWT password marker, a SAT method): the defence is
+	// rebuilt with them (its counters start again).
+	if names, methods := g.markers(); !slices.Equal(names, b.throttle.Load().markers) || !slices.Equal(methods, b.throttle.Load().markerMethods) {
+		if err := b.buildThrottle(b.throttleSettings, names, methods); err != nil {
+			b.log.LogAttrs(ctx, slog.LevelError, "aioconfig: brute-force defence not rebuilt; keeping the previous one", slog.Any("err", err))
+		}
+	}
 	ch.Added, ch.Removed, ch.Changed = diffPorts(prev, g)
 	for _, n := range ch.Added {
 		b.log.LogAttrs(ctx, slog.LevelInfo, "aioconfig: port added", slog.String("port", n), slog.String("address", g.byName[n].Address))

@@ -69,7 +69,11 @@ func (b *Broker) Describe(w io.Writer) error {
 	default:
 		fmt.Fprintf(&sb, "one authorization allow in %d logged\n", a.SampleAllows)
 	}
-	for _, wt := range b.Watches() {
+	var watches []auth.Watch // of the sources in force
+	for _, r := range b.gen.Load().resources() {
+		watches = append(watches, r.watches...)
+	}
+	for _, wt := range append(watches, auth.Watch{Name: ConfigurationWatch}) {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
 	}
 	_, err := io.WriteString(w, sb.String())

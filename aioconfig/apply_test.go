@@ -86,6 +86,7 @@ spec: {ports: [{port: 18999, address: 127.0.0.1, authenticationRef: scram-auth}]
 		require.Empty(t, ch.Authentications, "unchanged BrokerAuthentications keep their sources")
 		require.Empty(t, ch.RestartRequired)
 		require.NotNil(t, f.broker.Port("third:18999"))
+		require.Same(t, pub.TLS, f.broker.Port(pub.Name).TLS, "the same TLS configuration: its session tickets stay valid")
 		require.Len(t, f.broker.CurrentPorts(), 3)
 		rep := f.recheck(t)
 		require.Equal(t, 2, rep.Checked)

@@ -61,7 +61,8 @@ type Options struct {
 // MqttAuthSettings throttle says disabled, a brute-force defence
 // (package throttle) is outermost, in front of every port's chain.
 type Broker struct {
-	// Ports are the ports in the order the listeners give them.
+	// Ports are the ports Build made, in the order the listeners give
+	// them; [Broker.CurrentPorts] are those in force after Apply.
 	Ports []*Port
 	// Session are the session settings of MqttAuthSettings.
 	Session Session
@@ -148,7 +149,8 @@ type Port struct {
 	TLS *tls.Config
 	// Authenticator is the port's chain, in authenticationMethods order.
 	Authenticator auth.Chain
-	// Authorizer is the port's policy: an *abac.Policy, an *abac.Watcher
+	// Authorizer is the port's policy: a BrokerAuthorization swapped in
+	// place by Apply (an abac.Source), an *abac.Watcher
 	// (authorizationFile), or auth.AllowAuthenticated without
 	// authorizationRef.
 	Authorizer auth.Authorizer
@@ -257,6 +259,12 @@ func (b *Broker) build(ctx context.Context, c *Config, prev *generation) (_ *gen
 				}
 				if ba.x509 != nil {
 					p.TLS = ba.x509.ServerTLSConfig(p.TLS)
+				}
+				// The same certificate and verification: keep the
+				// configuration in force, and its session ticket keys, so
+				// that clients resume their TLS sessions across a reload.
+				if old := prev.port(p.Name); old != nil && old.authn == ba && sameTLS(old.TLS, p.TLS) {
+					p.TLS = old.TLS
 				}
 			}
 			key := ps.AuthorizationRef

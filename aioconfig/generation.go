@@ -155,6 +155,9 @@ type generation struct {
 }
 
 func (g *generation) port(listener string) *Port {
+	if g == nil {
+		return nil
+	}
 	if p, ok := g.byName[listener]; ok {
 		return p
 	}

@@ -153,3 +153,27 @@ func TestApplyRecheckMethodCodes(t *testing.T) {
 	require.Contains(t, describe(t, f.broker), `the user name of methods ["JWT"] is not counted`,
 		"the brute-force defence follows the methods added")
 }
+
+// TestApplyRecheckNewSource: a session whose method stays but whose
+// BrokerAuthentication now reads another source is re-checked against it:
+// a SCRAM users Secret without the session's user disconnects it (0x87);
+// the X.509 session of the other port stays.
+func TestApplyRecheckNewSource(t *testing.T) {
+	f := newFixture(t)
+	writeTree(t, f.dir, map[string][]byte{"mounts/secrets/other-users/users.json": []byte(`{"users": []}`)})
+	doc := fmt.Sprintf(twoPorts, f.public, f.local)
+	pub, loc := f.broker.Ports[0], f.broker.Ports[1]
+	_, thermostat, r := f.tlsConnect(t, pub, pub.Name, f.pki.Thermostat)
+	require.Equal(t, auth.Success, r.Packet.Code, "%v", r.Err)
+	_, sample, r := f.scramConnect(t, loc.Name, "sample", "pw")
+	require.Equal(t, auth.Success, r.Packet.Code, "%v", r.Err)
+	ch, err := f.apply(t, strings.Replace(doc, "usersFile: scram-users", "usersFile: other-users", 1))
+	require.NoError(t, err)
+	require.Equal(t, []string{"scram-auth"}, ch.Authentications)
+	disconnectedWith(t, sample, auth.NotAuthorized)
+	rep := f.recheck(t)
+	require.Equal(t, 1, rep.Checked, "the X.509 session only")
+	require.Zero(t, rep.Disconnected)
+	_, closed := thermostat.Final()
+	require.False(t, closed)
+}

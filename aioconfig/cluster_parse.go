@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/internal/kubeapi"
+	"github.com/mqttauth/mqttauth/scramauth"
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
@@ -122,15 +123,22 @@ func (k *Cluster) parse(ctx context.Context) (*Config, error) {
 		if r.check == nil {
 			continue
 		}
-		keys := make([]string, 0, len(kd.data))
-		for key := range kd.data {
-			keys = append(keys, key)
+		keys := r.keys // the keys the check is about, else every key
+		if len(keys) == 0 {
+			keys = make([]string, 0, len(kd.data))
+			for key := range kd.data {
+				keys = append(keys, key)
+			}
+			slices.Sort(keys)
 		}
-		slices.Sort(keys)
+		what := "ConfigMap"
+		if r.resource == "secrets" {
+			what = "Secret"
+		}
 		for _, key := range keys {
 			if err := r.check(kd.data[key]); err != nil {
 				return nil, &Error{Source: "namespace " + k.cfg.Namespace, Kind: r.kind, Name: r.owner, Field: r.field, Value: r.name,
-					Err: fmt.Errorf("%w: key %s of ConfigMap %s: %w", ErrInvalidValue, key, r.name, err)}
+					Err: fmt.Errorf("%w: key %s of %s %s: %w", ErrInvalidValue, key, what, r.name, err)}
 			}
 		}
 	}
@@ -222,7 +230,7 @@ type reference struct {
 	resource, name     string // "configmaps", NAME
 	kind, owner, field string
 	keys               []string           // keys that must exist
-	check              func([]byte) error // each key's content, when set
+	check              func([]byte) error // the content of each key (of keys, when set), when set
 }
 
 // The checks of ConfigMaps of CA certificates and of CRLs: what the
@@ -230,6 +238,7 @@ type reference struct {
 // the ConfigMap (the truststore itself keeps its last good set).
 func checkCerts(b []byte) error { _, err := truststore.ParseCertificates(b); return err }
 func checkCRLs(b []byte) error  { _, err := truststore.ParseCRLs(b); return err }
+func checkUsers(b []byte) error { _, err := scramauth.ParseUsers(b); return err }
 
 // references lists the ConfigMaps and Secrets c names (values that are
 // paths are files, not references).
@@ -269,7 +278,9 @@ func references(c *Config) []reference {
 					add("secrets", cmp.Or(x.X509.SecretRef, x.X509.SecretName), KindAuthentication, a.Name, at+".auth.x509", "tls.crt", "tls.key")
 				}
 			case m.SCRAM != nil:
-				add("secrets", m.SCRAM.UsersFile, KindAuthentication, a.Name, at+".usersFile")
+				check = checkUsers
+				add("secrets", m.SCRAM.UsersFile, KindAuthentication, a.Name, at+".usersFile", usersKey)
+				check = nil
 			case m.JWT != nil:
 				certs("configmaps", m.JWT.CACert, KindAuthentication, a.Name, at+".caCert")
 			}

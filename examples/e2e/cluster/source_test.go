@@ -392,6 +392,12 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 			_, err := dial(t, pki, addr, "heater")
 			return err != nil
 		})
+		// A users Secret that does not parse keeps the users in force
+		// and is reported on the BrokerAuthentication that names it.
+		mergePatch(t, env, "/api/v1/namespaces/"+ns+"/secrets/scram-users", map[string]any{
+			"data": map[string]any{"users.json": base64.StdEncoding.EncodeToString([]byte("{not json"))}})
+		broker.WaitFor(t, 5*time.Second, `msg="aioconfig: invalid configuration in the cluster; keeping the last good one"`,
+			"kind=BrokerAuthentication", "name=x509-auth", "field=spec.authenticationMethods[0].scramSettings.usersFile")
 		mergePatch(t, env, authn, map[string]any{"spec": map[string]any{"authenticationMethods": []any{
 			map[string]any{"method": "X509", "x509Settings": seed003(t, "x509-settings.json")}}}})
 		written = time.Now()

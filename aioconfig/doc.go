@@ -168,10 +168,17 @@
 // take it, a client certificate is still trusted by the port's X509
 // method, and the port's policy allows Connect (else 0x87). A change
 // that touches none of a session's port, method or policy never
-// disconnects it, as a user expects; AIO itself disconnects every client
-// on a policy change, which this does not copy. Credentials are never
-// kept, so custom and JWT sessions are not re-verified: their expiry and
-// re-authentication, judged by the new chain, bound them.
+// disconnects it, as a user expects. AIO disconnects every client on a
+// policy change, and its documentation does not say what a change of a
+// BrokerListener or BrokerAuthentication does to connected clients
+// (undocumented: this rule is our decision); kicking everyone on any
+// change would turn each kubectl apply into a reconnect storm, so this
+// does not copy it. Credentials are never kept, so custom and JWT
+// sessions are not re-verified: their expiry and re-authentication,
+// judged by the new chain, bound them. The re-check after a change of
+// the sources Apply built (a truststore reload of a rebuilt X509 method,
+// say) runs the same rule over every live session: correct, and more
+// work than the per-source watches of the sources built at start.
 //
 // An invalid resource keeps the last good configuration, is logged at
 // Error with its kind, name and field, and is recorded as a Warning

@@ -216,9 +216,6 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 func (b *Broker) build(ctx context.Context, c *Config, prev *generation) (_ *generation, err error) {
 	b.cfg = c
 	g := &generation{cfg: c, byName: map[string]*Port{}, authns: map[string]*builtAuthn{}, authzs: map[string]*builtAuthz{}}
-	if prev != nil {
-		g.n = prev.n + 1
-	}
 	defer func() {
 		if err != nil {
 			g.retireNew(prev)

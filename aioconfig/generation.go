@@ -143,7 +143,6 @@ func (o methodOwner) owns(p *auth.Principal, all []methodOwner) bool {
 
 // generation is one version of the ports in force.
 type generation struct {
-	n          uint64
 	cfg        *Config
 	ports      []*Port
 	byName     map[string]*Port

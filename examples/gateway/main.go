@@ -296,6 +296,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			ln, err := net.Listen("tcp", p.Address)
 			if err != nil {
+				_ = g.Close()
 				return err
 			}
 			gwMu.Lock()

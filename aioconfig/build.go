@@ -1,10 +1,10 @@
 package aioconfig
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,7 +61,8 @@ type Options struct {
 // MqttAuthSettings throttle says disabled, a brute-force defence
 // (package throttle) is outermost, in front of every port's chain.
 type Broker struct {
-	// Ports are the ports in the order the listeners give them.
+	// Ports are the ports Build made, in the order the listeners give
+	// them; [Broker.CurrentPorts] are those in force after Apply.
 	Ports []*Port
 	// Session are the session settings of MqttAuthSettings.
 	Session Session
@@ -78,24 +80,35 @@ type Broker struct {
 	// program that overrides it sets it here before calling them.
 	Audit auth.AuditConfig
 
-	cfg     *Config
-	log     *slog.Logger
-	obs     auth.Observer // nil when none
-	byName  map[string]*Port
+	log *slog.Logger
+	obs auth.Observer // nil when none
+
+	// Of the whole Broker: what Cluster.Build adds, and Close.
 	ready   []ReadyCheck
-	x509s   []*x509auth.Authenticator
-	revocs  []*revocation.Checker
-	watches []auth.Watch
 	startup []startupCheck // CheckReady
 	closers []func()
 
-	throttle     *throttle.Throttle // nil when disabled
-	throttleDesc string
-	// User names and methods whose CONNECT user name is no identity, for
-	// the throttle: JWT password markers, SAT and JWT methods.
-	markers, markerMethods []string
+	// The configuration in force, swapped whole by Apply (generation.go).
+	gen      atomic.Pointer[generation]
+	first    *generation // Build's: its watches are AuthConfig's
+	settings []byte      // MqttAuthSettings as built: a change needs a restart
+	applyMu  sync.Mutex  // Build and Apply
+	cfg      *Config     // the Config being built (under applyMu)
+	res      *resources  // where the sources being built go (under applyMu)
+	changed  auth.Signal // the configuration watch: Apply, and sources built by Apply
+	portsSig auth.Signal // Notify: the ports changed
 
-	live map[string]*livePolicy // BrokerAuthorizations from the Kubernetes API, by name
+	// The brute-force defence, rebuilt by Apply when the user names and
+	// methods it must not count as identities change.
+	throttle         atomic.Pointer[throttled]
+	throttleSettings *Throttle
+}
+
+// throttled is the brute-force defence in force: t is nil when disabled.
+type throttled struct {
+	t                      *throttle.Throttle
+	desc                   string
+	markers, markerMethods []string // as given, to tell a change
 }
 
 // AdminListener is the admin listener's resolved settings.
@@ -136,7 +149,8 @@ type Port struct {
 	TLS *tls.Config
 	// Authenticator is the port's chain, in authenticationMethods order.
 	Authenticator auth.Chain
-	// Authorizer is the port's policy: an *abac.Policy, an *abac.Watcher
+	// Authorizer is the port's policy: a BrokerAuthorization swapped in
+	// place by Apply (an abac.Source), an *abac.Watcher
 	// (authorizationFile), or auth.AllowAuthenticated without
 	// authorizationRef.
 	Authorizer auth.Authorizer
@@ -147,37 +161,67 @@ type Port struct {
 
 	methods    []string // for Describe
 	policy     string
-	policyName string // Decision.Policy of the port's decisions
-}
-
-// built caches what one BrokerAuthentication builds, shared by the ports
-// that name it.
-type builtAuthn struct {
-	chain   auth.Chain
-	x509    *x509auth.Authenticator
-	methods []string
-	ports   map[string]bool
+	policyName string      // Decision.Policy of the port's decisions
+	authn      *builtAuthn // the sources of its chain, shared by the ports that name it
+	authz      *builtAuthz // the source of its policy
 }
 
 // Build validates c and builds its ports. Every reloadable source it makes
 // (truststores and CRLs, policy files, SCRAM users files) is a watch of
-// [Broker.AuthConfig]. Close the Broker to stop them.
+// [Broker.AuthConfig]. Close the Broker to stop them. [Broker.Apply] puts
+// a later version of the configuration in force in place.
 func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: c, log: opts.Logger, obs: opts.Observer, byName: map[string]*Port{}, Session: c.Settings.Session, Limits: c.Settings.Limits}
+	b := &Broker{log: opts.Logger, obs: opts.Observer, Session: c.Settings.Session, Limits: c.Settings.Limits}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
 	b.Admin, b.Audit = adminSettings(c.Settings.Admin)
+	g, err := b.build(ctx, c, nil) // b is not shared yet: no applyMu
+
+	if err != nil {
+		return nil, err
+	}
+	for _, ba := range g.authns {
+		ba.fresh = false // the Manager watches them (AuthConfig)
+	}
+	for _, bz := range g.authzs {
+		bz.fresh = false
+	}
+	b.first = g
+	b.gen.Store(g)
+	b.Ports = g.ports
+	b.settings = settingsDigest(c)
+	b.onClose(b.retireAll)
 	defer func() {
 		if err != nil {
 			b.Close()
 		}
 	}()
-	authns := map[string]*builtAuthn{}
-	authzs := map[string]auth.Authorizer{}
+	b.throttleSettings = c.Settings.Throttle
+	markers, methods := g.markers()
+	if err := b.buildThrottle(c.Settings.Throttle, markers, methods); err != nil {
+		d := docRef{source: "MqttAuthSettings", kind: KindSettings}
+		return nil, d.err("spec.throttle", "", err, "")
+	}
+	return b, nil
+}
+
+// build builds the ports of c, reusing from prev (the generation in force,
+// nil at Build) every BrokerAuthentication whose methods and read-once
+// data are unchanged and every policy source of the same key. On error
+// what it built is closed and prev is untouched.
+func (b *Broker) build(ctx context.Context, c *Config, prev *generation) (_ *generation, err error) {
+	b.cfg = c
+	g := &generation{cfg: c, byName: map[string]*Port{}, authns: map[string]*builtAuthn{}, authzs: map[string]*builtAuthz{}}
+	defer func() {
+		if err != nil {
+			g.retireNew(prev)
+		}
+	}()
+	authnPorts := map[string]map[string]bool{}
 	authzPorts := map[string]map[string]bool{}
 	for _, l := range c.Listeners {
 		for i, ps := range l.Ports {
@@ -189,14 +233,22 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 				Spec:     ps,
 				Listener: l.Name,
 			}
-			ba := authns[ps.AuthenticationRef]
+			ba := g.authns[ps.AuthenticationRef]
 			if ba == nil {
-				if ba, err = b.authentication(ctx, c.authentication(ps.AuthenticationRef)); err != nil {
+				a := c.authentication(ps.AuthenticationRef)
+				key := authnKey(c, a)
+				if old := prev.authn(a.Name); old != nil && old.key == key {
+					ba = old
+				} else if ba, err = b.authentication(ctx, a); err != nil {
 					return nil, err
+				} else {
+					ba.key, ba.fresh = key, true
 				}
-				authns[ps.AuthenticationRef] = ba
+				g.authns[ps.AuthenticationRef] = ba
+				authnPorts[ps.AuthenticationRef] = map[string]bool{}
 			}
-			ba.ports[p.Name] = true
+			authnPorts[ps.AuthenticationRef][p.Name] = true
+			p.authn = ba
 			p.Authenticator, p.methods = ba.chain, ba.methods
 			if ps.TLS != nil {
 				if p.TLS, err = b.serverTLS(ps.TLS.Manual); err != nil {
@@ -204,6 +256,12 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 				}
 				if ba.x509 != nil {
 					p.TLS = ba.x509.ServerTLSConfig(p.TLS)
+				}
+				// The same certificate and verification: keep the
+				// configuration in force, and its session ticket keys, so
+				// that clients resume their TLS sessions across a reload.
+				if old := prev.port(p.Name); old != nil && old.authn == ba && sameTLS(old.TLS, p.TLS) {
+					p.TLS = old.TLS
 				}
 			}
 			key := ps.AuthorizationRef
@@ -221,62 +279,102 @@ func Build(ctx context.Context, c *Config, opts Options) (_ *Broker, err error) 
 				p.policy = "none: every authenticated client may do everything (no authorizationRef)"
 				// AIO's semantics, on purpose; but an operator who forgot
 				// the reference must hear of it.
-				b.log.LogAttrs(ctx, slog.LevelWarn, "aioconfig: port without authorizationRef: every authenticated client may connect, publish and subscribe to every topic",
-					slog.String("port", p.Name), slog.String("address", p.Address))
-			}
-			if authzs[key] == nil {
-				switch {
-				case ps.AuthorizationFile != "":
-					w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log, Observer: b.obs, Name: p.policyName})
-					if err != nil {
-						return nil, d.err(at+".authorizationFile", ps.AuthorizationFile, err, "")
-					}
-					b.ready = append(b.ready, ReadyCheck{Name: "policy " + ps.AuthorizationFile, Check: loaded(func() bool { return w.Current() != nil })})
-					b.onClose(func() { _ = w.Close() })
-					authzs[key] = w
-					authzPorts[key] = map[string]bool{}
-					b.watches = append(b.watches, auth.Watch{Name: "abac policy " + ps.AuthorizationFile, Source: w, Check: onPorts(authzPorts[key], auth.CheckConnect(w))})
-				case ps.AuthorizationRef != "":
-					pol, err := abac.ParseNamed(c.authorization(key).Policy, p.policyName)
-					if err != nil {
-						return nil, fmt.Errorf("aioconfig: BrokerAuthorization %q: %w", key, err)
-					}
-					authzs[key] = pol
-					if c.live {
-						// From the Kubernetes API: swapped on change (cluster.go).
-						authzs[key], authzPorts[key] = b.livePolicy(key, pol)
-					}
-				default:
-					authzs[key] = auth.AllowAuthenticated
+				if prev == nil {
+					b.log.LogAttrs(ctx, slog.LevelWarn, "aioconfig: port without authorizationRef: every authenticated client may connect, publish and subscribe to every topic",
+						slog.String("port", p.Name), slog.String("address", p.Address))
 				}
 			}
-			if authzPorts[key] != nil {
-				authzPorts[key][p.Name] = true
+			bz := g.authzs[key]
+			if bz == nil {
+				if bz, err = b.authorization(g, c, key, ps, p.policyName, prev, d, at); err != nil {
+					return nil, err
+				}
+				g.authzs[key] = bz
+				authzPorts[key] = map[string]bool{}
 			}
-			p.Authorizer = authzs[key]
-			b.Ports = append(b.Ports, p)
-			b.byName[p.Name] = p
+			authzPorts[key][p.Name] = true
+			p.authz = bz
+			p.Authorizer = bz.authz
+			g.ports = append(g.ports, p)
+			g.byName[p.Name] = p
 		}
 	}
-	if err := b.buildThrottle(c.Settings.Throttle); err != nil {
-		d := docRef{source: "MqttAuthSettings", kind: KindSettings}
-		return nil, d.err("spec.throttle", "", err, "")
+	// The port sets of reused sources change only when the generation
+	// is installed (Apply); fresh ones are private until then.
+	g.authnPorts, g.authzPorts = authnPorts, authzPorts
+	for name, ba := range g.authns {
+		if ba.fresh {
+			ba.ports.set(authnPorts[name])
+		}
 	}
-	return b, nil
+	for key, bz := range g.authzs {
+		if bz.fresh {
+			bz.ports.set(authzPorts[key])
+		}
+	}
+	return g, nil
+}
+
+// authorization builds (or reuses from prev) the policy source of key.
+func (b *Broker) authorization(g *generation, c *Config, key string, ps PortSpec, policyName string, prev *generation, d docRef, at string) (*builtAuthz, error) {
+	old := prev.authz(key)
+	switch {
+	case ps.AuthorizationFile != "":
+		if old != nil {
+			return old, nil
+		}
+		bz := &builtAuthz{key: key, ports: &portSet{}, fresh: true}
+		b.res = &bz.res
+		defer func() { b.res = nil }()
+		w, err := abac.NewWatcher(abac.WatchConfig{Path: c.Path(ps.AuthorizationFile), Logger: b.log, Observer: b.obs, Name: policyName})
+		if err != nil {
+			return nil, d.err(at+".authorizationFile", ps.AuthorizationFile, err, "")
+		}
+		bz.authz = w
+		b.res.ready = append(b.res.ready, ReadyCheck{Name: "policy " + ps.AuthorizationFile, Check: loaded(func() bool { return w.Current() != nil })})
+		b.res.onClose(func() { _ = w.Close() })
+		b.res.watches = append(b.res.watches, auth.Watch{Name: "abac policy " + ps.AuthorizationFile, Source: w, Check: onPorts(bz.ports, auth.CheckConnect(w))})
+		return bz, nil
+	case ps.AuthorizationRef != "":
+		a := c.authorization(key)
+		pol, err := abac.ParseNamed(a.Policy, policyName)
+		if err != nil {
+			return nil, fmt.Errorf("aioconfig: BrokerAuthorization %q: %w", key, err)
+		}
+		if old != nil && old.live != nil {
+			// Swapped in place when the generation is installed, so that
+			// the per-session caches follow (livePolicy).
+			if !bytes.Equal(old.policy, a.Policy) {
+				g.swaps = append(g.swaps, policySwap{bz: old, pol: pol, src: a.Policy, rules: a.Rules})
+			}
+			return old, nil
+		}
+		bz := &builtAuthz{key: key, ports: &portSet{}, fresh: true, policy: a.Policy}
+		bz.live = newLivePolicy(pol)
+		bz.authz = bz.live
+		bz.res.watches = append(bz.res.watches, auth.Watch{Name: "BrokerAuthorization " + key, Source: bz.live, Check: onPorts(bz.ports, auth.CheckConnect(bz.live))})
+		return bz, nil
+	}
+	if old != nil {
+		return old, nil
+	}
+	return &builtAuthz{key: key, ports: &portSet{}, fresh: true, authz: auth.AllowAuthenticated}, nil
 }
 
 // buildThrottle puts the brute-force defence in front of every port's
 // chain: on with throttle's defaults unless s says disabled.
-func (b *Broker) buildThrottle(s *Throttle) error {
+func (b *Broker) buildThrottle(s *Throttle, markerNames, markerMethods []string) error {
 	if s == nil {
 		s = &Throttle{}
 	}
+	th := &throttled{markers: markerNames, markerMethods: markerMethods}
 	if s.Disabled {
-		b.throttleDesc = "off (disabled)"
+		th.desc = "off (disabled)"
+		b.throttle.Store(th)
 		return nil
 	}
-	markers := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(s.MarkerUsernames), b.markers...))))
-	methods := slices.Compact(slices.Sorted(slices.Values(b.markerMethods)))
+	markers := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(s.MarkerUsernames), markerNames...))))
+	methods := slices.Compact(slices.Sorted(slices.Values(markerMethods)))
 	cfg := throttle.Config{
 		DisableAddress: s.DisableAddress, DisableIdentity: s.DisableIdentity,
 		IPv4Prefix: s.IPv4Prefix, IPv6Prefix: s.IPv6Prefix, MaxEntries: s.MaxEntries,
@@ -295,31 +393,32 @@ func (b *Broker) buildThrottle(s *Throttle) error {
 	if err != nil {
 		return err
 	}
-	b.throttle = t
+	th.t = t
 	describe := func(l throttle.Limit, off bool) string {
 		if off {
 			return "off"
 		}
 		return fmt.Sprintf("%d failures in a row, then one per %s", cmp.Or(l.Burst, throttle.DefaultBurst), cmp.Or(l.Every, throttle.DefaultEvery))
 	}
-	b.throttleDesc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
+	th.desc = fmt.Sprintf("per address (/%d IPv4, /%d IPv6) %s; per identity %s; at most %d counters; CONNACK 0x9F when over",
 		cmp.Or(s.IPv4Prefix, throttle.DefaultIPv4Prefix), cmp.Or(s.IPv6Prefix, throttle.DefaultIPv6Prefix),
 		describe(cfg.Address, s.DisableAddress), describe(cfg.Identity, s.DisableIdentity), cmp.Or(s.MaxEntries, throttle.DefaultMaxEntries))
 	if len(markers) > 0 {
-		b.throttleDesc += fmt.Sprintf("; user names %q are markers, never identities", markers)
+		th.desc += fmt.Sprintf("; user names %q are markers, never identities", markers)
 	}
 	if len(methods) > 0 {
-		b.throttleDesc += fmt.Sprintf("; the user name of methods %q is not counted (they do not verify it)", methods)
+		th.desc += fmt.Sprintf("; the user name of methods %q is not counted (they do not verify it)", methods)
 	}
+	b.throttle.Store(th)
 	return nil
 }
 
 // onPorts limits a re-check to the sessions of the given ports: a change
 // of one port's truststore or policy leaves the other ports' sessions
 // alone.
-func onPorts(ports map[string]bool, check auth.CheckFunc) auth.CheckFunc {
+func onPorts(ports *portSet, check auth.CheckFunc) auth.CheckFunc {
 	return func(ctx context.Context, s *auth.Session) error {
-		if p := s.Principal(); p == nil || !ports[p.Listener()] {
+		if p := s.Principal(); p == nil || !ports.has(p.Listener()) {
 			return nil
 		}
 		return check(ctx, s)
@@ -327,37 +426,43 @@ func onPorts(ports map[string]bool, check auth.CheckFunc) auth.CheckFunc {
 }
 
 func (b *Broker) serverTLS(m *ManualTLS) (*tls.Config, error) {
-	certFile, keyFile := b.cfg.Path(m.CertFile), b.cfg.Path(m.KeyFile)
-	if m.SecretRef != "" {
-		var err error
-		if certFile, err = b.cfg.resolveKey(m.SecretRef, "tls.crt", true); err != nil {
-			return nil, err
-		}
-		if keyFile, err = b.cfg.resolveKey(m.SecretRef, "tls.key", true); err != nil {
-			return nil, err
-		}
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err := b.cfg.keyPair(m.SecretRef, m.CertFile, m.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: server certificate: %w", ErrInvalidValue, err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtAuthn, error) {
-	ba := &builtAuthn{ports: map[string]bool{}}
+func (b *Broker) authentication(ctx context.Context, a *Authentication) (_ *builtAuthn, err error) {
+	ba := &builtAuthn{name: a.Name, ports: &portSet{}}
+	b.res = &ba.res
+	defer func() {
+		b.res = nil
+		if err != nil {
+			ba.res.close()
+		}
+	}()
 	onlyX509 := len(a.Methods) == 1 && a.Methods[0].Method == MethodX509
 	for i, m := range a.Methods {
 		var (
 			x   auth.Authenticator
-			err error
+			own methodOwner
 		)
 		desc := m.Method
 		switch m.Method {
 		case MethodCustom:
 			x, desc, err = b.custom(m.Custom)
+			own = methodOwner{kind: MethodCustom}
 		case MethodSAT:
-			x, desc, err = b.sat(ctx, m.SAT, ba.ports, fmt.Sprintf("%s method %d", a.Name, i+1))
+			var sa *satauth.Authenticator
+			sa, desc, err = b.sat(ctx, m.SAT, ba.ports, fmt.Sprintf("%s method %d", a.Name, i+1))
+			if sa != nil {
+				x = sa
+				own = methodOwner{kind: MethodSAT, names: []string{satauth.Method}}
+				if sa.Following() {
+					own.check = sa.Watch(0).Check
+				}
+			}
 		case MethodX509:
 			if ba.x509 != nil {
 				err = errors.New("one X509 method per BrokerAuthentication")
@@ -365,10 +470,24 @@ func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtA
 			}
 			ba.x509, desc, err = b.x509(m.X509, !onlyX509, ba.ports)
 			x = ba.x509
+			if ba.x509 != nil {
+				own = methodOwner{kind: MethodX509, names: []string{x509auth.Method}, check: ba.x509.Check}
+			}
 		case MethodSCRAM:
-			x, desc, err = b.scram(m.SCRAM, ba.ports)
+			var st scramauth.Store
+			x, st, desc, err = b.scram(m.SCRAM, ba.ports)
+			own = methodOwner{kind: MethodSCRAM, check: scramauth.CheckStore(st)}
+			own.names = append(own.names, m.SCRAM.Mechanisms...)
+			if len(own.names) == 0 {
+				own.names = []string{string(scramauth.SHA256), string(scramauth.SHA512)}
+			}
 		case MethodJWT:
-			x, desc, err = b.jwt(m.JWT)
+			var ja *jwtauth.Authenticator
+			ja, desc, err = b.jwt(m.JWT)
+			if ja != nil {
+				x = ja
+				own = methodOwner{kind: MethodJWT, names: []string{ja.Method()}}
+			}
 		}
 		if err != nil {
 			d := docRef{source: a.Source, kind: KindAuthentication, name: a.Name}
@@ -376,6 +495,7 @@ func (b *Broker) authentication(ctx context.Context, a *Authentication) (*builtA
 		}
 		ba.chain = append(ba.chain, x)
 		ba.methods = append(ba.methods, desc)
+		ba.owners = append(ba.owners, own)
 	}
 	if b.obs != nil {
 		ba.chain = auth.ObserveMethods(ba.chain, b.obs).(auth.Chain)
@@ -387,11 +507,7 @@ func (b *Broker) custom(s *CustomSettings) (auth.Authenticator, string, error) {
 	cfg := customauth.Config{Endpoint: s.Endpoint, Logger: b.log, Observer: b.obs}
 	desc := "Custom " + s.Endpoint
 	if ca := cmp.Or(cmp.Or(s.CACert, s.CACertConfigMap), s.CACertFile); ca != "" {
-		path, err := b.cfg.resolve(ca, false)
-		if err != nil {
-			return nil, "", err
-		}
-		pool, err := pemPool(path)
+		pool, err := b.cfg.pemPoolOf(ca)
 		if err != nil {
 			return nil, "", err
 		}
@@ -400,17 +516,7 @@ func (b *Broker) custom(s *CustomSettings) (auth.Authenticator, string, error) {
 	}
 	if s.Auth != nil && s.Auth.X509 != nil {
 		x := s.Auth.X509
-		certFile, keyFile := b.cfg.Path(x.CertFile), b.cfg.Path(x.KeyFile)
-		if ref := cmp.Or(x.SecretRef, x.SecretName); ref != "" {
-			var err error
-			if certFile, err = b.cfg.resolveKey(ref, "tls.crt", true); err != nil {
-				return nil, "", err
-			}
-			if keyFile, err = b.cfg.resolveKey(ref, "tls.key", true); err != nil {
-				return nil, "", err
-			}
-		}
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		pair, err := b.cfg.keyPair(cmp.Or(x.SecretRef, x.SecretName), x.CertFile, x.KeyFile)
 		if err != nil {
 			return nil, "", fmt.Errorf("auth.x509: %w", err)
 		}
@@ -437,44 +543,11 @@ func (b *Broker) custom(s *CustomSettings) (auth.Authenticator, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	b.onClose(a.CloseIdleConnections)
+	b.res.onClose(a.CloseIdleConnections)
 	return a, desc, nil
 }
 
-// pemPool reads the PEM certificates of a file, or of every file of a
-// directory (a mounted ConfigMap; dot files skipped).
-func pemPool(path string) (*x509.CertPool, error) {
-	files := []string{path}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		entries, err := os.ReadDir(path)
-		if err != nil {
-			return nil, err
-		}
-		files = files[:0]
-		for _, e := range entries {
-			if e.Name()[0] != '.' {
-				files = append(files, filepath.Join(path, e.Name()))
-			}
-		}
-	}
-	pool := x509.NewCertPool()
-	n := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		if pool.AppendCertsFromPEM(data) {
-			n++
-		}
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrInvalidValue, path)
-	}
-	return pool, nil
-}
-
-func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool, where string) (auth.Authenticator, string, error) {
+func (b *Broker) sat(ctx context.Context, s *SATSettings, ports *portSet, where string) (*satauth.Authenticator, string, error) {
 	cfg := satauth.Config{
 		Audiences:             s.Audiences,
 		APIServer:             s.APIServer,
@@ -499,22 +572,22 @@ func (b *Broker) sat(ctx context.Context, s *SATSettings, ports map[string]bool,
 	if err != nil {
 		return nil, "", err
 	}
-	b.onClose(a.Close)
+	b.res.onClose(a.Close)
 	name := "serviceAccountToken (BrokerAuthentication " + where + ")"
 	if a.Following() {
 		// The Manager subscribes to the follower; its Close stops it.
 		w := a.Watch(0)
 		w.Name = "kubernetes serviceaccounts and pods of " + name
 		w.Check = onPorts(ports, w.Check)
-		b.watches = append(b.watches, w)
+		b.res.watches = append(b.res.watches, w)
 	}
-	b.markerMethods = append(b.markerMethods, satauth.Method) // the CONNECT user name is not verified
+	b.res.markerMethods = append(b.res.markerMethods, satauth.Method) // the CONNECT user name is not verified
 	if s.AllowUsernameFallback {
-		b.markers = append(b.markers, satauth.Method) // MQTT 3.1.1 clients send user name K8S-SAT, the token as password
+		b.res.markers = append(b.res.markers, satauth.Method) // MQTT 3.1.1 clients send user name K8S-SAT, the token as password
 	}
 	startup, ready := satReady(name, a)
-	b.startup = append(b.startup, startup)
-	b.ready = append(b.ready, ready)
+	b.res.startup = append(b.res.startup, startup)
+	b.res.ready = append(b.res.ready, ready)
 	desc := fmt.Sprintf("ServiceAccountToken audiences %v, %s, cacheTTL %s, attributeTTL %s, watch %s",
 		s.Audiences, cmp.Or(s.Mode, "tokenReview"), cmp.Or(s.CacheTTL, "5m"), cmp.Or(s.AttributeTTL, "1m"), onOff(a.Following()))
 	return a, desc, nil
@@ -527,22 +600,43 @@ func onOff(on bool) string {
 	return "off"
 }
 
-func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x509auth.Authenticator, string, error) {
-	ca, err := b.cfg.resolve(s.TrustedClientCaCert, false)
-	if err != nil {
-		return nil, "", fmt.Errorf("trustedClientCaCert: %w", err)
-	}
-	crls := make([]string, len(s.CRLs))
-	for i, p := range s.CRLs {
-		if crls[i], err = b.cfg.resolve(p, false); err != nil {
-			return nil, "", fmt.Errorf("crls[%d]: %w", i, err)
+func (b *Broker) x509(s *X509Settings, optional bool, ports *portSet) (*x509auth.Authenticator, string, error) {
+	var store *truststore.Store
+	var crls []string
+	if _, ok := b.cfg.memory(s.TrustedClientCaCert, false); ok {
+		// Held in memory (the Kubernetes API): Apply replaces the set
+		// when the ConfigMaps change.
+		set, sum, err := memoryTrust(b.cfg, s)
+		if err != nil {
+			return nil, "", err
+		}
+		store = truststore.NewMemory(set)
+		b.res.updates = append(b.res.updates, func(c *Config) error {
+			set, next, err := memoryTrust(c, s)
+			if err != nil || next == sum {
+				return err
+			}
+			sum = next
+			store.Replace(set)
+			return nil
+		})
+		crls = s.CRLs
+	} else {
+		ca, err := b.cfg.resolve(s.TrustedClientCaCert, false)
+		if err != nil {
+			return nil, "", fmt.Errorf("trustedClientCaCert: %w", err)
+		}
+		crls = make([]string, len(s.CRLs))
+		for i, p := range s.CRLs {
+			if crls[i], err = b.cfg.resolve(p, false); err != nil {
+				return nil, "", fmt.Errorf("crls[%d]: %w", i, err)
+			}
+		}
+		if store, err = truststore.New(truststore.Config{CAPaths: []string{ca}, CRLPaths: crls, Logger: b.log, Observer: b.obs}); err != nil {
+			return nil, "", err
 		}
 	}
-	store, err := truststore.New(truststore.Config{CAPaths: []string{ca}, CRLPaths: crls, Logger: b.log, Observer: b.obs})
-	if err != nil {
-		return nil, "", err
-	}
-	b.ready = append(b.ready, ReadyCheck{Name: "truststore " + s.TrustedClientCaCert, Check: func(context.Context) error {
+	b.res.ready = append(b.res.ready, ReadyCheck{Name: "truststore " + s.TrustedClientCaCert, Check: func(context.Context) error {
 		switch set := store.Current(); {
 		case set == nil:
 			return ErrNotLoaded
@@ -551,7 +645,7 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 		}
 		return nil
 	}})
-	b.onClose(func() { _ = store.Close() })
+	b.res.onClose(func() { _ = store.Close() })
 	attrs := map[string]AttributeEntry{}
 	if s.Attributes != nil && s.Attributes.SecretName != "" {
 		if err := b.attributeSecret(s.Attributes.SecretName, attrs); err != nil {
@@ -575,6 +669,7 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 		RequireClientAuthEKU: s.RequireClientAuthEku, Logger: b.log}
 	var rc *revocation.Checker
 	if s.Revocation != nil {
+		var err error
 		if rc, err = b.revocation(s.Revocation); err != nil {
 			return nil, "", fmt.Errorf("revocation: %w", err)
 		}
@@ -584,18 +679,18 @@ func (b *Broker) x509(s *X509Settings, optional bool, ports map[string]bool) (*x
 	if err != nil {
 		return nil, "", err
 	}
-	b.x509s = append(b.x509s, a)
+	b.res.x509s = append(b.res.x509s, a)
 	if rc != nil {
-		b.revocs = append(b.revocs, rc)
+		b.res.revocs = append(b.res.revocs, rc)
 	}
 	w := a.Watch(store)
 	w.Name = "truststore " + s.TrustedClientCaCert
 	w.Check = onPorts(ports, w.Check)
-	b.watches = append(b.watches, w)
+	b.res.watches = append(b.res.watches, w)
 	if rc != nil {
 		rw := rc.Watch(onPorts(ports, a.Check), 0)
 		rw.Name = "revocation (" + revocationSources(s.Revocation) + ") of certificates trusted by " + s.TrustedClientCaCert
-		b.watches = append(b.watches, rw)
+		b.res.watches = append(b.res.watches, rw)
 	}
 	desc := fmt.Sprintf("X509 trusting %s (%d CA), %d attribute mappings", s.TrustedClientCaCert, store.Current().Len(), len(mappings))
 	if len(crls) > 0 {
@@ -640,7 +735,7 @@ func (b *Broker) revocation(s *RevocationSettings) (*revocation.Checker, error) 
 	if err != nil {
 		return nil, err
 	}
-	b.onClose(func() { _ = rc.Close() })
+	b.res.onClose(func() { _ = rc.Close() })
 	return rc, nil
 }
 
@@ -660,7 +755,7 @@ func revocationSources(s *RevocationSettings) string {
 
 // jwt builds a JWT method. The keys are fetched on first use, so an
 // issuer that is down at start does not stop the broker.
-func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
+func (b *Broker) jwt(s *JWTSettings) (*jwtauth.Authenticator, string, error) {
 	cfg := jwtauth.Config{
 		Issuer: s.Issuer, DiscoveryURL: s.DiscoveryURL, JWKSURL: s.JWKSURL,
 		Audiences: s.Audiences, Algorithms: s.Algorithms, UsernameClaim: s.UsernameClaim,
@@ -685,35 +780,31 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 	}
 	desc := fmt.Sprintf("JWT issuer %s, audiences %v", s.Issuer, s.Audiences)
 	if ca := cmp.Or(s.CACert, s.CACertFile); ca != "" {
-		path, err := b.cfg.resolve(ca, false)
-		if err != nil {
-			return nil, "", fmt.Errorf("caCert: %w", err)
-		}
-		pool, err := pemPool(path)
+		pool, err := b.cfg.pemPoolOf(ca)
 		if err != nil {
 			return nil, "", fmt.Errorf("caCert: %w", err)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: cmp.Or(cfg.RequestTimeout, jwtauth.DefaultRequestTimeout)}
-		b.onClose(tr.CloseIdleConnections)
+		b.res.onClose(tr.CloseIdleConnections)
 		desc += ", issuer CA " + ca
 	}
 	a, err := jwtauth.New(cfg)
 	if err != nil {
 		return nil, "", err
 	}
-	b.onClose(a.Close)
+	b.res.onClose(a.Close)
 	if cfg.TokenFrom == jwtauth.FromPassword {
 		desc += ", token in the password"
 		if s.PasswordUsername != "" {
 			desc += " of user name " + s.PasswordUsername
 		}
 		// The user name is a marker every client sends, not an identity.
-		b.markers = append(b.markers, cmp.Or(s.PasswordUsername, DefaultJWTPasswordMarker))
+		b.res.markers = append(b.res.markers, cmp.Or(s.PasswordUsername, DefaultJWTPasswordMarker))
 	} else {
 		desc += ", token in the Authentication Data of method " + a.Method()
-		b.markerMethods = append(b.markerMethods, a.Method())
+		b.res.markerMethods = append(b.res.markerMethods, a.Method())
 	}
 	if s.InsecureAllowHTTP {
 		desc += ", http:// allowed (insecure)"
@@ -724,31 +815,14 @@ func (b *Broker) jwt(s *JWTSettings) (auth.Authenticator, string, error) {
 // attributeSecret reads a v1beta1 attributes Secret: each key holds an
 // authorizationAttributes mapping (YAML or JSON).
 func (b *Broker) attributeSecret(name string, into map[string]AttributeEntry) error {
-	dir, err := b.cfg.resolve(name, true)
+	data, err := b.cfg.readRef(name, true)
 	if err != nil {
 		return err
 	}
-	files := []string{dir}
-	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return err
-		}
-		files = files[:0]
-		for _, e := range entries {
-			if e.Name()[0] != '.' && !e.IsDir() {
-				files = append(files, filepath.Join(dir, e.Name()))
-			}
-		}
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
+	for _, d := range data {
 		var m map[string]AttributeEntry
-		if err := yaml.UnmarshalStrict(data, &m); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrSyntax, f, err)
+		if err := yaml.UnmarshalStrict(d, &m); err != nil {
+			return fmt.Errorf("%w: Secret %s: %v", ErrSyntax, name, err)
 		}
 		for k, v := range m {
 			into[k] = v
@@ -757,35 +831,63 @@ func (b *Broker) attributeSecret(name string, into map[string]AttributeEntry) er
 	return nil
 }
 
-func (b *Broker) scram(s *SCRAMSettings, ports map[string]bool) (auth.Authenticator, string, error) {
-	path, err := b.cfg.resolve(s.UsersFile, true)
-	if err != nil {
-		return nil, "", fmt.Errorf("usersFile: %w", err)
+func (b *Broker) scram(s *SCRAMSettings, ports *portSet) (auth.Authenticator, scramauth.Store, string, error) {
+	var (
+		store scramauth.Store
+		n     int
+	)
+	if keys, ok := b.cfg.memory(s.UsersFile, true); ok {
+		// Held in memory (the Kubernetes API): Apply replaces the users
+		// when the Secret changes.
+		u, sum, err := memoryUsers(keys)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("usersFile: %w", err)
+		}
+		ms := scramauth.NewMemoryStore(u)
+		b.res.updates = append(b.res.updates, func(c *Config) error {
+			keys, _ := c.memory(s.UsersFile, true)
+			u, next, err := memoryUsers(keys)
+			if err != nil || next == sum {
+				return err
+			}
+			sum = next
+			ms.Replace(u)
+			return nil
+		})
+		b.res.watches = append(b.res.watches, auth.Watch{Name: "scram users " + s.UsersFile, Source: ms, Check: onPorts(ports, scramauth.CheckStore(ms))})
+		store, n = ms, u.Len()
+	} else {
+		path, err := b.cfg.resolve(s.UsersFile, true)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("usersFile: %w", err)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			path = filepath.Join(path, usersKey) // the Secret's key
+		}
+		fs, err := scramauth.NewFileStore(scramauth.FileStoreConfig{Path: path, Logger: b.log, Observer: b.obs})
+		if err != nil {
+			return nil, nil, "", err
+		}
+		b.res.ready = append(b.res.ready, ReadyCheck{Name: "users " + s.UsersFile, Check: loaded(func() bool { return fs.Current() != nil })})
+		b.res.onClose(func() { _ = fs.Close() })
+		b.res.watches = append(b.res.watches, auth.Watch{Name: "scram users " + s.UsersFile, Source: fs, Check: onPorts(ports, scramauth.CheckStore(fs))})
+		store, n = fs, fs.Current().Len()
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		path = filepath.Join(path, "users.json") // the Secret's key
-	}
-	store, err := scramauth.NewFileStore(scramauth.FileStoreConfig{Path: path, Logger: b.log, Observer: b.obs})
-	if err != nil {
-		return nil, "", err
-	}
-	b.ready = append(b.ready, ReadyCheck{Name: "users " + s.UsersFile, Check: loaded(func() bool { return store.Current() != nil })})
-	b.onClose(func() { _ = store.Close() })
-	b.watches = append(b.watches, auth.Watch{Name: "scram users " + s.UsersFile, Source: store, Check: onPorts(ports, scramauth.CheckStore(store))})
 	cfg := scramauth.Config{Store: store}
 	for _, m := range s.Mechanisms {
 		cfg.Mechanisms = append(cfg.Mechanisms, scramauth.Mechanism(m))
 	}
 	if s.UnknownUserKeyFile != "" {
+		var err error
 		if cfg.UnknownUserKey, err = os.ReadFile(b.cfg.Path(s.UnknownUserKeyFile)); err != nil {
-			return nil, "", err
+			return nil, nil, "", err
 		}
 	}
 	a, err := scramauth.New(cfg)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	return a, fmt.Sprintf("SCRAM %s (%d users)", s.UsersFile, store.Current().Len()), nil
+	return a, store, fmt.Sprintf("SCRAM %s (%d users)", s.UsersFile, n), nil
 }
 
 // AuthConfig returns the configuration of the one auth.Manager of all the
@@ -798,7 +900,7 @@ func (b *Broker) AuthConfig() auth.Config {
 		Authorizer:          b,
 		Logger:              b.log,
 		AllowIdentityChange: b.Session.AllowIdentityChange,
-		Watches:             slices.Clone(b.watches),
+		Watches:             b.Watches(),
 		Audit:               b.Audit,
 	}
 	if b.obs != nil {
@@ -826,7 +928,13 @@ func (b *Broker) AuthConfig() auth.Config {
 //	for _, c := range b.ReadyChecks() {
 //		checks = append(checks, admin.Check{Name: c.Name, Check: c.Check})
 //	}
-func (b *Broker) ReadyChecks() []ReadyCheck { return slices.Clone(b.ready) }
+func (b *Broker) ReadyChecks() []ReadyCheck {
+	out := slices.Clone(b.ready)
+	for _, r := range b.gen.Load().resources() {
+		out = append(out, r.ready...)
+	}
+	return out
+}
 
 // loaded makes a readiness check of a source's "has a current version".
 func loaded(has func() bool) func(context.Context) error {
@@ -863,15 +971,32 @@ func adminSettings(a *Admin) (AdminListener, auth.AuditConfig) {
 
 // Throttle returns the brute-force defence, nil when it is disabled: its
 // Len is the number of failure counters held.
-func (b *Broker) Throttle() *throttle.Throttle { return b.throttle }
+func (b *Broker) Throttle() *throttle.Throttle {
+	if th := b.throttle.Load(); th != nil {
+		return th.t
+	}
+	return nil
+}
 
 // X509 returns the X509 authenticators built, one per BrokerAuthentication
 // with an X509 method (their CachedChains, for metrics).
-func (b *Broker) X509() []*x509auth.Authenticator { return slices.Clone(b.x509s) }
+func (b *Broker) X509() []*x509auth.Authenticator {
+	var out []*x509auth.Authenticator
+	for _, r := range b.gen.Load().resources() {
+		out = append(out, r.x509s...)
+	}
+	return out
+}
 
 // Revocation returns the revocation checkers built, one per X509 method
 // with revocation settings (their Stats, for metrics).
-func (b *Broker) Revocation() []*revocation.Checker { return slices.Clone(b.revocs) }
+func (b *Broker) Revocation() []*revocation.Checker {
+	var out []*revocation.Checker
+	for _, r := range b.gen.Load().resources() {
+		out = append(out, r.revocs...)
+	}
+	return out
+}
 
 // ObserveMethods implements [auth.MethodsObserver]: a Manager does not
 // label the Broker as one method. The methods of every port already report
@@ -882,22 +1007,6 @@ func (b *Broker) Revocation() []*revocation.Checker { return slices.Clone(b.revo
 // events (CONNACK 0x9F).
 func (b *Broker) ObserveMethods(auth.Observer) auth.Authenticator { return b }
 
-// Watches returns the watches of the reloadable sources the Broker built.
-func (b *Broker) Watches() []auth.Watch { return slices.Clone(b.watches) }
-
-// Port returns the port of a listener name (auth.Request.Listener). With a
-// single port, the empty name is that port, for brokers that name no
-// listener.
-func (b *Broker) Port(listener string) *Port {
-	if p, ok := b.byName[listener]; ok {
-		return p
-	}
-	if listener == "" && len(b.Ports) == 1 {
-		return b.Ports[0]
-	}
-	return nil
-}
-
 // ErrUnknownListener is the error of a request from a listener the
 // configuration has no port for.
 var ErrUnknownListener = errors.New("aioconfig: no port is configured for this listener")
@@ -906,8 +1015,8 @@ var ErrUnknownListener = errors.New("aioconfig: no port is configured for this l
 // brute-force defence unless it is disabled (an address or identity over
 // its limit gets 0x9F); a request from an unknown listener fails (0x87).
 func (b *Broker) Authenticate(ctx context.Context, req *auth.Request) auth.Result {
-	if b.throttle != nil {
-		return b.throttle.Authenticate(ctx, req)
+	if th := b.throttle.Load(); th != nil && th.t != nil {
+		return th.t.Authenticate(ctx, req)
 	}
 	return b.authenticate(ctx, req)
 }
@@ -946,7 +1055,8 @@ func (b *Broker) Authorize(ctx context.Context, pr *auth.Principal, a auth.Actio
 func (b *Broker) NewSessionAuthorizer() auth.Authorizer { return &portSession{b: b} }
 
 // portSession is one Session's authorizer: its port's policy, or that
-// policy's per-session authorizer, chosen on first use.
+// policy's per-session authorizer, chosen on first use and again after
+// Apply put another generation of ports in force.
 type portSession struct {
 	b   *Broker
 	cur atomic.Pointer[portChoice]
@@ -954,6 +1064,7 @@ type portSession struct {
 
 type portChoice struct {
 	listener string
+	gen      *generation
 	authz    auth.Authorizer
 	policy   string // the port's policyName
 }
@@ -964,15 +1075,20 @@ func (s *portSession) Authorize(ctx context.Context, pr *auth.Principal, a auth.
 		return auth.Deny
 	}
 	c := s.cur.Load()
-	if c == nil || c.listener != pr.Listener() {
-		p := s.b.Port(pr.Listener())
+	if g := s.b.gen.Load(); c == nil || c.gen != g || c.listener != pr.Listener() {
+		p := g.port(pr.Listener())
 		if p == nil {
 			return auth.Deny
 		}
-		c = &portChoice{listener: pr.Listener(), authz: p.Authorizer, policy: p.policyName}
-		if sa, ok := p.Authorizer.(auth.SessionAuthorizer); ok {
-			if own := sa.NewSessionAuthorizer(); own != nil {
-				c.authz = own
+		if c != nil && c.gen != g && c.listener == pr.Listener() && c.policy == p.policyName && c.authz != nil && sameAuthz(c, p) {
+			// Same policy source in the new generation: keep the cache.
+			c = &portChoice{listener: c.listener, gen: g, authz: c.authz, policy: c.policy}
+		} else {
+			c = &portChoice{listener: pr.Listener(), gen: g, authz: p.Authorizer, policy: p.policyName}
+			if sa, ok := p.Authorizer.(auth.SessionAuthorizer); ok {
+				if own := sa.NewSessionAuthorizer(); own != nil {
+					c.authz = own
+				}
 			}
 		}
 		s.cur.Store(c)
@@ -980,6 +1096,13 @@ func (s *portSession) Authorize(ctx context.Context, pr *auth.Principal, a auth.
 	d := c.authz.Authorize(ctx, pr, a)
 	d.Policy = c.policy
 	return d
+}
+
+// sameAuthz reports whether the port of c in its generation had the same
+// policy source as p.
+func sameAuthz(c *portChoice, p *Port) bool {
+	old := c.gen.port(c.listener)
+	return old != nil && old.authz == p.authz
 }
 
 // Reset drops what the port's per-session authorizer remembers (the

@@ -90,14 +90,10 @@ type ClusterConfig struct {
 	// they change: an MqttAuthSettings document, or resources kept in
 	// files. Read once, at NewCluster.
 	Files []string
-	// Dir is where the ConfigMaps and Secrets the resources name are
-	// kept as a pod sees them mounted (Dir/configmaps/NAME/KEY,
-	// Dir/secrets/NAME/KEY, mode 0600 in 0700 directories), so that the
-	// watched sources (truststores, SCRAM users) reload them as they do
-	// mounted volumes. Empty: a new temporary directory, removed by
-	// Close. In a pod with a read-only root filesystem, an emptyDir
-	// volume with medium Memory.
-	Dir string
+	// Edit, when set, changes each configuration read, before it is
+	// checked: a program's flag that overrides a port's address. An error
+	// makes the configuration invalid.
+	Edit func(*Config) error
 	// Debounce is the quiet time after a change before the rebuild;
 	// zero means DefaultClusterDebounce.
 	Debounce time.Duration
@@ -113,22 +109,23 @@ type ClusterConfig struct {
 // resources of one namespace, and by name the ConfigMaps and Secrets they
 // reference, and keeps a [Broker] built from them in step.
 //
-// What a change does:
+// What a change does: every change is put in force through
+// [Broker.Apply], the one reload path (see its documentation and the
+// package's "Live changes"):
 //
 //   - A BrokerAuthorization's rules are swapped in place and signalled
-//     through the Broker's watch of that policy (auth.Notifier, the one
-//     reload path): the Manager re-checks the live sessions of the ports
-//     that use it and disconnects those no longer allowed to Connect;
-//     later publishes and subscribes are decided by the new rules.
-//   - A referenced ConfigMap or Secret is rewritten in Dir, where the
-//     file-backed sources watch it as they watch a mounted volume: a new
-//     CA in a trustedClientCaCert ConfigMap is trusted after the
-//     truststore's reload, and sessions it no longer trusts are
-//     disconnected.
+//     through its watch: the Manager re-checks the live sessions of the
+//     ports that use it and disconnects those no longer allowed to
+//     Connect; later publishes and subscribes are decided by the new
+//     rules.
+//   - A referenced ConfigMap or Secret is held in memory: a new CA in a
+//     trustedClientCaCert ConfigMap, or a new SCRAM users Secret, updates
+//     the method's in-memory source in place; other data rebuilds what
+//     reads it.
 //   - A change of a BrokerListener or BrokerAuthentication (ports,
-//     methods, settings) needs a restart: it is validated, logged at Warn
-//     and recorded as an Event (reason RestartRequired) on the resource,
-//     and the running configuration is kept.
+//     methods, settings) applies at once: a port added is served, a
+//     removed one shut down (DISCONNECT 0x8B), new connections meet the
+//     new chain and TLS, and live sessions are re-checked against them.
 //   - An invalid resource (a syntax error, an unknown field, a reference
 //     to nothing, a rule that does not compile) keeps the last good
 //     configuration; the error is logged at Error with the resource's kind,
@@ -144,17 +141,14 @@ type Cluster struct {
 	cfg   ClusterConfig
 	log   *slog.Logger
 	kube  *kubeapi.Client
-	dir   string
 	files []clusterFile
 
 	mu        sync.Mutex
 	resources map[string]map[string]kubeapi.Object // resource -> name -> object
 	maps      map[string]*keyed                    // "configmaps/NAME", "secrets/NAME"
 	current   *Config                              // the last good configuration
-	structure []byte                               // its listeners and authentications, to tell a restart
 	broker    *Broker
 	reported  map[string]string // "Kind/name" -> the last error recorded as an Event
-	restart   string            // the last RestartRequired recorded
 	synced    bool
 	checked   time.Time // of the last CheckReady; zero before
 	lastErr   error     // of the last CheckReady
@@ -163,11 +157,10 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{}
-	ownDir bool
 }
 
 // keyed is a followed ConfigMap or Secret: its keys, or that it does not
-// exist (its last keys stay on disk).
+// exist (its last keys stay in memory). It is never changed once stored.
 type keyed struct {
 	data   map[string][]byte
 	exists bool
@@ -228,20 +221,6 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) 
 		}
 		k.files = append(k.files, clusterFile{path: p, dir: filepath.Dir(abs), data: data})
 	}
-	if k.dir = cfg.Dir; k.dir == "" {
-		if k.dir, err = os.MkdirTemp("", "mqttauth-cluster-"); err != nil {
-			return nil, fmt.Errorf("aioconfig: %w", err)
-		}
-		k.ownDir = true
-	}
-	if k.dir, err = filepath.Abs(k.dir); err != nil {
-		return nil, fmt.Errorf("aioconfig: %w", err)
-	}
-	for _, sub := range []string{"configmaps", "secrets"} {
-		if err := os.MkdirAll(filepath.Join(k.dir, sub), 0o700); err != nil {
-			return nil, fmt.Errorf("aioconfig: %w", err)
-		}
-	}
 	k.kube, err = kubeapi.New(kubeapi.Config{
 		APIServer: cfg.APIServer, CAFile: cfg.CAFile, TokenFile: cfg.TokenFile,
 		HTTPClient: cfg.HTTPClient, RequestTimeout: cfg.RequestTimeout,
@@ -261,22 +240,18 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) 
 		k.report(ctx, err)
 		return nil, err
 	}
-	k.current, k.structure = c, structure(c)
+	k.current = c
 	k.synced = true
 	return k, nil
 }
 
-// Config returns the last good configuration read. Its policies are in
-// force; its ports and methods are those the Broker was built with unless
-// a change since needs a restart.
+// Config returns the last good configuration read: the one in force
+// once the Broker is built (Broker.Apply put it there).
 func (k *Cluster) Config() *Config {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.current
 }
-
-// Dir returns where the ConfigMaps and Secrets are kept.
-func (k *Cluster) Dir() string { return k.dir }
 
 // Build builds the Broker of the configuration in force (see [Build]),
 // with every BrokerAuthorization swappable in place, adds the source's
@@ -305,15 +280,11 @@ func (k *Cluster) Build(ctx context.Context, opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// Close stops the watches and removes the temporary directory NewCluster
-// made. Close the Manager and the Broker first.
+// Close stops the watches. Close the Manager and the Broker first.
 func (k *Cluster) Close() {
 	k.stop()
 	if k.kube != nil {
 		k.kube.Close()
-	}
-	if k.ownDir {
-		_ = os.RemoveAll(k.dir)
 	}
 }
 

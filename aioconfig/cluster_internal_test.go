@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -79,60 +77,28 @@ func TestClusterDecodeData(t *testing.T) {
 	require.Error(t, err)
 }
 
-// A ConfigMap or Secret is kept as a pod sees it mounted: a file per key,
-// mode 0600; keys removed from the object are removed; a deleted object
-// leaves an empty directory; names that could escape the directory are
-// refused.
-func TestClusterWriteKeyed(t *testing.T) {
-	k := &Cluster{dir: t.TempDir()}
-	dir := filepath.Join(k.dir, "configmaps", "ca")
-	list := func() []string {
-		entries, err := os.ReadDir(dir)
-		require.NoError(t, err)
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		return names
-	}
-	require.NoError(t, k.writeKeyed("configmaps", "ca", &keyed{exists: true, data: map[string][]byte{"a.pem": []byte("A"), "b.pem": []byte("B")}}))
-	require.Equal(t, []string{"a.pem", "b.pem"}, list())
-	fi, err := os.Stat(filepath.Join(dir, "a.pem"))
-	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
-	require.NoError(t, k.writeKeyed("configmaps", "ca", &keyed{exists: true, data: map[string][]byte{"b.pem": []byte("B2")}}))
-	require.Equal(t, []string{"b.pem"}, list())
-	b, err := os.ReadFile(filepath.Join(dir, "b.pem"))
-	require.NoError(t, err)
-	require.Equal(t, "B2", string(b))
-	require.NoError(t, k.writeKeyed("configmaps", "ca", &keyed{exists: false}))
-	require.Empty(t, list())
-	for _, bad := range []string{"", ".", "..", "../x", `a\b`} {
-		require.Error(t, k.writeKeyed("configmaps", bad, &keyed{exists: true}), bad)
-	}
-}
-
-// A deleted ConfigMap leaves its last content in place (the truststore
-// keeps trusting it while the reference is reported missing); a new
-// version replaces it.
-func TestClusterDeletedKeepsFiles(t *testing.T) {
-	k := &Cluster{dir: t.TempDir(), maps: map[string]*keyed{}, kick: make(chan struct{}, 1), ctx: context.Background(), log: slog.New(slog.DiscardHandler)}
+// A ConfigMap or Secret is kept in memory only: each version is a new
+// map (the snapshots of assembled Configs never change), and a deleted
+// object leaves the snapshots, so that parse reports the reference while
+// the running sources keep their last good content.
+func TestClusterKeyedInMemory(t *testing.T) {
+	k := &Cluster{maps: map[string]*keyed{}, resources: map[string]map[string]kubeapi.Object{}, kick: make(chan struct{}, 1), ctx: context.Background(), log: slog.New(slog.DiscardHandler)}
 	obj := func(pem string) kubeapi.Object {
 		raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"name": "ca"}, "data": map[string]string{"ca.pem": pem}})
 		return kubeapi.Object{Meta: kubeapi.ObjectMeta{Name: "ca"}, Raw: raw}
 	}
-	file := filepath.Join(k.dir, "configmaps", "ca", "ca.pem")
 	k.keyedEvent("configmaps", "ca", "ADDED", obj("ONE"))
-	b, err := os.ReadFile(file)
+	c1, err := k.assemble()
 	require.NoError(t, err)
-	require.Equal(t, "ONE", string(b))
-	k.keyedEvent("configmaps", "ca", "DELETED", obj("ONE"))
+	require.Equal(t, map[string][]byte{"ca.pem": []byte("ONE")}, c1.objects["configmaps/ca"])
+	k.keyedEvent("configmaps", "ca", "MODIFIED", obj("TWO"))
+	c2, err := k.assemble()
+	require.NoError(t, err)
+	require.Equal(t, "TWO", string(c2.objects["configmaps/ca"]["ca.pem"]))
+	require.Equal(t, "ONE", string(c1.objects["configmaps/ca"]["ca.pem"]), "an earlier snapshot is unchanged")
+	k.keyedEvent("configmaps", "ca", "DELETED", obj("TWO"))
 	require.False(t, k.maps["configmaps/ca"].exists, "known as deleted: parse reports the reference")
-	b, err = os.ReadFile(file)
-	require.NoError(t, err, "the last content stays")
-	require.Equal(t, "ONE", string(b))
-	k.keyedEvent("configmaps", "ca", "ADDED", obj("TWO"))
-	b, err = os.ReadFile(file)
+	c3, err := k.assemble()
 	require.NoError(t, err)
-	require.Equal(t, "TWO", string(b))
+	require.NotContains(t, c3.objects, "configmaps/ca")
 }

@@ -101,6 +101,12 @@ func TestClusterKube(t *testing.T) {
 			"spec": map[string]any{"ports": []any{map[string]any{"port": 18883, "authenticationRef": "beta-authn", "authorizationRef": "beta-authz",
 				"tls": map[string]any{"mode": "Manual", "manual": map[string]any{"secretRef": "beta-server"}}}}}})
 
+		// No Secret or ConfigMap byte is written to disk: a temporary
+		// directory that may not be written to stays empty.
+		ro := t.TempDir()
+		require.NoError(t, os.Chmod(ro, 0o500))
+		t.Cleanup(func() { _ = os.Chmod(ro, 0o700) })
+		t.Setenv("TMPDIR", ro)
 		for _, version := range []string{"v1", "v1beta1"} {
 			t.Run(version, func(t *testing.T) {
 				k, err := aioconfig.NewCluster(context.Background(), aioconfig.ClusterConfig{
@@ -122,8 +128,9 @@ func TestClusterKube(t *testing.T) {
 				require.NoError(t, err)
 				require.NoError(t, m.Close())
 				b.Close()
-				_, err = os.Stat(filepath.Join(k.Dir(), "configmaps", "beta-ca", "ca.pem"))
-				require.NoError(t, err, "the ConfigMap is kept as a pod sees it mounted")
+				entries, err := os.ReadDir(ro)
+				require.NoError(t, err)
+				require.Empty(t, entries, "the ConfigMap and the Secret are held in memory")
 			})
 		}
 	})

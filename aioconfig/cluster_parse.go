@@ -1,40 +1,47 @@
 package aioconfig
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/mqttauth/mqttauth/abac"
 	"github.com/mqttauth/mqttauth/internal/kubeapi"
+	"github.com/mqttauth/mqttauth/scramauth"
 	"github.com/mqttauth/mqttauth/truststore"
 )
 
 // The rebuild side of Cluster: what the API holds, parsed, checked and
 // applied, or reported.
 
-// rebuild parses what the API holds now and applies it: the policies in
-// place, or an Event saying why not.
+// rebuild parses what the API holds now and puts it in force through
+// the one reload path (Broker.Apply), or records an Event saying why not.
 func (k *Cluster) rebuild(ctx context.Context) {
 	c, err := k.parse(ctx)
+	if err == nil {
+		k.mu.Lock()
+		b := k.broker
+		k.mu.Unlock()
+		if b != nil {
+			var ch Changes
+			if ch, err = b.Apply(ctx, c); err == nil {
+				k.applied(ctx, ch)
+			}
+		}
+	}
 	if err != nil {
 		k.log.LogAttrs(ctx, slog.LevelError, "aioconfig: invalid configuration in the cluster; keeping the last good one", errAttrs(err)...)
 		k.report(ctx, err)
 		return
 	}
 	k.mu.Lock()
-	prev, b := k.current, k.broker
 	k.current = c
-	s := structure(c)
-	restart := !bytes.Equal(s, k.structure)
 	reported := k.reported
 	k.reported = map[string]string{}
 	k.mu.Unlock()
@@ -42,105 +49,16 @@ func (k *Cluster) rebuild(ctx context.Context) {
 		kind, name, _ := strings.Cut(key, "/")
 		k.log.LogAttrs(ctx, slog.LevelInfo, "aioconfig: resource valid again", slog.String("kind", kind), slog.String("name", name))
 	}
-	applied := 0
-	if b != nil {
-		for _, a := range c.Authorizations {
-			lp := b.live[a.Name]
-			if lp == nil {
-				continue
-			}
-			if old := prev.authorization(a.Name); old != nil && bytes.Equal(old.Policy, a.Policy) {
-				continue
-			}
-			pol, err := abac.Parse(a.Policy) // compiled by parse already
-			if err != nil {
-				continue
-			}
-			lp.set(pol)
-			applied++
-			k.log.LogAttrs(ctx, slog.LevelInfo, "aioconfig: BrokerAuthorization applied", slog.String("namespace", k.cfg.Namespace),
-				slog.String("name", a.Name), slog.Int("rules", a.Rules))
-		}
-	}
-	if restart {
-		k.restartRequired(ctx, prev, c, string(s))
-	}
 }
 
-// restartRequired logs and records a structural change the running
-// Broker cannot take in place.
-func (k *Cluster) restartRequired(ctx context.Context, prev, c *Config, s string) {
-	k.mu.Lock()
-	if k.restart == s {
-		k.mu.Unlock()
+// applied logs what a change put in force.
+func (k *Cluster) applied(ctx context.Context, ch Changes) {
+	if !ch.Any() {
 		return
 	}
-	k.restart = s
-	k.mu.Unlock()
-	kind, name := changedResource(prev, c)
-	k.log.LogAttrs(ctx, slog.LevelWarn, "aioconfig: a BrokerListener or BrokerAuthentication changed; restart to apply it (the running configuration is kept)",
-		slog.String("namespace", k.cfg.Namespace), slog.String("kind", kind), slog.String("name", name))
-	k.event(ctx, kind, name, "Warning", "RestartRequired", "mqttauth runs the previous version: a change of ports or authentication methods applies at the next restart")
-}
-
-// changedResource names the first listener or authentication that
-// differs between a and b.
-func changedResource(a, b *Config) (kind, name string) {
-	for _, l := range b.Listeners {
-		var o *Listener
-		for _, p := range a.Listeners {
-			if p.Name == l.Name {
-				o = p
-			}
-		}
-		if o == nil || !jsonEqual(o.Ports, l.Ports) {
-			return KindListener, l.Name
-		}
-	}
-	for _, x := range b.Authentications {
-		o := a.authentication(x.Name)
-		if o == nil || !jsonEqual(o.Methods, x.Methods) {
-			return KindAuthentication, x.Name
-		}
-	}
-	if len(a.Listeners) > len(b.Listeners) {
-		return KindListener, a.Listeners[len(a.Listeners)-1].Name
-	}
-	if len(a.Authentications) > 0 {
-		return KindAuthentication, a.Authentications[0].Name
-	}
-	return KindListener, ""
-}
-
-func jsonEqual(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return bytes.Equal(x, y)
-}
-
-// structure is what of c needs a restart when it changes: the listeners
-// and the authentications.
-func structure(c *Config) []byte {
-	type l struct {
-		Name  string
-		Ports []PortSpec
-	}
-	type a struct {
-		Name    string
-		Methods []Method
-	}
-	var s struct {
-		L []l
-		A []a
-	}
-	for _, x := range c.Listeners {
-		s.L = append(s.L, l{x.Name, x.Ports})
-	}
-	for _, x := range c.Authentications {
-		s.A = append(s.A, a{x.Name, x.Methods})
-	}
-	b, _ := json.Marshal(s)
-	return b
+	k.log.LogAttrs(ctx, slog.LevelInfo, "aioconfig: configuration applied", slog.String("namespace", k.cfg.Namespace),
+		slog.Any("ports_added", ch.Added), slog.Any("ports_removed", ch.Removed), slog.Any("ports_changed", ch.Changed),
+		slog.Any("authentications_rebuilt", ch.Authentications), slog.Any("policies", ch.Policies))
 }
 
 // parse builds a Config from the files and the resources as the API
@@ -151,6 +69,11 @@ func (k *Cluster) parse(ctx context.Context) (*Config, error) {
 	c, err := k.assemble()
 	if err != nil {
 		return nil, err
+	}
+	if k.cfg.Edit != nil {
+		if err := k.cfg.Edit(c); err != nil {
+			return nil, fmt.Errorf("aioconfig: %w", err)
+		}
 	}
 	refs := references(c)
 	for _, r := range refs {
@@ -174,6 +97,13 @@ func (k *Cluster) parse(ctx context.Context) (*Config, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	for key, kd := range k.maps { // with the references fetched just now
+		if kd.exists {
+			c.objects[key] = kd.data
+		} else {
+			delete(c.objects, key)
+		}
+	}
 	for _, r := range refs {
 		kd := k.maps[r.resource+"/"+r.name]
 		if kd == nil || !kd.exists {
@@ -193,15 +123,22 @@ func (k *Cluster) parse(ctx context.Context) (*Config, error) {
 		if r.check == nil {
 			continue
 		}
-		keys := make([]string, 0, len(kd.data))
-		for key := range kd.data {
-			keys = append(keys, key)
+		keys := r.keys // the keys the check is about, else every key
+		if len(keys) == 0 {
+			keys = make([]string, 0, len(kd.data))
+			for key := range kd.data {
+				keys = append(keys, key)
+			}
+			slices.Sort(keys)
 		}
-		slices.Sort(keys)
+		what := "ConfigMap"
+		if r.resource == "secrets" {
+			what = "Secret"
+		}
 		for _, key := range keys {
 			if err := r.check(kd.data[key]); err != nil {
 				return nil, &Error{Source: "namespace " + k.cfg.Namespace, Kind: r.kind, Name: r.owner, Field: r.field, Value: r.name,
-					Err: fmt.Errorf("%w: key %s of ConfigMap %s: %w", ErrInvalidValue, key, r.name, err)}
+					Err: fmt.Errorf("%w: key %s of %s %s: %w", ErrInvalidValue, key, what, r.name, err)}
 			}
 		}
 	}
@@ -221,7 +158,7 @@ func (k *Cluster) parse(ctx context.Context) (*Config, error) {
 // assemble parses the files and the resources into a new Config whose
 // ConfigMaps and Secrets resolve in Dir.
 func (k *Cluster) assemble() (*Config, error) {
-	c := &Config{dir: k.dir, live: true}
+	c := &Config{objects: map[string]map[string][]byte{}}
 	if len(k.files) > 0 {
 		c.dir = k.files[0].dir
 	}
@@ -231,6 +168,11 @@ func (k *Cluster) assemble() (*Config, error) {
 		}
 	}
 	k.mu.Lock()
+	for key, kd := range k.maps {
+		if kd.exists {
+			c.objects[key] = kd.data // never changed: keyedEvent stores a new map
+		}
+	}
 	var objs []kubeapi.Object
 	var kinds []string
 	for _, r := range []struct{ resource, kind string }{
@@ -258,8 +200,6 @@ func (k *Cluster) assemble() (*Config, error) {
 			return nil, err
 		}
 	}
-	c.Settings.ConfigMapDir = filepath.Join(k.dir, "configmaps")
-	c.Settings.SecretDir = filepath.Join(k.dir, "secrets")
 	return c, nil
 }
 
@@ -290,7 +230,7 @@ type reference struct {
 	resource, name     string // "configmaps", NAME
 	kind, owner, field string
 	keys               []string           // keys that must exist
-	check              func([]byte) error // each key's content, when set
+	check              func([]byte) error // the content of each key (of keys, when set), when set
 }
 
 // The checks of ConfigMaps of CA certificates and of CRLs: what the
@@ -298,6 +238,7 @@ type reference struct {
 // the ConfigMap (the truststore itself keeps its last good set).
 func checkCerts(b []byte) error { _, err := truststore.ParseCertificates(b); return err }
 func checkCRLs(b []byte) error  { _, err := truststore.ParseCRLs(b); return err }
+func checkUsers(b []byte) error { _, err := scramauth.ParseUsers(b); return err }
 
 // references lists the ConfigMaps and Secrets c names (values that are
 // paths are files, not references).
@@ -337,7 +278,9 @@ func references(c *Config) []reference {
 					add("secrets", cmp.Or(x.X509.SecretRef, x.X509.SecretName), KindAuthentication, a.Name, at+".auth.x509", "tls.crt", "tls.key")
 				}
 			case m.SCRAM != nil:
-				add("secrets", m.SCRAM.UsersFile, KindAuthentication, a.Name, at+".usersFile")
+				check = checkUsers
+				add("secrets", m.SCRAM.UsersFile, KindAuthentication, a.Name, at+".usersFile", usersKey)
+				check = nil
 			case m.JWT != nil:
 				certs("configmaps", m.JWT.CACert, KindAuthentication, a.Name, at+".caCert")
 			}

@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -144,7 +141,7 @@ func (k *Cluster) relistKeyed(ctx context.Context, resource, name string) (strin
 	return rv, nil
 }
 
-// keyedEvent stores a ConfigMap or Secret and writes it to the directory.
+// keyedEvent stores a ConfigMap or Secret, in memory only.
 func (k *Cluster) keyedEvent(resource, name, typ string, o kubeapi.Object) {
 	if o.Meta.Name != "" && o.Meta.Name != name {
 		return
@@ -165,17 +162,10 @@ func (k *Cluster) keyedEvent(resource, name, typ string, o kubeapi.Object) {
 		k.mu.Unlock()
 		return
 	}
+	// A deleted object stays in memory: the sources keep their last good
+	// content while the reference is reported as missing.
 	k.maps[key] = kd
-	var err error
-	if kd.exists {
-		// A deleted object's files stay: the sources keep their last good
-		// content while the reference is reported as missing.
-		err = k.writeKeyed(resource, name, kd)
-	}
 	k.mu.Unlock()
-	if err != nil {
-		k.log.LogAttrs(k.ctx, slog.LevelError, "aioconfig: writing a ConfigMap or Secret", slog.String("resource", resource), slog.String("name", name), slog.Any("err", err))
-	}
 	k.trigger()
 }
 
@@ -221,49 +211,6 @@ func decodeData(resource string, raw json.RawMessage) (map[string][]byte, error)
 		out[key] = b
 	}
 	return out, nil
-}
-
-// writeKeyed makes Dir/RESOURCE/NAME hold exactly the keys of kd, each
-// written to a dot-file and renamed into place, so that a watcher never
-// reads half a file (dot-files are skipped in CA directories). With
-// kd.exists false it empties the directory; keyedEvent does not call it
-// for a deleted object, whose last content stays in force while the
-// reference is reported missing.
-func (k *Cluster) writeKeyed(resource, name string, kd *keyed) error {
-	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
-		return fmt.Errorf("invalid name %q", name)
-	}
-	dir := filepath.Join(k.dir, resource, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if _, keep := kd.data[e.Name()]; !keep || !kd.exists {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-	keys := make([]string, 0, len(kd.data))
-	for key := range kd.data {
-		keys = append(keys, key)
-	}
-	slices.Sort(keys)
-	for _, key := range keys {
-		if strings.ContainsAny(key, `/\`) || strings.HasPrefix(key, ".") {
-			continue // not a valid key; Kubernetes refuses them anyway
-		}
-		tmp := filepath.Join(dir, ".."+key+".tmp")
-		if err := os.WriteFile(tmp, kd.data[key], 0o600); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, key)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // trigger asks the rebuild loop for a rebuild.

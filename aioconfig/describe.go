@@ -17,7 +17,7 @@ import (
 // defence and the watched sources. It is what the example broker's -check-config prints.
 func (b *Broker) Describe(w io.Writer) error {
 	var sb strings.Builder
-	for _, p := range b.Ports {
+	for _, p := range b.CurrentPorts() {
 		fmt.Fprintf(&sb, "port %s on %s\n", p.Name, p.Address)
 		switch {
 		case p.TLS == nil:
@@ -40,7 +40,7 @@ func (b *Broker) Describe(w io.Writer) error {
 	fmt.Fprintf(&sb, "session: onExpiry %s, exchangeTimeout %s, allowIdentityChange %t, reauth %d in a row then 1 per %s\n",
 		cmp.Or(s.OnExpiry, "disconnect"), cmp.Or(s.ExchangeTimeout, "30s"), s.AllowIdentityChange,
 		cmp.Or(s.ReauthBurst, auth.DefaultReauthBurst), cmp.Or(s.ReauthInterval, "1s"))
-	fmt.Fprintf(&sb, "throttle: %s\n", b.throttleDesc)
+	fmt.Fprintf(&sb, "throttle: %s\n", b.throttle.Load().desc)
 	if l := b.Limits; l != nil {
 		fmt.Fprintf(&sb, "limits: maxPacketSize %s, connectTimeout %s, maxUnauthenticatedConnections %s, maxUnauthenticatedPerSource %s\n",
 			orDefault(l.MaxPacketSize), cmp.Or(l.ConnectTimeout, "default"), orDefault(l.MaxUnauthenticatedConnections),
@@ -69,7 +69,11 @@ func (b *Broker) Describe(w io.Writer) error {
 	default:
 		fmt.Fprintf(&sb, "one authorization allow in %d logged\n", a.SampleAllows)
 	}
-	for _, wt := range b.watches {
+	var watches []auth.Watch // of the sources in force
+	for _, r := range b.gen.Load().resources() {
+		watches = append(watches, r.watches...)
+	}
+	for _, wt := range append(watches, auth.Watch{Name: ConfigurationWatch}) {
 		fmt.Fprintf(&sb, "watched: %s (a change re-checks live sessions)\n", wt.Name)
 	}
 	_, err := io.WriteString(w, sb.String())

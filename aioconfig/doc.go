@@ -139,24 +139,59 @@
 // read in v1 or v1beta1; either shape is accepted, since a
 // CustomResourceDefinition without a conversion webhook serves the stored
 // object unchanged), and, by name, the ConfigMaps and Secrets they
-// reference, which it keeps in a private directory laid out as a pod
-// mounts them, so that the truststores and SCRAM users files watch them
-// as they watch volumes. Optional files (Files) add an MqttAuthSettings
-// document. [Cluster.Build] builds the Broker with every
-// BrokerAuthorization swappable in place and starts the list+watch loops
+// reference, which it holds in memory: nothing is written to disk. Each
+// configuration it assembles carries a snapshot of them; an X509 method's
+// truststore (truststore.NewMemory) and a SCRAM method's users
+// (scramauth.MemoryStore) read it and are updated in place, the other data
+// (server certificates, a custom server's CA and client certificate,
+// attribute Secrets, a JWT issuer's CA) is read when what names it is
+// built. Optional files (Files) add an MqttAuthSettings document.
+// [Cluster.Build] builds the Broker and starts the list+watch loops
 // (shared with satauth: resumed after the server ends a watch, after 410
 // Gone and after API server restarts).
 //
-// Every change reaches live sessions through the one reload path: a
-// policy change is an auth.Notifier signal of that policy's watch, a new
-// CA a truststore reload. An invalid resource keeps the last good
-// configuration, is logged at Error with its kind, name and field, and is
-// recorded as a Warning Event (reason InvalidConfiguration) on it. A
-// change of ports or authentication methods is validated, logged and
-// recorded (reason RestartRequired) and applies at the next start. The
+// # Live changes: one reload path
+//
+// Every change goes through [Broker.Apply]: the new configuration is
+// validated and built beside the running one, and swapped in whole. What
+// did not change keeps its sources and caches (a BrokerAuthentication
+// whose methods and read-once data are the same, a policy source of the
+// same key); a changed BrokerAuthorization is swapped in place and its
+// watch re-checks Connect on its ports; a new CA or SCRAM user list is a
+// reload of the in-memory source; a port added, removed or changed is
+// told to the program ([Broker.Notify], [Broker.CurrentPorts]), which
+// opens or shuts down its listener (the example programs do, package
+// examples/internal/liveports: a removed port's MQTT 5 clients get
+// DISCONNECT 0x8B through the connection layer's
+// mqttconn.Server.ShutdownListener); [Broker.TLS] serves a port's TLS in
+// force at each handshake. Then the configuration watch re-checks every
+// live session with one idempotent rule: its port still exists (else
+// 0x8B), still offers the method that authenticated it (else 0x8C, 0x87
+// for X.509, which names no MQTT method), that method's sources still
+// take it, a client certificate is still trusted by the port's X509
+// method, and the port's policy allows Connect (else 0x87). A change
+// that touches none of a session's port, method or policy never
+// disconnects it, as a user expects. AIO disconnects every client on a
+// policy change, and its documentation does not say what a change of a
+// BrokerListener or BrokerAuthentication does to connected clients
+// (undocumented: this rule is our decision); kicking everyone on any
+// change would turn each kubectl apply into a reconnect storm, so this
+// does not copy it. Credentials are never kept, so custom and JWT
+// sessions are not re-verified: their expiry and re-authentication,
+// judged by the new chain, bound them. The re-check after a change of
+// the sources Apply built (a truststore reload of a rebuilt X509 method,
+// say) runs the same rule over every live session: correct, and more
+// work than the per-source watches of the sources built at start.
+//
+// An invalid resource keeps the last good configuration, is logged at
+// Error with its kind, name and field, and is recorded as a Warning
+// Event (reason InvalidConfiguration) on it. Only MqttAuthSettings (the
+// admin listener, session settings, limits and throttle) needs a
+// restart: Apply reports it in Changes.RestartRequired; from the
+// Kubernetes source it is read from files once and never changes. The
 // broker's identity needs [ClusterPermissions] in the namespace, checked
-// by [Broker.CheckReady] and the readiness check; deploy/kubernetes/rbac.yaml
-// is that Role.
+// by [Broker.CheckReady] and the readiness check;
+// deploy/kubernetes/rbac.yaml is that Role.
 //
 //	k, err := aioconfig.NewCluster(ctx, aioconfig.ClusterConfig{Namespace: "mqttauth"}) // in-cluster service account
 //	defer k.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/mqttauth/mqttauth/aioconfig"
 	"github.com/mqttauth/mqttauth/auth"
@@ -108,4 +109,76 @@ func ExampleClusterPermissions() {
 	// list secrets
 	// watch secrets
 	// create events
+}
+
+// A running Broker takes a new version of its configuration in place:
+// the ports in force change, the program is told (Notify) and opens the
+// new port; the sessions of the untouched port are left alone.
+func ExampleBroker_Apply() {
+	ctx := context.Background()
+	parse := func(ports string) *aioconfig.Config {
+		c, err := aioconfig.Parse(fmt.Appendf(nil, `
+kind: BrokerListener
+metadata: {name: l}
+spec: {ports: [%s]}
+---
+kind: BrokerAuthentication
+metadata: {name: jwt}
+spec: {authenticationMethods: [{method: JWT, jwtSettings: {issuer: 'https://issuer.example/', audiences: [mqtt]}}]}
+`, ports), "broker.yaml", "")
+		if err != nil {
+			panic(err)
+		}
+		return c
+	}
+	b, err := aioconfig.Build(ctx, parse(`{port: 1883, authenticationRef: jwt}`), aioconfig.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer b.Close()
+	m, err := auth.NewManager(b.AuthConfig()) // its configuration watch re-checks sessions after Apply
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	stop := b.Notify(func() { fmt.Println("ports changed: open and close listeners") })
+	defer stop()
+
+	ch, err := b.Apply(ctx, parse(`{port: 1883, authenticationRef: jwt}, {port: 8883, authenticationRef: jwt}`))
+	if err != nil {
+		fmt.Println(err) // the last good configuration stays
+		return
+	}
+	fmt.Println("added", ch.Added, "removed", ch.Removed)
+	for _, p := range b.CurrentPorts() {
+		fmt.Println(p.Name, p.Address)
+	}
+	// Output:
+	// ports changed: open and close listeners
+	// added [l:8883] removed []
+	// l:1883 :1883
+	// l:8883 :8883
+}
+
+// The configuration files followed: each change goes through Apply.
+func ExampleWatchFiles() {
+	c, err := aioconfig.Load("broker.yaml")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	b, err := aioconfig.Build(context.Background(), c, aioconfig.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer b.Close()
+	fw, err := aioconfig.WatchFiles(b, []string{"broker.yaml"}, aioconfig.FilesConfig{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer fw.Close() // before the Broker's Close
 }

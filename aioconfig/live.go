@@ -51,15 +51,8 @@ func (lp *livePolicy) set(p *abac.Policy) {
 	lp.sig.Fire()
 }
 
-// livePolicy makes the live policy of BrokerAuthorization name and its
-// watch; the ports that use it are added to the returned set.
-func (b *Broker) livePolicy(name string, pol *abac.Policy) (*livePolicy, map[string]bool) {
-	lp := newLivePolicy(pol)
-	if b.live == nil {
-		b.live = map[string]*livePolicy{}
-	}
-	b.live[name] = lp
-	ports := map[string]bool{}
-	b.watches = append(b.watches, auth.Watch{Name: "BrokerAuthorization " + name, Source: lp, Check: onPorts(ports, auth.CheckConnect(lp))})
-	return lp, ports
+// Grants are the topic filters the policy in force grants p for kind
+// ([abac.Policy.Grants]).
+func (lp *livePolicy) Grants(p *auth.Principal, kind auth.ActionKind) []abac.Grant {
+	return lp.cur.Load().Grants(p, kind)
 }

@@ -35,7 +35,10 @@ type Config struct {
 	dir          string // the first file's directory: relative paths start there
 	settingsDir  string // the directory of the file that held MqttAuthSettings
 	haveSettings bool
-	live         bool // from the Kubernetes API (Cluster): policies are swapped in place
+	// objects are the ConfigMaps and Secrets the Kubernetes API source
+	// holds in memory ("configmaps/NAME" -> key -> value): references
+	// resolve there before the mount directories (memory.go).
+	objects map[string]map[string][]byte
 }
 
 // Load reads configuration files, each one or more YAML or JSON documents

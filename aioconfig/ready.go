@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/mqttauth/mqttauth/satauth"
@@ -34,7 +35,11 @@ type startupCheck struct {
 // seconds, without a restart and whether or not a probe asks.
 func (b *Broker) CheckReady(ctx context.Context) error {
 	var errs []error
-	for _, c := range b.startup {
+	checks := slices.Clone(b.startup)
+	for _, r := range b.gen.Load().resources() {
+		checks = append(checks, r.startup...)
+	}
+	for _, c := range checks {
 		if err := c.run(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("aioconfig: %s: %w", c.name, err))
 		}

@@ -89,3 +89,69 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 	require.NoError(t, <-shut, "Shutdown waited for its deadline")
 	require.Equal(t, []byte{0xe0, 2, byte(auth.ServerShuttingDown), 0}, tr.written(), "want DISCONNECT 0x8B")
 }
+
+// TestShutdownListener: one listener of a server is shut down while the
+// other goes on: its connected MQTT 5 client gets DISCONNECT 0x8B, the
+// other listener's client nothing, and the other listener still accepts.
+func TestShutdownListener(t *testing.T) {
+	discard := slog.New(slog.DiscardHandler)
+	m, err := auth.NewManager(auth.Config{
+		Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result {
+			return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: "u"}))
+		}),
+		Authorizer: auth.AllowAuthenticated,
+		Logger:     discard,
+	})
+	require.NoError(t, err)
+	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
+	require.NoError(t, err)
+	defer func() { _ = srv.Close() }()
+	lnA, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	lnB, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepted := make(chan struct{}, 4)
+	handle := func(nc net.Conn) error { accepted <- struct{}{}; return nc.Close() }
+	servedA := make(chan error, 1)
+	servedB := make(chan error, 1)
+	go func() { servedA <- srv.Serve(lnA, nil, handle) }()
+	go func() { servedB <- srv.Serve(lnB, nil, handle) }()
+
+	connect := func(listener string) (*mqttconn.Client, *transport) {
+		nc, peer := net.Pipe()
+		t.Cleanup(func() { _ = peer.Close() })
+		tr := &transport{closed: make(chan struct{})}
+		c := srv.NewClient(nc, tr, listener)
+		r := c.Connect(context.Background(), &mqttconn.Connect{ProtocolVersion: mqttconn.V5, ClientID: listener, Username: "u", HasUsername: true})
+		require.True(t, r.OK, "Connect refused: %+v", r)
+		c.Connected()
+		return c, tr
+	}
+	a, trA := connect("A")
+	b, trB := connect("B")
+	go func() { <-trA.closed; a.Close() }() // the adapter's part
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	require.NoError(t, srv.ShutdownListener(ctx, lnA, "A"))
+	require.Error(t, <-servedA, "listener A's Serve returned")
+	require.Equal(t, []byte{0xe0, 2, byte(auth.ServerShuttingDown), 0}, trA.written(), "want DISCONNECT 0x8B")
+	select {
+	case <-trB.closed:
+		t.Fatal("the other listener's client was closed")
+	default:
+	}
+	require.Empty(t, trB.written())
+	require.Equal(t, 1, srv.Len())
+	nc, err := net.Dial("tcp", lnB.Addr().String())
+	require.NoError(t, err)
+	_ = nc.Close()
+	select {
+	case <-accepted:
+	case <-time.After(2 * time.Second):
+		t.Fatal("listener B no longer accepts")
+	}
+	b.Close()
+	require.NoError(t, srv.Shutdown(ctx))
+	require.ErrorIs(t, <-servedB, mqttconn.ErrClosed)
+}

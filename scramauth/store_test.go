@@ -307,3 +307,27 @@ func TestFileStore(t *testing.T) {
 		require.ErrorIs(t, resp.Err, scramauth.ErrUnknownUser)
 	})
 }
+
+func TestMemoryStore(t *testing.T) {
+	s := scramauth.NewMemoryStore(nil)
+	_, ok := s.Lookup(scramauth.SHA256, "alice")
+	require.False(t, ok, "an empty store holds no user")
+	fired := 0
+	cancel := s.Notify(func() { fired++ })
+	f := &scramauth.File{}
+	cred, err := scramauth.NewCredential(scramauth.SHA256, "pw", 4096)
+	require.NoError(t, err)
+	f.Put(scramauth.User{Name: "alice", Credentials: map[scramauth.Mechanism]scramauth.Credential{scramauth.SHA256: cred}})
+	u, err := scramauth.NewUsers(f)
+	require.NoError(t, err)
+	s.Replace(u)
+	require.Equal(t, 1, fired, "Replace signals the change")
+	_, ok = s.Lookup(scramauth.SHA256, "alice")
+	require.True(t, ok)
+	require.Equal(t, 1, s.Current().Len())
+	cancel()
+	s.Replace(nil)
+	require.Equal(t, 1, fired, "no call after cancel")
+	_, ok = s.Lookup(scramauth.SHA256, "alice")
+	require.False(t, ok)
+}

@@ -35,6 +35,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +46,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +59,7 @@ import (
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/clustersrc"
 	"github.com/mqttauth/mqttauth/examples/internal/devpki"
+	"github.com/mqttauth/mqttauth/examples/internal/liveports"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/internal/logsink"
 	"github.com/mqttauth/mqttauth/metrics/prometheus"
@@ -116,18 +119,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var cfg *aioconfig.Config
 	var err error
 	if cluster.Enabled() {
-		cfg, err = cluster.Load(ctx, cfgPaths, log)
+		var edit func(*aioconfig.Config) error
+		if *addr != "" {
+			edit = tutorial.FollowAddr(*addr) // every version the cluster serves
+		}
+		cfg, err = cluster.Load(ctx, cfgPaths, log, edit)
 		defer cluster.Close()
 	} else {
 		cfg, err = aioconfig.Load(cfgPaths...)
+		if err == nil && *addr != "" {
+			err = tutorial.OverrideAddr(cfg, *addr)
+		}
 	}
 	if err != nil {
 		return err
-	}
-	if *addr != "" {
-		if err := tutorial.OverrideAddr(cfg, *addr); err != nil {
-			return err
-		}
 	}
 	if *check {
 		log = slog.New(slog.DiscardHandler)
@@ -158,6 +163,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// logs one line with what is missing; the broker runs on, not ready
 	// (b.ReadyChecks), rather than exiting: its other methods still work.
 	_ = b.CheckReady(ctx)
+	if !cluster.Enabled() {
+		// The files are followed as the cluster is: every change through
+		// b.Apply, the one reload path (ports, methods and policies live).
+		var edit func(*aioconfig.Config) error
+		if *addr != "" {
+			edit = tutorial.FollowAddr(*addr)
+		}
+		fw, err := aioconfig.WatchFiles(b, cfgPaths, aioconfig.FilesConfig{Logger: log, Edit: edit})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = fw.Close() }()
+	}
 	// The audit log is the configuration's (b.Audit, printed by
 	// -check-config): by default passes, refusals, disconnects and denies,
 	// and no authorization allow (-audit-allows or admin.audit.sampleAllows
@@ -185,26 +203,49 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer adminserve.Stop(adminSrv)
-	for _, p := range b.Ports {
-		// The listener ID is the port's name: the hook passes it as
-		// auth.Request.Listener, which selects the port's chain and policy.
-		if err := srv.AddListener(h.Listener(p.Name, p.Address, p.TLS)); err != nil {
-			return err
-		}
+	// The listener ID is the port's name: the hook passes it as
+	// auth.Request.Listener, which selects the port's chain and policy.
+	// The listeners follow the configuration's ports (liveports): a port
+	// added to the configuration is opened, a removed one shut down
+	// (DISCONNECT 0x8B to its clients); b.TLS serves each port's TLS in
+	// force at every handshake.
+	var serving atomic.Bool
+	ports := liveports.New(b, liveports.Funcs{
+		Start: func(p *aioconfig.Port) error {
+			var cfg *tls.Config
+			if p.TLS != nil {
+				cfg = b.TLS(p.Name)
+			}
+			l := h.Listener(p.Name, p.Address, cfg)
+			if serving.Load() {
+				if err := h.ServeListener(l); err != nil {
+					return err
+				}
+			} else if err := srv.AddListener(l); err != nil {
+				return err
+			}
+			log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
+			return nil
+		},
+		Stop: h.RemoveListener,
+	}, log)
+	defer ports.Close()
+	if err := ports.Sync(ctx); err != nil {
+		return err
 	}
 	if err := srv.Serve(); err != nil {
 		return err
 	}
+	serving.Store(true)
+	ports.Follow()
 	// From here on the server ends through h.Shutdown, which closes it
 	// (mochi's Close may run once only).
 	listening.Open()
-	for _, p := range b.Ports {
-		log.Info("broker listening", slog.String("address", p.Address), slog.String("listener", p.Name), slog.Bool("tls", p.TLS != nil))
-	}
 	if isTutorial {
 		printTutorial(logOut, filepath.Dir(cfgPaths[0]), b.Ports[0].Address) // after the log lines before it
 	}
 	<-ctx.Done()
+	ports.Close() // no port opens or closes past this point
 	// Orderly: stop accepting, DISCONNECT 0x8B to every MQTT 5 client,
 	// let exchanges in flight finish for up to 10 s.
 	log.Info("broker stopping")

@@ -327,3 +327,81 @@ func TestAdminListener(t *testing.T) {
 	err := run(context.Background(), []string{"-config", cfg, "-admin-addr", adminAddr}, io.Discard)
 	require.ErrorContains(t, err, "address already in use")
 }
+
+// TestConfigFileFollowedLive: the -config file is followed, through the
+// same reload path as the Kubernetes source (aioconfig.Broker.Apply): a
+// port added to the file is served, a port removed from it sends its
+// MQTT 5 client DISCONNECT 0x8B, and the other port's session stays.
+func TestConfigFileFollowedLive(t *testing.T) {
+	dir, password := devDir(t)
+	tlsAddr, plainAddr := proc.FreeAddr(t), proc.FreeAddr(t)
+	full := fmt.Sprintf(twoPorts, portOf(t, tlsAddr), portOf(t, plainAddr))
+	tlsLine := fmt.Sprintf("    - {port: %d, address: 127.0.0.1, authenticationRef: x509-only, authorizationRef: abac-authz,\n       tls: {mode: Manual, manual: {secretRef: broker-server-cert}}}\n", portOf(t, tlsAddr))
+	plainLine := fmt.Sprintf("    - {port: %d, address: 127.0.0.1, authenticationRef: scram-only, authorizationRef: sandbox}\n", portOf(t, plainAddr))
+	require.Contains(t, full, tlsLine)
+	require.Contains(t, full, plainLine)
+	cfg := filepath.Join(dir, "live.yaml")
+	write := func(doc string) {
+		t.Helper()
+		require.NoError(t, os.WriteFile(cfg+".tmp", []byte(doc), 0o644))
+		require.NoError(t, os.Rename(cfg+".tmp", cfg))
+	}
+	write(strings.Replace(full, plainLine, "", 1)) // the TLS port only
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out proc.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-config", cfg, "-admin-addr", "off"}, &out) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return out.Count("broker listening") == 1 }, 20*time.Second, 20*time.Millisecond, out.String())
+
+	roots := x509.NewCertPool()
+	pem, err := os.ReadFile(filepath.Join(dir, devpki.ServerRootCA))
+	require.NoError(t, err)
+	require.True(t, roots.AppendCertsFromPEM(pem))
+	thermo, err := tls.LoadX509KeyPair(filepath.Join(dir, devpki.CertFile("thermostat")), filepath.Join(dir, devpki.KeyFile("thermostat")))
+	require.NoError(t, err)
+	conn, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{thermo}})
+	require.NoError(t, err)
+	reason := make(chan byte, 1)
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnClientError: func(error) {},
+		OnServerDisconnect: func(d *paho.Disconnect) { reason <- d.ReasonCode }})
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	ca, err := c.Connect(cctx, &paho.Connect{ClientID: "thermostat", KeepAlive: 30, CleanStart: true})
+	require.NoError(t, err)
+	require.Equal(t, byte(0), ca.ReasonCode)
+	t.Cleanup(func() { conn.Close() })
+
+	// The plain SCRAM port added to the file: served.
+	write(full)
+	written := time.Now()
+	require.Eventually(t, func() bool { return out.Count("broker listening") == 2 }, 5*time.Second, 10*time.Millisecond, out.String())
+	conn2, err := net.Dial("tcp", plainAddr)
+	require.NoError(t, err)
+	t.Logf("added port serving %v after the file was written", time.Since(written))
+	sc, err := scram.SHA256.NewClient(tutorial.SampleSCRAMUser, password, "")
+	require.NoError(t, err)
+	a := &scramAuther{conv: sc.NewConversation()}
+	first, _ := a.conv.Step("")
+	c2, ca2 := connect(t, conn2, &paho.Connect{ClientID: "sample", Properties: &paho.ConnectProperties{AuthMethod: "SCRAM-SHA-256", AuthData: []byte(first)}}, a)
+	require.Equal(t, byte(0), ca2.ReasonCode)
+	require.Equal(t, byte(0), publish(t, c, "telemetry/temperature"), "the TLS port's session stays")
+
+	// The TLS port removed from the file: its client gets 0x8B.
+	write(strings.Replace(full, tlsLine, "", 1))
+	written = time.Now()
+	select {
+	case code := <-reason:
+		require.Equal(t, byte(0x8B), code, "Server shutting down")
+		t.Logf("removed port's client disconnected (0x8B) %v after the file was written", time.Since(written))
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no DISCONNECT for the removed port's client:\n%s", out.String())
+	}
+	require.Equal(t, byte(0), publish(t, c2, "sandbox/x"), "the SCRAM port's session stays")
+	require.Eventually(t, func() bool { return out.Count("port closed", "listener=public:"+fmt.Sprint(portOf(t, tlsAddr))) == 1 },
+		5*time.Second, 10*time.Millisecond, out.String())
+}

@@ -53,7 +53,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +64,7 @@ import (
 	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/examples/internal/adminserve"
 	"github.com/mqttauth/mqttauth/examples/internal/clustersrc"
+	"github.com/mqttauth/mqttauth/examples/internal/liveports"
 	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 	"github.com/mqttauth/mqttauth/gateway"
 	"github.com/mqttauth/mqttauth/internal/logsink"
@@ -133,18 +133,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var cfg *aioconfig.Config
 	var err error
 	if cluster.Enabled() {
-		cfg, err = cluster.Load(ctx, cfgPaths, log)
+		var edit func(*aioconfig.Config) error
+		if *addr != "" {
+			edit = tutorial.FollowAddr(*addr) // every version the cluster serves
+		}
+		cfg, err = cluster.Load(ctx, cfgPaths, log, edit)
 		defer cluster.Close()
 	} else {
 		cfg, err = aioconfig.Load(cfgPaths...)
+		if err == nil && *addr != "" {
+			err = tutorial.OverrideAddr(cfg, *addr)
+		}
 	}
 	if err != nil {
 		return err
-	}
-	if *addr != "" {
-		if err := tutorial.OverrideAddr(cfg, *addr); err != nil {
-			return err
-		}
 	}
 	upTLS, err := upstreamTLS(*upstream, *upCA, *upCert, *upKey, *upName)
 	if err != nil {
@@ -189,6 +191,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	_ = b.CheckReady(ctx)
+	if !cluster.Enabled() {
+		// The files are followed as the cluster is: every change through
+		// b.Apply, the one reload path (ports, methods and policies live).
+		var edit func(*aioconfig.Config) error
+		if *addr != "" {
+			edit = tutorial.FollowAddr(*addr)
+		}
+		fw, err := aioconfig.WatchFiles(b, cfgPaths, aioconfig.FilesConfig{Logger: log, Edit: edit})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = fw.Close() }()
+	}
 	// The audit log is the configuration's (b.Audit, printed by
 	// -check-config): by default passes, refusals, disconnects and denies,
 	// and no authorization allow.
@@ -227,14 +242,27 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		upPass = bytes.TrimRight(upPass, "\r\n")
 	}
+	// The gateways, one per port in force (see liveports below).
+	var gwMu sync.Mutex
+	gws := map[string]*gateway.Gateway{}
+	current := func() []*gateway.Gateway {
+		gwMu.Lock()
+		defer gwMu.Unlock()
+		out := make([]*gateway.Gateway, 0, len(gws))
+		for _, g := range gws {
+			out = append(out, g)
+		}
+		return out
+	}
 	// /readyz is not ready once the gateways drain or shut down.
-	var live atomic.Pointer[[]*gateway.Gateway]
+	var stopping atomic.Bool
 	draining := admin.Check{Name: "draining", Check: func(ctx context.Context) error {
-		if p := live.Load(); p != nil {
-			for _, g := range *p {
-				if err := g.DrainCheck(ctx); err != nil {
-					return err
-				}
+		if stopping.Load() {
+			return gateway.ErrDraining
+		}
+		for _, g := range current() {
+			if err := g.DrainCheck(ctx); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -247,46 +275,80 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	defer adminserve.Stop(adminSrv)
 	// One gateway per port of the configuration, all on one Manager: the
 	// port's name is auth.Request.Listener, which selects its chain and
-	// policy.
-	var gws []*gateway.Gateway
-	served := make(chan error, len(b.Ports))
+	// policy. The gateways follow the configuration's ports (liveports):
+	// a port added is opened, a removed one shut down (DISCONNECT 0x8B to
+	// its clients); b.TLS serves each port's TLS in force at every
+	// handshake.
+	served := make(chan error, 1)
 	defer func() {
-		for _, g := range gws {
+		for _, g := range current() {
 			_ = g.Close()
 		}
 	}()
-	for _, p := range b.Ports {
-		g, err := gateway.New(gateway.Config{
-			Manager:          m,
-			Upstream:         *upstream,
-			UpstreamTLS:      upTLS,
-			ProxyProtocol:    *proxy,
-			UpstreamProtocol: protocol,
-			UpstreamPassword: upPass,
-			Coordination:     coord,
-			TLS:              p.TLS,
-			Listener:         p.Name,
-			Limits:           lim,
-			Logger:           log,
-		})
-		if err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", p.Address)
-		if err != nil {
-			return err
-		}
-		gws = append(gws, g)
-		go func() { served <- g.Serve(ln) }()
-		log.Info("gateway listening", slog.String("address", ln.Addr().String()), slog.String("listener", p.Name),
-			slog.Bool("tls", p.TLS != nil), slog.String("upstream", *upstream), slog.Bool("upstream_tls", upTLS != nil),
-			slog.String("upstream_protocol", protocol.String()))
+	ports := liveports.New(b, liveports.Funcs{
+		Start: func(p *aioconfig.Port) error {
+			var cfg *tls.Config
+			if p.TLS != nil {
+				cfg = b.TLS(p.Name)
+			}
+			g, err := gateway.New(gateway.Config{
+				Manager:          m,
+				Upstream:         *upstream,
+				UpstreamTLS:      upTLS,
+				ProxyProtocol:    *proxy,
+				UpstreamProtocol: protocol,
+				UpstreamPassword: upPass,
+				Coordination:     coord,
+				TLS:              cfg,
+				Listener:         p.Name,
+				Limits:           lim,
+				Logger:           log,
+			})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", p.Address)
+			if err != nil {
+				_ = g.Close()
+				return err
+			}
+			gwMu.Lock()
+			gws[p.Name] = g
+			gwMu.Unlock()
+			go func() {
+				// A gateway shut down because its port was removed ends
+				// with ErrClosed; any other end ends the program.
+				if err := g.Serve(ln); !errors.Is(err, gateway.ErrClosed) {
+					select {
+					case served <- err:
+					default:
+					}
+				}
+			}()
+			log.Info("gateway listening", slog.String("address", ln.Addr().String()), slog.String("listener", p.Name),
+				slog.Bool("tls", p.TLS != nil), slog.String("upstream", *upstream), slog.Bool("upstream_tls", upTLS != nil),
+				slog.String("upstream_protocol", protocol.String()))
+			return nil
+		},
+		Stop: func(ctx context.Context, name string) error {
+			gwMu.Lock()
+			g := gws[name]
+			delete(gws, name)
+			gwMu.Unlock()
+			if g == nil {
+				return nil
+			}
+			return g.Shutdown(ctx)
+		},
+	}, log)
+	defer ports.Close()
+	if err := ports.Sync(ctx); err != nil {
+		return err
 	}
-	all := slices.Clone(gws)
-	live.Store(&all)
+	ports.Follow()
 	if err := exp.GaugeFunc("gateway_connections", "Client connections the gateways hold (pending and authenticated).", nil, func() float64 {
 		n := 0
-		for _, g := range all {
+		for _, g := range current() {
 			n += g.Len()
 		}
 		return float64(n)
@@ -295,7 +357,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if coord != nil {
 		if err := exp.GaugeFunc("gateway_coordination_up", "1 when every gateway's takeover coordination connection to the broker is up, else 0.", nil, func() float64 {
-			for _, g := range all {
+			for _, g := range current() {
 				if g.CoordinationCheck(context.Background()) != nil {
 					return 0
 				}
@@ -308,6 +370,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	listening.Open()
 	select {
 	case <-ctx.Done():
+		stopping.Store(true)
+		ports.Close() // no port opens or closes past this point
 		// Orderly: stop accepting, DISCONNECT 0x8B (or 0x9C with
 		// -drain-to) to every MQTT 5 client, let exchanges in flight
 		// finish for up to 10 s.
@@ -315,7 +379,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var wg sync.WaitGroup
-		for _, g := range gws {
+		for _, g := range current() {
 			wg.Go(func() {
 				stop := g.Shutdown
 				if *drainTo != "" {

@@ -132,15 +132,22 @@ func Stop(srv *admin.Server) {
 // the X509 methods (no per-method label: one series each).
 func RegisterBroker(exp *prometheus.Exporter, b *aioconfig.Broker) error {
 	var errs []error
+	// The components are asked for at each scrape: Apply may replace
+	// them (aioconfig.Broker.Apply).
 	if t := b.Throttle(); t != nil {
 		errs = append(errs, exp.GaugeFunc("throttle_entries", "Failure counters the brute-force defence holds (throttle.Len).", nil,
-			func() float64 { return float64(t.Len()) }))
+			func() float64 {
+				if t := b.Throttle(); t != nil {
+					return float64(t.Len())
+				}
+				return 0
+			}))
 	}
 	if xs := b.X509(); len(xs) > 0 {
 		errs = append(errs, exp.GaugeFunc("x509_cached_chains", "Verified client certificate chains cached by the X509 methods (x509auth CachedChains).", nil,
 			func() float64 {
 				n := 0
-				for _, x := range xs {
+				for _, x := range b.X509() {
 					n += x.CachedChains()
 				}
 				return float64(n)
@@ -150,7 +157,7 @@ func RegisterBroker(exp *prometheus.Exporter, b *aioconfig.Broker) error {
 		sum := func(v func(revocation.Stats) int) func() float64 {
 			return func() float64 {
 				n := 0
-				for _, rc := range rcs {
+				for _, rc := range b.Revocation() {
 					n += v(rc.Stats())
 				}
 				return float64(n)

@@ -10,7 +10,7 @@ import (
 
 // Source is the flags' values and, once loaded, the Kubernetes source.
 type Source struct {
-	namespace, apiServer, caFile, tokenFile, dir, version string
+	namespace, apiServer, caFile, tokenFile, version string
 
 	cluster *aioconfig.Cluster
 }
@@ -22,7 +22,6 @@ func Flags(fs *flag.FlagSet) *Source {
 	fs.StringVar(&s.apiServer, "kube-apiserver", "", "with -config-from-cluster: the API server's https:// URL (default: in-cluster, the pod's service account)")
 	fs.StringVar(&s.caFile, "kube-ca", "", "with -kube-apiserver: the PEM CA of the API server")
 	fs.StringVar(&s.tokenFile, "kube-token", "", "with -kube-apiserver: the file of the bearer token (re-read when it changes)")
-	fs.StringVar(&s.dir, "cluster-dir", "", "with -config-from-cluster: where the referenced ConfigMaps and Secrets are kept (default: a temporary directory; in a pod, an emptyDir with medium Memory)")
 	fs.StringVar(&s.version, "cluster-api-version", "v1", "with -config-from-cluster: the version the resources are read in (v1 or v1beta1)")
 	return s
 }
@@ -31,12 +30,13 @@ func Flags(fs *flag.FlagSet) *Source {
 func (s *Source) Enabled() bool { return s.namespace != "" }
 
 // Load reads the configuration from the cluster, with files (may be
-// empty).
-func (s *Source) Load(ctx context.Context, files []string, log *slog.Logger) (*aioconfig.Config, error) {
+// empty); edit, when set, changes every configuration read
+// (aioconfig.ClusterConfig.Edit: the -addr flag).
+func (s *Source) Load(ctx context.Context, files []string, log *slog.Logger, edit func(*aioconfig.Config) error) (*aioconfig.Config, error) {
 	k, err := aioconfig.NewCluster(ctx, aioconfig.ClusterConfig{
 		Namespace: s.namespace, Version: s.version,
 		APIServer: s.apiServer, CAFile: s.caFile, TokenFile: s.tokenFile,
-		Dir: s.dir, Files: files, Logger: log,
+		Files: files, Logger: log, Edit: edit,
 	})
 	if err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ func TestFlags(t *testing.T) {
 	require.NoError(t, fs.Parse([]string{"-config-from-cluster", "mqttauth", "-kube-apiserver", "http://127.0.0.1:1", "-kube-token", "/nonexistent"}))
 	require.True(t, s.Enabled())
 	require.Equal(t, []string{"namespace mqttauth"}, s.Name())
-	_, err := s.Load(context.Background(), nil, slog.New(slog.DiscardHandler))
+	_, err := s.Load(context.Background(), nil, slog.New(slog.DiscardHandler), nil)
 	require.ErrorContains(t, err, "https://", "the API server must be reached over TLS")
 	s.Close() // nothing loaded: a no-op
 }

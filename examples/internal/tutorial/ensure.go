@@ -66,3 +66,40 @@ func OverrideAddr(cfg *aioconfig.Config, addr string) error {
 	}
 	return nil
 }
+
+// FollowAddr returns an edit for every configuration a live source reads
+// (aioconfig.ClusterConfig.Edit): the first port of the first
+// configuration listens on addr (as OverrideAddr), and in later ones the
+// same port (its listener and configured port number) does, while the
+// ports added meanwhile keep their own addresses.
+func FollowAddr(addr string) func(*aioconfig.Config) error {
+	var listener string
+	var port int
+	return func(cfg *aioconfig.Config) error {
+		if listener == "" {
+			if len(cfg.Listeners) == 0 || len(cfg.Listeners[0].Ports) == 0 {
+				return OverrideAddr(cfg, addr) // says why not
+			}
+			listener, port = cfg.Listeners[0].Name, cfg.Listeners[0].Ports[0].Port
+		}
+		host, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+		for _, l := range cfg.Listeners {
+			if l.Name != listener {
+				continue
+			}
+			for i := range l.Ports {
+				if l.Ports[i].Port == port {
+					l.Ports[i].Address, l.Ports[i].Port = host, n
+				}
+			}
+		}
+		return nil
+	}
+}

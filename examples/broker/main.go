@@ -163,19 +163,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// logs one line with what is missing; the broker runs on, not ready
 	// (b.ReadyChecks), rather than exiting: its other methods still work.
 	_ = b.CheckReady(ctx)
-	if !cluster.Enabled() {
-		// The files are followed as the cluster is: every change through
-		// b.Apply, the one reload path (ports, methods and policies live).
-		var edit func(*aioconfig.Config) error
-		if *addr != "" {
-			edit = tutorial.FollowAddr(*addr)
-		}
-		fw, err := aioconfig.WatchFiles(b, cfgPaths, aioconfig.FilesConfig{Logger: log, Edit: edit})
-		if err != nil {
-			return err
-		}
-		defer func() { _ = fw.Close() }()
+	stopFiles, err := cluster.FollowFiles(b, cfgPaths, *addr, log)
+	if err != nil {
+		return err
 	}
+	defer stopFiles()
 	// The audit log is the configuration's (b.Audit, printed by
 	// -check-config): by default passes, refusals, disconnects and denies,
 	// and no authorization allow (-audit-allows or admin.audit.sampleAllows

@@ -191,19 +191,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	_ = b.CheckReady(ctx)
-	if !cluster.Enabled() {
-		// The files are followed as the cluster is: every change through
-		// b.Apply, the one reload path (ports, methods and policies live).
-		var edit func(*aioconfig.Config) error
-		if *addr != "" {
-			edit = tutorial.FollowAddr(*addr)
-		}
-		fw, err := aioconfig.WatchFiles(b, cfgPaths, aioconfig.FilesConfig{Logger: log, Edit: edit})
-		if err != nil {
-			return err
-		}
-		defer func() { _ = fw.Close() }()
+	stopFiles, err := cluster.FollowFiles(b, cfgPaths, *addr, log)
+	if err != nil {
+		return err
 	}
+	defer stopFiles()
 	// The audit log is the configuration's (b.Audit, printed by
 	// -check-config): by default passes, refusals, disconnects and denies,
 	// and no authorization allow.

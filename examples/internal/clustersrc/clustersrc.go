@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/mqttauth/mqttauth/aioconfig"
+	"github.com/mqttauth/mqttauth/examples/internal/tutorial"
 )
 
 // Source is the flags' values and, once loaded, the Kubernetes source.
@@ -67,4 +68,25 @@ func (s *Source) Name() []string {
 		return nil
 	}
 	return []string{"namespace " + s.namespace}
+}
+
+// FollowFiles follows the -config files as the cluster source follows the
+// cluster: every change through b.Apply, the one reload path (ports,
+// methods and policies live), with addr (the -addr flag, when not empty)
+// kept on the port it named (tutorial.FollowAddr). With
+// -config-from-cluster the cluster source already follows the files it
+// read, so it does nothing. The returned function stops following.
+func (s *Source) FollowFiles(b *aioconfig.Broker, files []string, addr string, log *slog.Logger) (stop func(), err error) {
+	if s.Enabled() {
+		return func() {}, nil
+	}
+	var edit func(*aioconfig.Config) error
+	if addr != "" {
+		edit = tutorial.FollowAddr(addr)
+	}
+	fw, err := aioconfig.WatchFiles(b, files, aioconfig.FilesConfig{Logger: log, Edit: edit})
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = fw.Close() }, nil
 }

@@ -1,0 +1,128 @@
+package satauth_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttauth/mqttauth/auth"
+	"github.com/mqttauth/mqttauth/auth/authtest"
+	"github.com/mqttauth/mqttauth/satauth"
+	"github.com/mqttauth/mqttauth/satauth/sattest"
+)
+
+// holdLists is a transport that holds the answer to the next list of a
+// collection after the server made it, until release: the list's
+// snapshot is taken, and what the test does meanwhile happens after it.
+type holdLists struct {
+	base     http.RoundTripper
+	suffix   string // the collection's path ends with it ("/pods")
+	mu       sync.Mutex
+	armed    bool
+	held     chan struct{} // closed when an answer is held
+	released chan struct{}
+}
+
+func newHoldLists(base http.RoundTripper, suffix string) *holdLists {
+	return &holdLists{base: base, suffix: suffix, armed: true, held: make(chan struct{}), released: make(chan struct{})}
+}
+
+func (h *holdLists) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(req)
+	if err != nil || req.URL.Query().Get("watch") != "" || !strings.HasSuffix(req.URL.Path, h.suffix) {
+		return resp, err
+	}
+	h.mu.Lock()
+	hold := h.armed
+	h.armed = false
+	h.mu.Unlock()
+	if hold {
+		close(h.held)
+		select {
+		case <-h.released:
+		case <-req.Context().Done():
+		}
+	}
+	return resp, err
+}
+
+// A session verified while the watch lists its namespace may be bound to
+// an account or pod created after the list's snapshot, which the list
+// cannot show: the relist must not take it for deleted. (Before the
+// relist judged only the bindings recorded before the list was asked
+// for, it disconnected such a session at once: the cause of the flaky
+// TestWatchPods/.../deleted_during_an_outage, where the first list raced
+// with the connect of the session bound to the other pod.)
+func TestWatchRelistDuringConnect(t *testing.T) {
+	modes(t, func(t *testing.T, mode satauth.Mode) {
+		for _, res := range []string{"pods", "serviceaccounts"} {
+			t.Run(res, func(t *testing.T) {
+				t.Cleanup(satauth.SetWatchTimings(200*time.Millisecond, 200*time.Millisecond))
+				srv := sattest.NewServer(t, sattest.Options{})
+				hold := newHoldLists(srv.Client().Transport, "/"+res)
+				a, logs := newAuth(t, srv, func(c *satauth.Config) {
+					c.Mode = mode
+					c.HTTPClient = &http.Client{Transport: hold}
+				})
+				m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs),
+					Watches: []auth.Watch{a.Watch(0)}})
+				require.NoError(t, err)
+				t.Cleanup(func() { require.NoError(t, m.Close()) })
+				connectWith := func(token string) *authtest.Conn {
+					conn := authtest.NewConn()
+					s := m.NewSession(conn)
+					t.Cleanup(s.Close)
+					resp := s.Connect(context.Background(), &auth.Request{ClientID: "c", AuthMethod: satauth.Method, AuthData: []byte(token), ProtocolVersion: 5, Listener: "mqtts"})
+					require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
+					return conn
+				}
+				opts := func(pod string) sattest.TokenOptions {
+					return sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: pod}
+				}
+
+				srv.AddServiceAccount("ns1", "dev", nil)
+				srv.AddPod("ns1", "pod-1")
+				conn1 := connectWith(srv.Token("ns1", "dev", opts("pod-1"))) // starts the watch of ns1
+				select {
+				case <-hold.held: // the list's snapshot is taken
+				case <-time.After(10 * time.Second):
+					t.Fatal("the watch did not list " + res)
+				}
+				// Created after the snapshot, and connected during the list.
+				var tok2 string
+				if res == "pods" {
+					srv.AddPod("ns1", "pod-2")
+					tok2 = srv.Token("ns1", "dev", opts("pod-2"))
+				} else {
+					srv.AddServiceAccount("ns1", "late", nil)
+					tok2 = srv.Token("ns1", "late", opts(""))
+				}
+				conn2 := connectWith(tok2)
+				close(hold.released)
+				// Both watches run once their lists are reconciled.
+				require.Eventually(t, func() bool { return srv.Calls(sattest.Watch) >= 2 }, 10*time.Second, 5*time.Millisecond)
+
+				rep := m.Recheck(context.Background(), a.Watch(0).Check)
+				requireOpen(t, conn1)
+				requireOpen(t, conn2)
+				require.Equal(t, auth.RecheckReport{Checked: 2}, rep, "nothing was deleted")
+				require.Equal(t, auth.Pass, connect(a, tok2).Outcome, "the token is still accepted")
+
+				// The watch still follows both.
+				if res == "pods" {
+					srv.DeletePod("ns1", "pod-2")
+				} else {
+					srv.DeleteServiceAccount("ns1", "late")
+				}
+				final, _ := waitClosed(t, conn2, time.Now(), 10*time.Second)
+				require.Equal(t, auth.NotAuthorized, final.Code)
+				requireOpen(t, conn1)
+			})
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
@@ -101,9 +102,19 @@ type follower struct {
 	// one pass the same ctx and cancels it when the pass has ended, so
 	// that ctx (sweepCtx) tells when the pass is over and whether it was
 	// cut short (DeadlineExceeded).
+	//
+	// While no pass is adopted, a pass that was running at the fire may
+	// still be under way (a change started it, and it holds back the
+	// pass the fire asked for, however long it takes): its ctx
+	// (staleCtx) not ended yet, checks in progress (checking) or made
+	// since the last tick (checks against tickChecks) say so, and the
+	// sweep waits for it.
 	gen          uint64
 	pending      bool // fired, no pass adopted yet
 	pendingTicks int
+	checking     atomic.Int64    // check calls in progress
+	checks       atomic.Uint64   // check calls made
+	tickChecks   uint64          // checks at the last pending tick
 	lastCtx      context.Context // of the last check call
 	staleCtx     context.Context // lastCtx when the pass was fired
 	sweepCtx     context.Context // the adopted pass
@@ -632,6 +643,9 @@ func (f *follower) podGone(uid string) bool {
 // seen since its binding was recorded, and marks it seen for the sweep.
 // Applying a change twice is harmless, so every pass may apply all.
 func (f *follower) check(ctx context.Context, s *auth.Session) error {
+	f.checking.Add(1)
+	defer f.checking.Add(-1)
+	f.checks.Add(1)
 	p := s.Principal()
 	if p == nil || p.Method() != Method {
 		return nil
@@ -722,7 +736,8 @@ func (f *follower) sweepLoop(ctx context.Context) {
 // principal passed); changes are dropped once that old too. A pass still
 // running is waited for; one cut short by its timeout is fired again; one
 // that never called check (no live SAT session on the watch's ports) is
-// taken for a pass that saw nothing after three ticks.
+// taken for a pass that saw nothing after three ticks with no check
+// called (a pass begun before the fire, still under way, holds it back).
 func (f *follower) sweep() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -732,6 +747,12 @@ func (f *follower) sweep() bool {
 	completed := false
 	switch {
 	case f.pending:
+		n := f.checks.Load()
+		stale := f.staleCtx != nil && f.staleCtx.Done() != nil && f.staleCtx.Err() == nil
+		if stale || f.checking.Load() > 0 || n != f.tickChecks {
+			f.tickChecks = n
+			return false // a pass begun before the fire is still under way
+		}
 		f.pendingTicks++
 		if f.pendingTicks < 3 {
 			return false

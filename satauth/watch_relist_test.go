@@ -126,3 +126,71 @@ func TestWatchRelistDuringConnect(t *testing.T) {
 		}
 	})
 }
+
+// A re-check pass that a change started and that is still running when
+// the sweep fires holds back the sweep's own pass: however many sweep
+// ticks it lasts, the follower must not take that for a pass that found
+// no live session, and forget the live sessions' bindings (it did after
+// three ticks, so that a slow pass made it stop following every session:
+// an account deleted afterwards disconnected nobody). The ticks are the
+// test's: no timing decides anything.
+func TestWatchSlowChangePassKeepsLiveSessions(t *testing.T) {
+	t.Cleanup(satauth.SetWatchTimings(time.Hour, 200*time.Millisecond)) // no tick but the test's
+	srv := sattest.NewServer(t, sattest.Options{})
+	a, logs := newAuth(t, srv, nil)
+	w := a.Watch(0)
+	check := w.Check
+	var (
+		mu      sync.Mutex
+		gate    chan struct{} // non-nil: checks wait for it to close
+		entered = make(chan struct{}, 16)
+	)
+	w.Check = func(ctx context.Context, s *auth.Session) error {
+		err := check(ctx, s)
+		mu.Lock()
+		g := gate
+		mu.Unlock()
+		if g != nil { // slow after the check, as a Session.Update or a DISCONNECT to a slow client is
+			entered <- struct{}{}
+			<-g
+		}
+		return err
+	}
+	m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs), Watches: []auth.Watch{w}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	r := &fakeRig{srv: srv, a: a, m: m, logs: logs}
+	srv.AddServiceAccount("ns1", "dev", map[string]string{"aio-broker-auth/group": "a"})
+	srv.AddServiceAccount("ns1", "other", nil)
+	_, conn := r.session(t, "ns1", "dev")
+	_, otherConn := r.session(t, "ns1", "other")
+	require.Eventually(t, func() bool { return srv.Calls(sattest.Watch) >= 2 }, 10*time.Second, 5*time.Millisecond)
+
+	// A change starts a pass, which the gate holds.
+	g := make(chan struct{})
+	mu.Lock()
+	gate = g
+	mu.Unlock()
+	srv.SetAnnotations("ns1", "dev", map[string]string{"aio-broker-auth/group": "b"})
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the change started no re-check")
+	}
+	for range 10 { // ten sweep ticks, several "pending" expiries
+		a.Sweep()
+	}
+	_, bound := a.Watched()
+	mu.Lock()
+	gate = nil
+	mu.Unlock()
+	close(g)
+	// Two sessions; the change may have given one a new principal, bound
+	// too until a sweep pass finds the old one gone.
+	require.GreaterOrEqual(t, bound, 2, "live sessions stay bound while a pass runs")
+
+	srv.DeleteServiceAccount("ns1", "dev")
+	final, _ := waitClosed(t, conn, time.Now(), 10*time.Second)
+	require.Equal(t, auth.NotAuthorized, final.Code)
+	requireOpen(t, otherConn)
+}

@@ -668,10 +668,16 @@ func (f *follower) check(ctx context.Context, s *auth.Session) error {
 	if !ok {
 		return nil
 	}
-	if b.pod != "" && podChanged && pc.upTo > b.seq {
+	if b.pod != "" && podChanged {
+		// The pending change is the last one of the pod's name; an
+		// earlier one, about another UID of that name, may not have been
+		// applied yet: the deleted UIDs the watch remembers say it too.
+		if b.podUID != "" && f.podGone(b.podUID) {
+			return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
+		}
 		uid := pc.uid
 		other, isOther := strings.CutPrefix(uid, "!")
-		if (isOther && b.podUID != "" && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID)) {
+		if pc.upTo > b.seq && ((isOther && b.podUID != "" && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID))) {
 			return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
 		}
 	}

@@ -194,3 +194,69 @@ func TestWatchSlowChangePassKeepsLiveSessions(t *testing.T) {
 	require.Equal(t, auth.NotAuthorized, final.Code)
 	requireOpen(t, otherConn)
 }
+
+// A pod deleted, re-created under its name and deleted again before a
+// re-check pass runs: the pass must still disconnect the session bound
+// to the first pod. (The follower keeps one pending change per pod name;
+// the second deletion replaced the first, which named the first pod's
+// UID, and the session stayed.)
+func TestWatchPodRecreatedAndDeletedBeforeTheCheck(t *testing.T) {
+	t.Cleanup(satauth.SetWatchTimings(200*time.Millisecond, 200*time.Millisecond))
+	srv := sattest.NewServer(t, sattest.Options{})
+	a, logs := newAuth(t, srv, func(c *satauth.Config) { c.Mode = satauth.ModeLocal })
+	w := a.Watch(0)
+	check := w.Check
+	var (
+		mu      sync.Mutex
+		gate    chan struct{} // non-nil: passes wait for it before checking
+		entered = make(chan struct{}, 16)
+	)
+	w.Check = func(ctx context.Context, s *auth.Session) error {
+		mu.Lock()
+		g := gate
+		mu.Unlock()
+		if g != nil {
+			entered <- struct{}{}
+			<-g
+		}
+		return check(ctx, s)
+	}
+	m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs), Watches: []auth.Watch{w}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	r := &fakeRig{srv: srv, a: a, m: m, logs: logs}
+	opts := func(pod string) sattest.TokenOptions {
+		return sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour, Pod: pod}
+	}
+	srv.AddServiceAccount("ns1", "dev", nil)
+	srv.AddPod("ns1", "pod-1")
+	srv.AddPod("ns1", "pod-2")
+	_, conn := r.sessionWith(t, "dev", srv.Token("ns1", "dev", opts("pod-1")))
+	_, otherConn := r.sessionWith(t, "dev", srv.Token("ns1", "dev", opts("pod-2")))
+	require.Eventually(t, func() bool { return srv.Calls(sattest.Watch) >= 2 }, 10*time.Second, 5*time.Millisecond)
+
+	g := make(chan struct{})
+	mu.Lock()
+	gate = g
+	mu.Unlock()
+	srv.DeletePod("ns1", "pod-1")
+	select {
+	case <-entered: // the deletion's pass waits
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deletion started no re-check")
+	}
+	srv.AddPod("ns1", "pod-1") // same name, another UID
+	tok2 := srv.Token("ns1", "dev", opts("pod-1"))
+	srv.DeletePod("ns1", "pod-1")
+	// The follower has seen the second deletion once it refuses the
+	// second pod's token (ModeLocal knows deleted pods from the watch).
+	require.Eventually(t, func() bool { return connect(a, tok2).Outcome == auth.Fail }, time.Minute, 5*time.Millisecond)
+	mu.Lock()
+	gate = nil
+	mu.Unlock()
+	close(g)
+
+	final, _ := waitClosed(t, conn, time.Now(), 30*time.Second)
+	require.Equal(t, auth.NotAuthorized, final.Code)
+	requireOpen(t, otherConn)
+}

@@ -26,6 +26,11 @@ type fakeRig struct {
 	logs *logBuffer
 }
 
+// watchWait bounds the waits for what the watch must do (a watch up, a
+// session disconnected): liveness only, long enough for a loaded
+// machine; the waits end as soon as it is done.
+const watchWait = 30 * time.Second
+
 func newFakeRig(t *testing.T, mode satauth.Mode) *fakeRig {
 	return newFakeRigVia(t, mode, viaRecheckOnChange)
 }
@@ -128,23 +133,23 @@ func TestWatch(t *testing.T) {
 					_, otherConn := r.session(t, "ns1", "other")
 					require.Equal(t, map[string]string{"group": "a"}, attrs(s.Principal()))
 					// The watch is established once the list has been served.
-					require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+					require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, watchWait, 10*time.Millisecond)
 					if tc.disturb != nil {
 						calls := r.srv.Calls(sattest.Watch)
 						tc.disturb(r)
-						require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) > calls }, 5*time.Second, 10*time.Millisecond)
+						require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) > calls }, watchWait, 10*time.Millisecond)
 					}
 					first := s.Principal()
 					start := time.Now()
 					tc.change(r)
 					if tc.closed {
-						final, took := waitClosed(t, conn, start, 5*time.Second)
+						final, took := waitClosed(t, conn, start, watchWait)
 						t.Logf("change -> DISCONNECT %v", took)
 						require.Equal(t, auth.DISCONNECT, final.Type)
 						require.Equal(t, auth.NotAuthorized, final.Code)
 					} else {
 						require.Eventually(t, func() bool { return fmt.Sprint(attrs(s.Principal())) == fmt.Sprint(tc.want) },
-							5*time.Second, 10*time.Millisecond)
+							watchWait, 10*time.Millisecond)
 						if fmt.Sprint(tc.want) == fmt.Sprint(attrs(first)) {
 							time.Sleep(100 * time.Millisecond)
 							require.Same(t, first, s.Principal(), "same attributes: no new principal")
@@ -166,7 +171,7 @@ func TestWatchStopsOnManagerClose(t *testing.T) {
 	r := newFakeRigVia(t, satauth.ModeTokenReview, viaManagerWatches)
 	r.srv.AddServiceAccount("ns1", "dev", nil)
 	_, conn := r.session(t, "ns1", "dev")
-	require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, watchWait, 10*time.Millisecond)
 	spaces, bound := r.a.Watched()
 	require.Equal(t, []string{"ns1"}, spaces)
 	require.Equal(t, 1, bound)
@@ -216,16 +221,16 @@ func TestWatchInvalidatesCaches(t *testing.T) {
 	tok := r.srv.Token("ns1", "dev", sattest.TokenOptions{Audiences: []string{"aio-mq"}, Lifetime: time.Hour})
 	_, conn := r.session(t, "ns1", "dev")
 	require.Equal(t, auth.Pass, connect(r.a, tok).Outcome)
-	require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, watchWait, 10*time.Millisecond)
 
 	r.srv.SetAnnotations("ns1", "dev", map[string]string{"aio-broker-auth/group": "c"})
 	require.Eventually(t, func() bool {
 		res := connect(r.a, tok)
 		return res.Outcome == auth.Pass && attrs(res.Principal)["group"] == "c"
-	}, 5*time.Second, 10*time.Millisecond, "new connections get the new attributes before AttributeTTL")
+	}, watchWait, 10*time.Millisecond, "new connections get the new attributes before AttributeTTL")
 
 	r.srv.DeleteServiceAccount("ns1", "dev")
-	waitClosed(t, conn, time.Now(), 5*time.Second)
+	waitClosed(t, conn, time.Now(), watchWait)
 	res := connect(r.a, tok)
 	require.Equal(t, auth.Fail, res.Outcome, "refused at once, not after CacheTTL or AttributeTTL")
 	require.ErrorIs(t, res.Err, satauth.ErrNotAuthenticated, "the token cache was dropped: the API reviewed it again")
@@ -354,11 +359,11 @@ func TestWatchPods(t *testing.T) {
 					resp = s2.Connect(context.Background(), &auth.Request{ClientID: "p2", AuthMethod: satauth.Method, AuthData: []byte(tok2), ProtocolVersion: 5})
 					require.Equal(t, auth.Success, resp.Packet.Code, "%v", resp.Err)
 					_, otherConn := r.session(t, "ns1", "dev")
-					require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, 5*time.Second, 10*time.Millisecond)
+					require.Eventually(t, func() bool { return r.srv.Calls(sattest.Watch) >= 2 }, watchWait, 10*time.Millisecond)
 
 					start := time.Now()
 					tc.delete(r)
-					final, took := waitClosed(t, conn, start, 5*time.Second)
+					final, took := waitClosed(t, conn, start, watchWait)
 					t.Logf("pod deleted -> DISCONNECT %v", took)
 					require.Equal(t, auth.NotAuthorized, final.Code)
 					require.Contains(t, r.logs.String(), "the token's pod was deleted")
@@ -408,7 +413,7 @@ func TestWatchSlowPassesKeepLiveSessions(t *testing.T) {
 	require.Equal(t, 2, bound, "live sessions stay bound")
 
 	srv.DeleteServiceAccount("ns1", "dev")
-	final, took := waitClosed(t, conn, time.Now(), 5*time.Second)
+	final, took := waitClosed(t, conn, time.Now(), watchWait)
 	t.Logf("deleted -> DISCONNECT %v", took)
 	require.Equal(t, auth.NotAuthorized, final.Code)
 	requireOpen(t, otherConn)

@@ -127,20 +127,25 @@ type follower struct {
 	// Changes the re-checks apply.
 	changedSA  map[string]saChange  // "ns/name"
 	changedPod map[string]podChange // "ns/pod"
-	// deadPods are the UIDs of pods the watch saw deleted.
-	deadPods *lru[string, struct{}]
+	// deadPods are the UIDs of pods the watch saw deleted, deadAccounts
+	// those of service accounts deleted or replaced: facts that do not
+	// depend on the order in which the watch tells them, unlike the last
+	// change of a name (changedSA, changedPod).
+	deadPods     *lru[string, struct{}]
+	deadAccounts *lru[string, struct{}]
 }
 
 func newFollower(a *Authenticator) *follower {
 	return &follower{
-		a:          a,
-		bindings:   make(map[*auth.Principal]binding),
-		accounts:   make(map[string]int),
-		pods:       make(map[string]int),
-		spaces:     make(map[string]func()),
-		changedSA:  make(map[string]saChange),
-		changedPod: make(map[string]podChange),
-		deadPods:   newLRU[string, struct{}](DefaultCacheSize),
+		a:            a,
+		bindings:     make(map[*auth.Principal]binding),
+		accounts:     make(map[string]int),
+		pods:         make(map[string]int),
+		spaces:       make(map[string]func()),
+		changedSA:    make(map[string]saChange),
+		changedPod:   make(map[string]podChange),
+		deadPods:     newLRU[string, struct{}](DefaultCacheSize),
+		deadAccounts: newLRU[string, struct{}](DefaultCacheSize),
 	}
 }
 
@@ -438,10 +443,15 @@ func (f *follower) relistAccounts(ctx context.Context, ns string, upTo uint64) (
 		return ok && !bound
 	})
 	before, during := f.boundAccounts(ns, upTo)
-	for name := range before {
+	for name, uids := range before {
 		st, ok := seen[name]
 		if !ok {
 			st = saState{deleted: true}
+		}
+		for u := range uids {
+			if u != "" && u != st.uid { // deleted, or replaced by the listed one
+				f.deadAccounts.put(u, struct{}{}, f.a.now().Add(deadPodTTL))
+			}
 		}
 		f.serviceAccount(ns, name, st, upTo)
 	}
@@ -519,24 +529,24 @@ func (f *follower) bound(idx map[string]int, key string) bool {
 }
 
 // boundAccounts returns the service accounts of ns that live sessions
-// are bound to, with the UIDs they name: before, those a binding recorded
-// before upTo names; during, the others.
-func (f *follower) boundAccounts(ns string, upTo uint64) (before map[string]struct{}, during map[string]map[string]struct{}) {
+// are bound to, with the UIDs they name: before, those of the bindings
+// recorded before upTo; during, those of the others.
+func (f *follower) boundAccounts(ns string, upTo uint64) (before, during map[string]map[string]struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	before, during = make(map[string]struct{}), make(map[string]map[string]struct{})
+	before, during = make(map[string]map[string]struct{}), make(map[string]map[string]struct{})
 	for _, b := range f.bindings {
-		switch {
-		case b.ns != ns:
-			continue
-		case b.seq < upTo:
-			before[b.name] = struct{}{}
+		if b.ns != ns {
 			continue
 		}
-		if during[b.name] == nil {
-			during[b.name] = make(map[string]struct{})
+		out := during
+		if b.seq < upTo {
+			out = before
 		}
-		during[b.name][b.uid] = struct{}{}
+		if out[b.name] == nil {
+			out[b.name] = make(map[string]struct{})
+		}
+		out[b.name][b.uid] = struct{}{}
 	}
 	return before, during
 }
@@ -586,6 +596,9 @@ func (f *follower) serviceAccount(ns, name string, st saState, upTo uint64) {
 	key := ns + "/" + name
 	now := a.now()
 	if st.deleted {
+		if st.uid != "" {
+			f.deadAccounts.put(st.uid, struct{}{}, now.Add(deadPodTTL))
+		}
 		a.accounts.update(key, account{}, now.Add(a.attrTTL))
 		a.tokens.removeIf(func(_ [32]byte, id identity) bool { return id.namespace == ns && id.name == name })
 	} else {
@@ -631,6 +644,13 @@ func (f *follower) podChanged(ns, pod, uid string, upTo uint64) {
 	f.changedPod[ns+"/"+pod] = podChange{uid: uid, seq: f.seq, upTo: cmp.Or(upTo, f.seq)}
 	f.mu.Unlock()
 	f.sig.Fire()
+}
+
+// accountGone reports whether the watch saw the service account of this
+// UID deleted or replaced.
+func (f *follower) accountGone(uid string) bool {
+	_, ok := f.deadAccounts.get(uid, f.a.now())
+	return ok
 }
 
 // podGone reports whether the watch saw the pod of this UID deleted.
@@ -681,15 +701,23 @@ func (f *follower) check(ctx context.Context, s *auth.Session) error {
 			return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
 		}
 	}
+	if saChanged && b.uid != "" && f.accountGone(b.uid) {
+		return fmt.Errorf("%w: %s/%s was deleted or re-created (the token names a UID that is gone)", ErrServiceAccountNotFound, b.ns, b.name)
+	}
 	if !saChanged || sa.upTo <= b.seq {
 		return nil
 	}
 	st := sa.st
 	switch {
+	case b.uid != "" && st.uid != "" && st.uid != b.uid:
+		// The last change is about another account of that name. If it
+		// replaced this one, this one's end came first and is a fact
+		// (deadAccounts, above); else this one is the newer, verified
+		// while the watch was still telling of the older: neither ends
+		// the session, nor do the other's attributes apply.
+		return nil
 	case st.deleted:
 		return fmt.Errorf("%w: %s/%s was deleted", ErrServiceAccountNotFound, b.ns, b.name)
-	case b.uid != "" && st.uid != "" && st.uid != b.uid:
-		return fmt.Errorf("%w: %s/%s was re-created (the token names another UID)", ErrServiceAccountNotFound, b.ns, b.name)
 	case f.a.noAttrs || sameAttrs(p, st.attrs):
 		return nil
 	}

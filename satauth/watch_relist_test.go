@@ -2,6 +2,7 @@ package satauth_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -259,4 +260,116 @@ func TestWatchPodRecreatedAndDeletedBeforeTheCheck(t *testing.T) {
 	final, _ := waitClosed(t, conn, time.Now(), 30*time.Second)
 	require.Equal(t, auth.NotAuthorized, final.Code)
 	requireOpen(t, otherConn)
+}
+
+// holdStream is a transport whose watch streams of a collection can be
+// held between events: the stream is read a byte at a time, so a read
+// under way when hold is called returns at most one byte of what follows.
+type holdStream struct {
+	base    http.RoundTripper
+	suffix  string
+	mu      sync.Mutex
+	state   int           // streamPass, streamHold or streamOneLine
+	changed chan struct{} // closed and replaced at each change of state
+}
+
+const (
+	streamPass = iota
+	streamHold
+	streamOneLine // deliver up to the next newline, then hold
+)
+
+func newHoldStream(base http.RoundTripper, suffix string) *holdStream {
+	return &holdStream{base: base, suffix: suffix, changed: make(chan struct{})}
+}
+
+func (h *holdStream) set(state int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.state = state
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+func (h *holdStream) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(req)
+	if err == nil && req.URL.Query().Get("watch") != "" && strings.HasSuffix(req.URL.Path, h.suffix) {
+		resp.Body = &heldBody{ReadCloser: resp.Body, h: h, ctx: req.Context()}
+	}
+	return resp, err
+}
+
+type heldBody struct {
+	io.ReadCloser
+	h   *holdStream
+	ctx context.Context
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		b.h.mu.Lock()
+		state, changed := b.h.state, b.h.changed
+		b.h.mu.Unlock()
+		if state == streamHold {
+			select {
+			case <-changed:
+				continue
+			case <-b.ctx.Done():
+				return 0, b.ctx.Err()
+			}
+		}
+		n, err := b.ReadCloser.Read(p[:1])
+		if n == 1 && p[0] == '\n' && state == streamOneLine {
+			b.h.set(streamHold)
+		}
+		return n, err
+	}
+}
+
+// A service account deleted and re-created, and a session of the new one
+// verified before the watch delivers the deletion of the old one (a watch
+// is always a little behind): the deletion disconnects the old account's
+// sessions, not the new one's. (The follower took any deletion of the
+// name for the end of every session of it.) Without attributes: with
+// them, the account read at CONNECT would refuse the new UID until the
+// watch has caught up.
+func TestWatchDeletionOfAnotherUID(t *testing.T) {
+	modes(t, func(t *testing.T, mode satauth.Mode) {
+		t.Cleanup(satauth.SetWatchTimings(200*time.Millisecond, 200*time.Millisecond))
+		srv := sattest.NewServer(t, sattest.Options{})
+		hold := newHoldStream(srv.Client().Transport, "/serviceaccounts")
+		a, logs := newAuth(t, srv, func(c *satauth.Config) {
+			c.Mode = mode
+			c.HTTPClient = &http.Client{Transport: hold}
+			c.DisableAttributes = true
+		})
+		m, err := auth.NewManager(auth.Config{Authenticator: a, Authorizer: connectAuthz, Logger: newTextLogger(logs),
+			Watches: []auth.Watch{a.Watch(0)}})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, m.Close()) })
+		r := &fakeRig{srv: srv, a: a, m: m, logs: logs}
+		srv.AddServiceAccount("ns1", "dev", nil)
+		_, conn1 := r.session(t, "ns1", "dev")
+		require.Eventually(t, func() bool { return srv.Calls(sattest.Watch) >= 2 }, watchWait, 5*time.Millisecond)
+
+		hold.set(streamHold)
+		srv.DeleteServiceAccount("ns1", "dev")
+		srv.AddServiceAccount("ns1", "dev", nil) // another UID
+		_, conn2 := r.session(t, "ns1", "dev")
+		hold.set(streamOneLine) // the deletion of the first account only
+		final, _ := waitClosed(t, conn1, time.Now(), watchWait)
+		require.Equal(t, auth.NotAuthorized, final.Code)
+		// Whatever the pass that closed conn1 did to conn2, this one sees
+		// the deletion as the last change of the name.
+		m.Recheck(context.Background(), a.Watch(0).Check)
+		requireOpen(t, conn2)
+
+		hold.set(streamPass)
+		srv.DeleteServiceAccount("ns1", "dev")
+		final, _ = waitClosed(t, conn2, time.Now(), watchWait)
+		require.Equal(t, auth.NotAuthorized, final.Code)
+	})
 }

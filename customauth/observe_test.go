@@ -29,6 +29,19 @@ func (e *events) Component(ev auth.ComponentEvent) {
 	e.mu.Unlock()
 }
 
+// count returns how many events of kind k were seen.
+func (e *events) count(k auth.ComponentEventKind) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.got {
+		if ev.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
 func (e *events) kinds(t *testing.T) []auth.ComponentEventKind {
 	t.Helper()
 	e.mu.Lock()

@@ -114,6 +114,8 @@ func TestCoalescing(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"attributes":{"g":"1"}}`)
 	})
+	ev := &events{}
+	cfg.Observer = ev
 	a := newAuthn(t, cfg)
 	var wg sync.WaitGroup
 	results := make([]auth.Result, 20)
@@ -121,7 +123,9 @@ func TestCoalescing(t *testing.T) {
 		wg.Go(func() { results[i] = authenticate(a, connectReq("alice", "secret")) })
 	}
 	require.Eventually(t, func() bool { return calls.Load() == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(50 * time.Millisecond) // let the others join the flight
+	// The others join the flight (each says so as it joins) before the
+	// call ends; a late one would make a second call.
+	require.Eventually(t, func() bool { return ev.count(auth.CallCoalesced) == len(results)-1 }, time.Minute, time.Millisecond)
 	close(release)
 	wg.Wait()
 	require.EqualValues(t, 1, calls.Load(), "one request for identical credentials")
@@ -138,23 +142,28 @@ func TestCoalescing(t *testing.T) {
 // A caller that gives up does not cancel the shared call for the others.
 func TestCoalescingCallerGivesUp(t *testing.T) {
 	release := make(chan struct{})
+	var calls atomic.Int32
 	_, cfg := handlerServer(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
 		<-release
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"attributes":{}}`)
 	})
+	ev := &events{}
+	cfg.Observer = ev
 	a := newAuthn(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan auth.Result)
 	go func() { first <- a.Authenticate(ctx, connectReq("alice", "secret")) }()
+	require.Eventually(t, func() bool { return calls.Load() == 1 }, time.Minute, time.Millisecond, "the first caller's call is made")
 	second := make(chan auth.Result)
-	time.Sleep(20 * time.Millisecond)
 	go func() { second <- authenticate(a, connectReq("alice", "secret")) }()
-	time.Sleep(20 * time.Millisecond)
+	require.Eventually(t, func() bool { return ev.count(auth.CallCoalesced) == 1 }, time.Minute, time.Millisecond, "the second caller joins it")
 	cancel()
 	require.Equal(t, auth.Unavailable, (<-first).Outcome)
 	close(release)
 	require.Equal(t, auth.Pass, (<-second).Outcome)
+	require.EqualValues(t, 1, calls.Load())
 }
 
 func TestConcurrencyLimit(t *testing.T) {

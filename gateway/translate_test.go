@@ -193,11 +193,17 @@ func TestTranslation(t *testing.T) {
 			c, ca := v5Dial(t, s.Addr, cp)
 			require.Equal(t, byte(0), ca.ReasonCode, tc.name)
 			tc.end(c)
+			// A Will that must come has a liveness bound; one that must
+			// not is given 2 s to show.
+			wait := 2 * time.Second
+			if tc.will {
+				wait = 30 * time.Second
+			}
 			select {
 			case m := <-sub.Messages:
 				require.True(t, tc.will, "%s: unexpected Will %s", tc.name, m.Topic)
 				require.Equal(t, "ok/will/"+tc.name, m.Topic)
-			case <-time.After(2 * time.Second):
+			case <-time.After(wait):
 				require.False(t, tc.will, "%s: no Will", tc.name)
 			}
 		}

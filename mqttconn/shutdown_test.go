@@ -72,7 +72,9 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 	r := c.Connect(context.Background(), &mqttconn.Connect{ProtocolVersion: mqttconn.V5, ClientID: "late", Username: "u", HasUsername: true})
 	require.True(t, r.OK, "Connect refused: %+v", r)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// A deadline far beyond the test's own pace: Shutdown must return
+	// because the client is gone, and a loaded machine must not reach it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(ctx) }()
@@ -82,7 +84,7 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 
 	select {
 	case <-tr.closed:
-	case <-time.After(time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the client connected after the sweep was not closed")
 	}
 	c.Close() // what the adapter does when the connection has ended

@@ -1,6 +1,7 @@
 package satauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqttauth/mqttauth/auth"
@@ -55,15 +57,21 @@ type saState struct {
 
 // saChange and podChange are changes the watch saw, kept until every
 // session they concern has been re-checked (two sweeps): a re-check
-// applies a change to the bindings recorded before it (seq).
+// applies a change to the bindings recorded before upTo. A watch event's
+// change applies to every binding recorded before the event (upTo is its
+// seq); a relist's only to those recorded before the list was asked for,
+// since a session verified while the list was under way may be bound to
+// an object the list's snapshot predates.
 type saChange struct {
-	st  saState
-	seq uint64
+	st   saState
+	seq  uint64 // when it was recorded: the sweep drops it two passes later
+	upTo uint64
 }
 
 type podChange struct {
-	uid string // the deleted pod's UID; "" any; "!UID" any but UID
-	seq uint64
+	uid  string // the deleted pod's UID; "" any; "!UID" any but UID
+	seq  uint64
+	upTo uint64
 }
 
 // followRun is one period of following, from the first subscriber to
@@ -94,9 +102,19 @@ type follower struct {
 	// one pass the same ctx and cancels it when the pass has ended, so
 	// that ctx (sweepCtx) tells when the pass is over and whether it was
 	// cut short (DeadlineExceeded).
+	//
+	// While no pass is adopted, a pass that was running at the fire may
+	// still be under way (a change started it, and it holds back the
+	// pass the fire asked for, however long it takes): its ctx
+	// (staleCtx) not ended yet, checks in progress (checking) or made
+	// since the last tick (checks against tickChecks) say so, and the
+	// sweep waits for it.
 	gen          uint64
 	pending      bool // fired, no pass adopted yet
 	pendingTicks int
+	checking     atomic.Int64    // check calls in progress
+	checks       atomic.Uint64   // check calls made
+	tickChecks   uint64          // checks at the last pending tick
 	lastCtx      context.Context // of the last check call
 	staleCtx     context.Context // lastCtx when the pass was fired
 	sweepCtx     context.Context // the adopted pass
@@ -109,20 +127,25 @@ type follower struct {
 	// Changes the re-checks apply.
 	changedSA  map[string]saChange  // "ns/name"
 	changedPod map[string]podChange // "ns/pod"
-	// deadPods are the UIDs of pods the watch saw deleted.
-	deadPods *lru[string, struct{}]
+	// deadPods are the UIDs of pods the watch saw deleted, deadAccounts
+	// those of service accounts deleted or replaced: facts that do not
+	// depend on the order in which the watch tells them, unlike the last
+	// change of a name (changedSA, changedPod).
+	deadPods     *lru[string, struct{}]
+	deadAccounts *lru[string, struct{}]
 }
 
 func newFollower(a *Authenticator) *follower {
 	return &follower{
-		a:          a,
-		bindings:   make(map[*auth.Principal]binding),
-		accounts:   make(map[string]int),
-		pods:       make(map[string]int),
-		spaces:     make(map[string]func()),
-		changedSA:  make(map[string]saChange),
-		changedPod: make(map[string]podChange),
-		deadPods:   newLRU[string, struct{}](DefaultCacheSize),
+		a:            a,
+		bindings:     make(map[*auth.Principal]binding),
+		accounts:     make(map[string]int),
+		pods:         make(map[string]int),
+		spaces:       make(map[string]func()),
+		changedSA:    make(map[string]saChange),
+		changedPod:   make(map[string]podChange),
+		deadPods:     newLRU[string, struct{}](DefaultCacheSize),
+		deadAccounts: newLRU[string, struct{}](DefaultCacheSize),
 	}
 }
 
@@ -354,73 +377,149 @@ func (f *follower) follow(ctx context.Context, ns, resource string) {
 	fl.Run(ctx)
 }
 
+// relistTries bounds the lists of one relist (see relist).
+const relistTries = 3
+
 // relist lists resource in ns and reconciles the caches and bindings with
 // the list: what is bound but no longer listed was deleted while nobody
 // watched.
+//
+// The list is a snapshot taken at some point after it was asked for, and
+// sessions go on being verified meanwhile: one verified during the list
+// may be bound to an account or pod created after the snapshot, which
+// the list cannot show. So a list judges only the bindings recorded
+// before it was asked for (seq < upTo); those recorded during it are
+// judged by it only when it shows their object as they were verified,
+// else the list is asked for again (up to relistTries times, after which
+// the watch, which follows from the list, is left to follow them).
 func (f *follower) relist(ctx context.Context, ns, resource string) (string, error) {
-	switch resource {
-	case resServiceAccounts:
-		seen := make(map[string]saState)
-		rv, err := f.a.kube.list(ctx, ns, resource, func(m objectMeta) {
-			if f.bound(f.accounts, ns+"/"+m.Name) {
-				seen[m.Name] = f.a.saState(m)
-			}
-		})
-		if err != nil {
-			return "", err
+	for try := 1; ; try++ {
+		upTo := f.nextSeq()
+		var (
+			rv      string
+			settled bool
+			err     error
+		)
+		if resource == resServiceAccounts {
+			rv, settled, err = f.relistAccounts(ctx, ns, upTo)
+		} else {
+			rv, settled, err = f.relistPods(ctx, ns, upTo)
 		}
-		// Unbound accounts may have changed unseen: forget them.
-		f.a.accounts.removeIf(func(k string, _ account) bool {
-			n, ok := strings.CutPrefix(k, ns+"/")
-			_, bound := seen[n]
-			return ok && !bound
-		})
-		for _, name := range f.boundNames(f.accounts, ns) {
-			st, ok := seen[name]
-			if !ok {
-				st = saState{deleted: true}
-			}
-			f.serviceAccount(ns, name, st)
+		if err != nil || settled || try == relistTries {
+			return rv, err
 		}
-		return rv, nil
-	default:
-		live := make(map[string]string) // bound pods that exist -> UID
-		rv, err := f.a.kube.list(ctx, ns, resource, func(m objectMeta) {
-			if f.bound(f.pods, ns+"/"+m.Name) {
-				live[m.Name] = m.UID
-			}
-		})
-		if err != nil {
-			return "", err
-		}
-		// Cached tokens bound to a pod no longer there are dropped; those
-		// of pods nobody is bound to are dropped too, since their pods
-		// were not watched: they are reviewed again on next use.
-		f.a.tokens.removeIf(func(_ [32]byte, id identity) bool {
-			if id.namespace != ns || id.pod == "" {
-				return false
-			}
-			uid, ok := live[id.pod]
-			return !ok || (id.podUID != "" && uid != id.podUID)
-		})
-		for pod, uids := range f.boundPods(ns) {
-			uid, ok := live[pod]
-			replaced := false
-			for u := range uids {
-				if u != "" && (!ok || u != uid) {
-					f.deadPods.put(u, struct{}{}, f.a.now().Add(deadPodTTL))
-					replaced = true
-				}
-			}
-			switch {
-			case !ok:
-				f.podDeleted(ns, pod, "")
-			case replaced:
-				f.podReplaced(ns, pod, uid)
-			}
-		}
-		return rv, nil
 	}
+}
+
+// nextSeq returns a new seq: the bindings recorded before it have smaller
+// ones.
+func (f *follower) nextSeq() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	return f.seq
+}
+
+// relistAccounts is relist for service accounts. settled is false when
+// a binding recorded during the list names an account the list does not
+// show with the binding's UID.
+func (f *follower) relistAccounts(ctx context.Context, ns string, upTo uint64) (rv string, settled bool, err error) {
+	seen := make(map[string]saState)
+	rv, err = f.a.kube.list(ctx, ns, resServiceAccounts, func(m objectMeta) {
+		if f.bound(f.accounts, ns+"/"+m.Name) {
+			seen[m.Name] = f.a.saState(m)
+		}
+	})
+	if err == nil {
+		err = ctx.Err() // stopped meanwhile: reconcile nothing
+	}
+	if err != nil {
+		return "", false, err
+	}
+	// Unbound accounts may have changed unseen: forget them.
+	f.a.accounts.removeIf(func(k string, _ account) bool {
+		n, ok := strings.CutPrefix(k, ns+"/")
+		_, bound := seen[n]
+		return ok && !bound
+	})
+	before, during := f.boundAccounts(ns, upTo)
+	for name, uids := range before {
+		st, ok := seen[name]
+		if !ok {
+			st = saState{deleted: true}
+		}
+		for u := range uids {
+			if u != "" && u != st.uid { // deleted, or replaced by the listed one
+				f.deadAccounts.put(u, struct{}{}, f.a.now().Add(deadPodTTL))
+			}
+		}
+		f.serviceAccount(ns, name, st, upTo)
+	}
+	settled = true
+	for name, uids := range during {
+		st, ok := seen[name]
+		for uid := range uids {
+			if !ok || (uid != "" && uid != st.uid) {
+				settled = false
+			}
+		}
+	}
+	return rv, settled, nil
+}
+
+// relistPods is relist for pods. settled is false when a binding
+// recorded during the list names a pod the list does not show with the
+// binding's UID.
+func (f *follower) relistPods(ctx context.Context, ns string, upTo uint64) (rv string, settled bool, err error) {
+	live := make(map[string]string) // bound pods that exist -> UID
+	rv, err = f.a.kube.list(ctx, ns, resPods, func(m objectMeta) {
+		if f.bound(f.pods, ns+"/"+m.Name) {
+			live[m.Name] = m.UID
+		}
+	})
+	if err == nil {
+		err = ctx.Err() // stopped meanwhile: reconcile nothing
+	}
+	if err != nil {
+		return "", false, err
+	}
+	// Cached tokens bound to a pod no longer there are dropped; those
+	// of pods nobody is bound to are dropped too, since their pods
+	// were not watched: they are reviewed again on next use.
+	f.a.tokens.removeIf(func(_ [32]byte, id identity) bool {
+		if id.namespace != ns || id.pod == "" {
+			return false
+		}
+		uid, ok := live[id.pod]
+		return !ok || (id.podUID != "" && uid != id.podUID)
+	})
+	before, during := f.boundPods(ns, upTo)
+	for pod, uids := range before {
+		uid, ok := live[pod]
+		replaced := false
+		for u := range uids {
+			if u != "" && (!ok || u != uid) {
+				f.deadPods.put(u, struct{}{}, f.a.now().Add(deadPodTTL))
+				replaced = true
+			}
+		}
+		switch {
+		case !ok:
+			f.podChanged(ns, pod, "", upTo)
+		case replaced:
+			f.podChanged(ns, pod, "!"+uid, upTo) // any UID but this one
+		}
+	}
+	settled = true
+	for pod, uids := range during {
+		uid, ok := live[pod]
+		for u := range uids {
+			if !ok || (u != "" && u != uid) {
+				settled = false
+			}
+		}
+	}
+	return rv, settled, nil
 }
 
 func (f *follower) bound(idx map[string]int, key string) bool {
@@ -429,35 +528,50 @@ func (f *follower) bound(idx map[string]int, key string) bool {
 	return idx[key] > 0
 }
 
-// boundNames returns the names in ns that idx counts.
-func (f *follower) boundNames(idx map[string]int, ns string) []string {
+// boundAccounts returns the service accounts of ns that live sessions
+// are bound to, with the UIDs they name: before, those of the bindings
+// recorded before upTo; during, those of the others.
+func (f *follower) boundAccounts(ns string, upTo uint64) (before, during map[string]map[string]struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
-	for k := range idx {
-		if name, ok := strings.CutPrefix(k, ns+"/"); ok {
-			out = append(out, name)
+	before, during = make(map[string]map[string]struct{}), make(map[string]map[string]struct{})
+	for _, b := range f.bindings {
+		if b.ns != ns {
+			continue
 		}
+		out := during
+		if b.seq < upTo {
+			out = before
+		}
+		if out[b.name] == nil {
+			out[b.name] = make(map[string]struct{})
+		}
+		out[b.name][b.uid] = struct{}{}
 	}
-	return out
+	return before, during
 }
 
 // boundPods returns the pods of ns that live sessions' tokens are bound
-// to, with the UIDs they name.
-func (f *follower) boundPods(ns string) map[string]map[string]struct{} {
+// to, with the UIDs they name: before, those of the bindings recorded
+// before upTo; during, those of the others.
+func (f *follower) boundPods(ns string, upTo uint64) (before, during map[string]map[string]struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]map[string]struct{})
+	before, during = make(map[string]map[string]struct{}), make(map[string]map[string]struct{})
 	for _, b := range f.bindings {
 		if b.ns != ns || b.pod == "" {
 			continue
+		}
+		out := during
+		if b.seq < upTo {
+			out = before
 		}
 		if out[b.pod] == nil {
 			out[b.pod] = make(map[string]struct{})
 		}
 		out[b.pod][b.podUID] = struct{}{}
 	}
-	return out
+	return before, during
 }
 
 // event handles one watch event.
@@ -466,7 +580,7 @@ func (f *follower) event(ns, resource, typ string, m objectMeta) {
 	case resServiceAccounts:
 		st := f.a.saState(m)
 		st.deleted = typ == "DELETED"
-		f.serviceAccount(ns, m.Name, st)
+		f.serviceAccount(ns, m.Name, st, 0)
 	case resPods:
 		if typ == "DELETED" {
 			f.podDeleted(ns, m.Name, m.UID)
@@ -475,12 +589,16 @@ func (f *follower) event(ns, resource, typ string, m objectMeta) {
 }
 
 // serviceAccount applies a service account's new state to the caches and,
-// when live sessions use the account, queues their re-check.
-func (f *follower) serviceAccount(ns, name string, st saState) {
+// when live sessions use the account, queues the re-check of those
+// recorded before upTo (0: all).
+func (f *follower) serviceAccount(ns, name string, st saState, upTo uint64) {
 	a := f.a
 	key := ns + "/" + name
 	now := a.now()
 	if st.deleted {
+		if st.uid != "" {
+			f.deadAccounts.put(st.uid, struct{}{}, now.Add(deadPodTTL))
+		}
 		a.accounts.update(key, account{}, now.Add(a.attrTTL))
 		a.tokens.removeIf(func(_ [32]byte, id identity) bool { return id.namespace == ns && id.name == name })
 	} else {
@@ -495,7 +613,7 @@ func (f *follower) serviceAccount(ns, name string, st saState) {
 		return
 	}
 	f.seq++
-	f.changedSA[key] = saChange{st: st, seq: f.seq}
+	f.changedSA[key] = saChange{st: st, seq: f.seq, upTo: cmp.Or(upTo, f.seq)}
 	f.mu.Unlock()
 	f.sig.Fire()
 }
@@ -511,26 +629,28 @@ func (f *follower) podDeleted(ns, pod, uid string) {
 	f.a.tokens.removeIf(func(_ [32]byte, id identity) bool {
 		return id.namespace == ns && id.pod == pod && (uid == "" || id.podUID == "" || id.podUID == uid)
 	})
-	f.podChanged(ns, pod, uid)
+	f.podChanged(ns, pod, uid, 0)
 }
 
-// podChanged records a change of a bound pod and signals it.
-func (f *follower) podChanged(ns, pod, uid string) {
+// podChanged records a change of a bound pod for the bindings recorded
+// before upTo (0: all) and signals it.
+func (f *follower) podChanged(ns, pod, uid string, upTo uint64) {
 	f.mu.Lock()
 	if f.pods[ns+"/"+pod] == 0 {
 		f.mu.Unlock()
 		return
 	}
 	f.seq++
-	f.changedPod[ns+"/"+pod] = podChange{uid: uid, seq: f.seq}
+	f.changedPod[ns+"/"+pod] = podChange{uid: uid, seq: f.seq, upTo: cmp.Or(upTo, f.seq)}
 	f.mu.Unlock()
 	f.sig.Fire()
 }
 
-// podReplaced handles a relisted pod whose name is bound: sessions bound
-// to another UID of that name lost their pod.
-func (f *follower) podReplaced(ns, pod, uid string) {
-	f.podChanged(ns, pod, "!"+uid) // any UID but this one
+// accountGone reports whether the watch saw the service account of this
+// UID deleted or replaced.
+func (f *follower) accountGone(uid string) bool {
+	_, ok := f.deadAccounts.get(uid, f.a.now())
+	return ok
 }
 
 // podGone reports whether the watch saw the pod of this UID deleted.
@@ -543,6 +663,9 @@ func (f *follower) podGone(uid string) bool {
 // seen since its binding was recorded, and marks it seen for the sweep.
 // Applying a change twice is harmless, so every pass may apply all.
 func (f *follower) check(ctx context.Context, s *auth.Session) error {
+	f.checking.Add(1)
+	defer f.checking.Add(-1)
+	f.checks.Add(1)
 	p := s.Principal()
 	if p == nil || p.Method() != Method {
 		return nil
@@ -565,22 +688,36 @@ func (f *follower) check(ctx context.Context, s *auth.Session) error {
 	if !ok {
 		return nil
 	}
-	if b.pod != "" && podChanged && pc.seq > b.seq {
+	if b.pod != "" && podChanged {
+		// The pending change is the last one of the pod's name; an
+		// earlier one, about another UID of that name, may not have been
+		// applied yet: the deleted UIDs the watch remembers say it too.
+		if b.podUID != "" && f.podGone(b.podUID) {
+			return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
+		}
 		uid := pc.uid
 		other, isOther := strings.CutPrefix(uid, "!")
-		if (isOther && b.podUID != "" && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID)) {
+		if pc.upTo > b.seq && ((isOther && b.podUID != "" && b.podUID != other) || (!isOther && (uid == "" || b.podUID == "" || uid == b.podUID))) {
 			return fmt.Errorf("%w: %s/%s", ErrPodDeleted, b.ns, b.pod)
 		}
 	}
-	if !saChanged || sa.seq <= b.seq {
+	if saChanged && b.uid != "" && f.accountGone(b.uid) {
+		return fmt.Errorf("%w: %s/%s was deleted or re-created (the token names a UID that is gone)", ErrServiceAccountNotFound, b.ns, b.name)
+	}
+	if !saChanged || sa.upTo <= b.seq {
 		return nil
 	}
 	st := sa.st
 	switch {
+	case b.uid != "" && st.uid != "" && st.uid != b.uid:
+		// The last change is about another account of that name. If it
+		// replaced this one, this one's end came first and is a fact
+		// (deadAccounts, above); else this one is the newer, verified
+		// while the watch was still telling of the older: neither ends
+		// the session, nor do the other's attributes apply.
+		return nil
 	case st.deleted:
 		return fmt.Errorf("%w: %s/%s was deleted", ErrServiceAccountNotFound, b.ns, b.name)
-	case b.uid != "" && st.uid != "" && st.uid != b.uid:
-		return fmt.Errorf("%w: %s/%s was re-created (the token names another UID)", ErrServiceAccountNotFound, b.ns, b.name)
 	case f.a.noAttrs || sameAttrs(p, st.attrs):
 		return nil
 	}
@@ -633,7 +770,8 @@ func (f *follower) sweepLoop(ctx context.Context) {
 // principal passed); changes are dropped once that old too. A pass still
 // running is waited for; one cut short by its timeout is fired again; one
 // that never called check (no live SAT session on the watch's ports) is
-// taken for a pass that saw nothing after three ticks.
+// taken for a pass that saw nothing after three ticks with no check
+// called (a pass begun before the fire, still under way, holds it back).
 func (f *follower) sweep() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -643,6 +781,12 @@ func (f *follower) sweep() bool {
 	completed := false
 	switch {
 	case f.pending:
+		n := f.checks.Load()
+		stale := f.staleCtx != nil && f.staleCtx.Done() != nil && f.staleCtx.Err() == nil
+		if stale || f.checking.Load() > 0 || n != f.tickChecks {
+			f.tickChecks = n
+			return false // a pass begun before the fire is still under way
+		}
 		f.pendingTicks++
 		if f.pendingTicks < 3 {
 			return false

@@ -191,23 +191,25 @@ func (v *verdicts) last(t *testing.T) verdict {
 	return v.log[len(v.log)-1]
 }
 
-// tlsConnect dials addr over TLS, sends an MQTT 5 CONNECT as id and reads
-// the CONNACK, then sends DISCONNECT and closes. It returns the TLS state
-// as the client saw it when its handshake ended (in TLS 1.3 the server
+// ConnectTLS dials addr over TLS with cfg, sends an MQTT 5 CONNECT (clean
+// start, keep-alive 30 s) as clientID and reads the CONNACK, then sends
+// DISCONNECT after a CONNACK 0x00 and closes. It returns the TLS state as
+// the client saw it when its handshake ended (in TLS 1.3 the server
 // judges the client's certificate, or the resumed session, after that: a
-// refusal then arrives as an alert on the first read), the CONNACK, and
-// the first error.
-func tlsConnect(addr string, cfg *tls.Config, id string) (tls.ConnectionState, *packets.Connack, error) {
+// refusal then arrives as an alert on the first read, and the error is
+// that alert), the CONNACK, and the first error. Every step is bounded by
+// [Timeout].
+func ConnectTLS(addr string, cfg *tls.Config, clientID string) (tls.ConnectionState, *packets.Connack, error) {
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: Timeout}, "tcp", addr, cfg)
 	if err != nil {
-		return tls.ConnectionState{}, nil, fmt.Errorf("TLS handshake with %s (does the Factory serve Setup.TLS there?): %w", addr, err)
+		return tls.ConnectionState{}, nil, fmt.Errorf("conformance: TLS handshake with %s: %w", addr, err)
 	}
 	defer conn.Close()
 	cs := conn.ConnectionState()
 	_ = conn.SetDeadline(time.Now().Add(Timeout))
 	cp := packets.NewControlPacket(packets.CONNECT)
 	c := cp.Content.(*packets.Connect)
-	c.ProtocolName, c.ProtocolVersion, c.ClientID, c.KeepAlive, c.CleanStart = "MQTT", 5, id, 30, true
+	c.ProtocolName, c.ProtocolVersion, c.ClientID, c.KeepAlive, c.CleanStart = "MQTT", 5, clientID, 30, true
 	if _, err := cp.WriteTo(conn); err != nil {
 		// The server refused and closed before the CONNECT arrived: its
 		// alert may still be there to read.
@@ -247,9 +249,9 @@ func tlsResumeRevoked(t *testing.T, b Broker, st *tlsCase) {
 	client.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	full, resumed, revoked := CaseClientID(t, "full"), CaseClientID(t, "resumed"), CaseClientID(t, "revoked")
 
-	cs, ca, err := tlsConnect(b.Addr, client, full)
+	cs, ca, err := ConnectTLS(b.Addr, client, full)
 	if err != nil {
-		t.Fatalf("full handshake and CONNECT: %v", err)
+		t.Fatalf("full handshake and CONNECT (does the Factory serve Setup.TLS at Broker.Addr?): %v", err)
 	}
 	if ca.ReasonCode != 0 {
 		t.Fatalf("full handshake: CONNACK 0x%02x, want 0x00", ca.ReasonCode)
@@ -265,7 +267,7 @@ func tlsResumeRevoked(t *testing.T, b Broker, st *tlsCase) {
 	}
 
 	// The positive control: the ticket resumes the session.
-	cs, ca, err = tlsConnect(b.Addr, client, resumed)
+	cs, ca, err = ConnectTLS(b.Addr, client, resumed)
 	if err != nil {
 		t.Fatalf("resumed connection: %v", err)
 	}
@@ -290,7 +292,7 @@ func tlsResumeRevoked(t *testing.T, b Broker, st *tlsCase) {
 
 	st.revoke(t)
 	n := st.log.len()
-	cs, ca, err = tlsConnect(b.Addr, client, revoked)
+	cs, ca, err = ConnectTLS(b.Addr, client, revoked)
 	if !cs.DidResume {
 		t.Fatalf("the client offered its ticket and the server should accept it (err %v)", err)
 	}
@@ -325,7 +327,7 @@ func tlsResumeRevoked(t *testing.T, b Broker, st *tlsCase) {
 
 	// A full handshake is refused the same way.
 	nocache := st.client.Clone()
-	cs, ca, err = tlsConnect(b.Addr, nocache, revoked)
+	cs, ca, err = ConnectTLS(b.Addr, nocache, revoked)
 	if cs.DidResume {
 		t.Fatal("a client without a ticket resumed")
 	}

@@ -256,7 +256,7 @@ func v311Suite(t *testing.T, addr string, saw func(user string) bool) {
 	}
 	t.Run("conformance", func(t *testing.T) {
 		conformance.Run(t, func(tb testing.TB, su conformance.Setup) conformance.Broker {
-			s := startGateway(tb, su.Auth, addr, func(gc *gateway.Config) { gc.Limits = su.Limits })
+			s := startGateway(tb, su.Auth, addr, func(gc *gateway.Config) { gc.Limits, gc.TLS = su.Limits, su.TLS })
 			return conformance.Broker{Addr: s.Addr, Manager: s.Manager, Shutdown: s.Gateway.Shutdown,
 				Drain: s.Gateway.Drain, Stop: func() { _ = s.Gateway.Close() }}
 		})

@@ -14,14 +14,15 @@ import (
 )
 
 // TestConformance runs the conformance suite against mochi with the hook
-// on the hook's own listener, with the limits of the case.
+// on the hook's own listener, with the limits and the TLS configuration of
+// the case.
 func TestConformance(t *testing.T) {
 	conformance.Run(t, func(tb testing.TB, s conformance.Setup) conformance.Broker {
 		m := newManager(tb, s.Auth)
 		srv := mqtt.New(&mqtt.Options{Logger: quiet, InlineClient: true})
 		h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet, Limits: s.Limits})
 		require.NoError(tb, err)
-		ln := h.Listener("tcp", "127.0.0.1:0", nil)
+		ln := h.Listener("tcp", "127.0.0.1:0", s.TLS)
 		require.NoError(tb, srv.AddListener(ln))
 		require.NoError(tb, srv.Serve())
 		// Shutdown, Drain and Stop each end the server; mochi's Close may
@@ -43,8 +44,8 @@ func TestConformance(t *testing.T) {
 		}
 		tb.Cleanup(func() {
 			stop()
-			require.Eventually(tb, func() bool { return h.Len() == 0 && h.Stats().Clients == 0 }, 5*time.Second, 10*time.Millisecond,
-				"hook or connection layer still holds clients: %d, %+v", h.Len(), h.Stats())
+			require.Eventually(tb, func() bool { return h.Len() == 0 && h.Stats().Clients == 0 && m.Len() == 0 }, 5*time.Second, 10*time.Millisecond,
+				"hook, connection layer or manager still holds clients: %d, %+v, %d", h.Len(), h.Stats(), m.Len())
 		})
 		return conformance.Broker{
 			Addr:     ln.Address(),

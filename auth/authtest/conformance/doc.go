@@ -6,8 +6,11 @@
 //
 // The adapter supplies a [Factory]: given a [Setup] (the suite's
 // [auth.Config], whose authenticator and authorizer come from a [Fixture],
-// and the connection layer's mqttconn.Limits of the case) it starts its
-// broker with a plain TCP listener on 127.0.0.1 and returns a [Broker]:
+// the connection layer's mqttconn.Limits of the case and, in the tls
+// cases, the server's TLS configuration) it starts its broker with a
+// listener on 127.0.0.1, plain TCP, or TLS with [Setup].TLS when that is
+// set (the suite fails a case whose handshake does not reach that
+// configuration: it never skips it), and returns a [Broker]:
 // the address, the [auth.Manager] it built, its orderly Shutdown and Drain,
 // and a stop function. [Run] then drives clients over real sockets through
 // every case, eclipse/paho.golang MQTT 5 clients where they fit and a
@@ -54,7 +57,21 @@
 //     (closed, at most after DISCONNECT 0x81 or 0x82, nothing forwarded);
 //   - the exchange timeout from configuration: Config.ExchangeTimeout 2 s
 //     refuses an unanswered challenge with CONNACK 0x87 after 2 s to
-//     3.5 s; with 4 s, an answer after 2.5 s passes.
+//     3.5 s; with 4 s, an answer after 2.5 s passes;
+//   - TLS 1.3 session resumption, with Setup.TLS built by
+//     x509auth's ServerTLSConfig over a truststore the case controls (the
+//     authtest PKI; Setup.Auth's Authenticator is that x509auth
+//     Authenticator): a full mTLS handshake and CONNECT pass and give a
+//     session ticket, and a resumed connection with it passes (DidResume,
+//     CONNACK 0x00). Then the client's certificate loses trust, and its
+//     resumption is refused: a CRL revoking it in the hot truststore, or
+//     its CA removed from it, with a bad_certificate alert in the
+//     handshake (the client did resume, and gets no CONNACK); an OCSP
+//     responder (revocation/revocationtest) answering "revoked" to the
+//     x509auth RevocationChecker, with CONNACK 0x87 at CONNECT. A full
+//     handshake is refused the same way. When the Factory sets
+//     [Broker].Saw, the broker must have seen the resumed client and
+//     never the revoked one.
 //
 // Cases wait at most [Timeout] for what must happen and [Quiet] for what
 // must not.
@@ -64,8 +81,9 @@
 //	func TestConformance(t *testing.T) {
 //		conformance.Run(t, func(tb testing.TB, s conformance.Setup) conformance.Broker {
 //			m, err := auth.NewManager(s.Auth)
-//			...start the broker with the adapter on 127.0.0.1:0, its
-//			connection layer with s.Limits...
+//			...start the broker with the adapter on 127.0.0.1:0 (TLS
+//			with s.TLS when it is not nil), its connection layer with
+//			s.Limits...
 //			return conformance.Broker{Addr: addr, Manager: m,
 //				Shutdown: srv.Shutdown, Drain: srv.Drain, Stop: stop}
 //		})

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"crypto/tls"
 	"testing"
 	"time"
 
@@ -22,12 +23,22 @@ type Setup struct {
 	// means its default): the Factory gives them to the broker's
 	// mqttconn.Server.
 	Limits mqttconn.Limits
+	// TLS, when set, is the server's TLS configuration of the case, which
+	// the suite built with x509auth's ServerTLSConfig over a truststore
+	// the case controls (Auth's Authenticator is then that x509auth
+	// Authenticator): the Factory must serve Broker.Addr with it, a TLS
+	// listener instead of plain TCP (it may Clone it, and must keep its
+	// VerifyConnection). The suite fails the case, it does not skip it,
+	// when the handshake does not reach that VerifyConnection. Nil (every
+	// case but the tls ones) means plain TCP.
+	TLS *tls.Config
 }
 
-// Broker is a broker a [Factory] started for one case. Every field is
-// required.
+// Broker is a broker a [Factory] started for one case. Every field but
+// Saw is required.
 type Broker struct {
-	// Addr is the host:port of its plain TCP listener on 127.0.0.1. The
+	// Addr is the host:port of its listener on 127.0.0.1: plain TCP, or
+	// TLS with Setup.TLS when that is set. The
 	// suite connects every client there, subscribers included: what a
 	// subscriber receives is what the broker really publishes (through the
 	// gateway, what the broker behind it publishes).
@@ -48,6 +59,12 @@ type Broker struct {
 	// after the clients have disconnected. It must be safe after Shutdown
 	// or Drain.
 	Stop func()
+	// Saw, optional, reports whether the broker itself (the one behind
+	// the gateway, say) has seen a client with this client identifier
+	// connect, as its log tells. The tls cases check with it that a
+	// resumed client reached the broker and a revoked one did not; nil
+	// leaves those checks out.
+	Saw func(clientID string) bool
 }
 
 // Factory starts a broker whose adapter authenticates and authorizes with
@@ -65,11 +82,16 @@ type Case struct {
 	// Setup, when set, changes the case's Setup (its timeouts, its
 	// limits) before the Factory sees it.
 	Setup func(s *Setup)
+
+	// prepare, when set, changes the case's Setup after Setup, with the
+	// case's tb (the tls cases build their PKI and Setup.TLS there).
+	prepare func(tb testing.TB, s *Setup)
 }
 
-// Cases returns the suite's cases, for adapters that run a subset.
+// Cases returns the suite's cases, for adapters that run a subset with
+// [RunCase].
 func Cases() []Case {
-	return []Case{
+	return append([]Case{
 		{Name: "connect/password_pass", Run: connectPasswordPass},
 		{Name: "connect/bad_password_0x86", Run: connectRefused(&paho.Connect{ClientID: "c", Username: UserAlice, UsernameFlag: true, Password: []byte("wrong"), PasswordFlag: true}, 0x86)},
 		{Name: "connect/not_authorized_0x87", Run: connectRefused(&paho.Connect{ClientID: "c", Username: UserMallory, UsernameFlag: true, Password: []byte(PasswordGood), PasswordFlag: true}, 0x87)},
@@ -108,27 +130,36 @@ func Cases() []Case {
 			Setup: func(s *Setup) { s.Auth.ExchangeTimeout = 4 * time.Second }},
 		{Name: "reauth/rate_bound_0x96", Run: reauthRateBound0x96,
 			Setup: func(s *Setup) { s.Auth.ReauthInterval, s.Auth.ReauthBurst = time.Second, 3 }},
-	}
+	}, tlsCases()...)
 }
 
 // Run runs every case of the suite against brokers made by f, each case
 // with a broker of its own.
 func Run(t *testing.T, f Factory) {
 	for _, c := range Cases() {
-		t.Run(c.Name, func(t *testing.T) {
-			fx := &Fixture{}
-			s := Setup{Auth: fx.Config()}
-			if c.Setup != nil {
-				c.Setup(&s)
-			}
-			b := f(t, s)
-			if b.Addr == "" || b.Manager == nil || b.Shutdown == nil || b.Drain == nil || b.Stop == nil {
-				t.Fatal("conformance: the Factory returned a Broker without Addr, Manager, Shutdown, Drain or Stop")
-			}
-			t.Cleanup(b.Stop) // runs after the clients' cleanups
-			c.Run(t, b, fx)
-		})
+		RunCase(t, f, c)
 	}
+}
+
+// RunCase runs case c (one of [Cases]) as a subtest of t, against a broker
+// of its own made by f.
+func RunCase(t *testing.T, f Factory, c Case) {
+	t.Run(c.Name, func(t *testing.T) {
+		fx := &Fixture{}
+		s := Setup{Auth: fx.Config()}
+		if c.Setup != nil {
+			c.Setup(&s)
+		}
+		if c.prepare != nil {
+			c.prepare(t, &s)
+		}
+		b := f(t, s)
+		if b.Addr == "" || b.Manager == nil || b.Shutdown == nil || b.Drain == nil || b.Stop == nil {
+			t.Fatal("conformance: the Factory returned a Broker without Addr, Manager, Shutdown, Drain or Stop")
+		}
+		t.Cleanup(b.Stop) // runs after the clients' cleanups
+		c.Run(t, b, fx)
+	})
 }
 
 func withMethod(id, method, data string) *paho.Connect {

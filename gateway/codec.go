@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
@@ -543,16 +544,43 @@ func (b *batch) add(p []byte) { b.bufs = append(b.bufs, p); b.size += len(p) }
 
 func (b *batch) full() bool { return len(b.bufs) >= batchPackets || b.size >= batchBytes }
 
-// flush writes the batch to w (after setting its write deadline).
+// flush writes the batch to w (after setting its write deadline): to a
+// TCP connection with one writev; to any other connection (a *tls.Conn,
+// which has no writev: net.Buffers would call its Write once per packet,
+// one TLS record and one system call each) joined into one buffer, one
+// Write.
 func (b *batch) flush(w net.Conn, timeout time.Duration) error {
 	if len(b.bufs) == 0 {
 		return nil
 	}
 	_ = w.SetWriteDeadline(time.Now().Add(timeout))
 	keep := b.bufs[:0]
-	bufs := b.bufs
-	_, err := bufs.WriteTo(w)
+	var err error
+	if _, tcp := w.(*net.TCPConn); tcp || len(b.bufs) == 1 {
+		bufs := b.bufs
+		_, err = bufs.WriteTo(w)
+	} else {
+		jp := joinPool.Get().(*[]byte)
+		joined := (*jp)[:0]
+		for _, p := range b.bufs {
+			joined = append(joined, p...)
+		}
+		_, err = w.Write(joined)
+		if cap(joined) <= batchBytes+maxJoinedPacket {
+			*jp = joined[:0]
+			joinPool.Put(jp)
+		}
+	}
 	clear(keep[:cap(keep)])
 	b.bufs, b.size = keep, 0
 	return err
 }
+
+// joinPool holds the buffers flush joins a batch into: at most one per
+// leg that is writing, returned at once.
+var joinPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxJoinedPacket bounds what a pooled join buffer may exceed batchBytes
+// by (a batch is full after the packet that crosses batchBytes): a larger
+// buffer is left to the garbage collector rather than kept in the pool.
+const maxJoinedPacket = 64 << 10

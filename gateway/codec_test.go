@@ -3,9 +3,11 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/stretchr/testify/require"
@@ -146,4 +148,61 @@ func tcpAddr(s string) *net.TCPAddr {
 		panic(err)
 	}
 	return a
+}
+
+// writesConn records each Write: a net.Conn without writev, as *tls.Conn.
+type writesConn struct {
+	net.Conn // nil: only Write and SetWriteDeadline are called
+	writes   [][]byte
+}
+
+func (w *writesConn) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+func (w *writesConn) SetWriteDeadline(time.Time) error { return nil }
+
+// A batch flushed to a connection without writev (the TLS client leg) is
+// one Write, so one TLS record and one system call, not one per packet;
+// the batch is empty and reusable afterwards.
+func TestBatchFlushJoinsForConnWithoutWritev(t *testing.T) {
+	w := &writesConn{}
+	var b batch
+	pkts := [][]byte{{0x40, 0x02, 0x00, 0x01}, {0x40, 0x02, 0x00, 0x02}, {0x30, 0x03, 0x00, 0x01, 'x'}}
+	for _, p := range pkts {
+		b.add(p)
+	}
+	require.NoError(t, b.flush(w, time.Second))
+	require.Equal(t, [][]byte{bytes.Join(pkts, nil)}, w.writes)
+	require.Empty(t, b.bufs)
+	require.Zero(t, b.size)
+
+	// One packet is written as it is; an empty batch writes nothing.
+	b.add(pkts[0])
+	require.NoError(t, b.flush(w, time.Second))
+	require.NoError(t, b.flush(w, time.Second))
+	require.Equal(t, [][]byte{bytes.Join(pkts, nil), pkts[0]}, w.writes)
+}
+
+// To a TCP connection the batch goes out whole (net.Buffers' writev).
+func TestBatchFlushTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	defer s.Close()
+	var b batch
+	b.add([]byte{0x40, 0x02, 0x00, 0x01})
+	b.add([]byte{0x40, 0x02, 0x00, 0x02})
+	require.NoError(t, b.flush(c, time.Second))
+	got := make([]byte, 8)
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadFull(s, got)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x00, 0x02}, got)
 }

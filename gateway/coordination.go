@@ -642,7 +642,7 @@ func (c *conn) brokerClosed() {
 		return
 	}
 	code, reason := auth.UnspecifiedError, "the broker closed the connection"
-	if k := c.g.coord; k != nil && c.admitted != 0 && k.takenOver(c.g.ctx, c.clientID, c.admitted, time.Now()) {
+	if k := c.g.coord; k != nil && c.admitted != 0 && k.takenOver(c.g.ctx, c.clientID, c.admitted, k.now()) {
 		code, reason = sessionTakenOver, "another connection took the session over"
 	}
 	c.mu.Lock()

@@ -185,7 +185,8 @@ func TestBatchFlushJoinsForConnWithoutWritev(t *testing.T) {
 	require.Equal(t, [][]byte{bytes.Join(pkts, nil), pkts[0]}, w.writes)
 }
 
-// To a TCP connection the batch goes out whole (net.Buffers' writev).
+// To a TCP connection the batch goes out through net.Buffers (writev):
+// every packet, in order.
 func TestBatchFlushTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -130,21 +130,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		cfgPaths = []string{path}
 	}
-	var cfg *aioconfig.Config
-	var err error
-	if cluster.Enabled() {
-		var edit func(*aioconfig.Config) error
-		if *addr != "" {
-			edit = tutorial.FollowAddr(*addr) // every version the cluster serves
-		}
-		cfg, err = cluster.Load(ctx, cfgPaths, log, edit)
-		defer cluster.Close()
-	} else {
-		cfg, err = aioconfig.Load(cfgPaths...)
-		if err == nil && *addr != "" {
-			err = tutorial.OverrideAddr(cfg, *addr)
-		}
-	}
+	cfg, err := cluster.Config(ctx, cfgPaths, *addr, log)
+	defer cluster.Close()
 	if err != nil {
 		return err
 	}

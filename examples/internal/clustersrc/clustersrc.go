@@ -70,6 +70,27 @@ func (s *Source) Name() []string {
 	return []string{"namespace " + s.namespace}
 }
 
+// Config reads the configuration: from the cluster (with files) when
+// -config-from-cluster was given, else from files (aioconfig.Load). A
+// non-empty addr (the -addr flag) moves the configuration's only port
+// there (tutorial.OverrideAddr) and, from the cluster, keeps that port
+// there in every later version (tutorial.FollowAddr). Close stops
+// following the cluster.
+func (s *Source) Config(ctx context.Context, files []string, addr string, log *slog.Logger) (*aioconfig.Config, error) {
+	if s.Enabled() {
+		var edit func(*aioconfig.Config) error
+		if addr != "" {
+			edit = tutorial.FollowAddr(addr)
+		}
+		return s.Load(ctx, files, log, edit)
+	}
+	cfg, err := aioconfig.Load(files...)
+	if err == nil && addr != "" {
+		err = tutorial.OverrideAddr(cfg, addr)
+	}
+	return cfg, err
+}
+
 // FollowFiles follows the -config files as the cluster source follows the
 // cluster: every change through b.Apply, the one reload path (ports,
 // methods and policies live), with addr (the -addr flag, when not empty)

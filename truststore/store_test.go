@@ -83,10 +83,12 @@ func TestStoreReload(t *testing.T) {
 
 	// A good write: both CAs.
 	authtest.WriteFile(t, path, authtest.CertsPEM(a.Cert, b.Cert))
-	require.Eventually(t, func() bool { return s.Current().Len() == 2 }, wait, tick)
+	// The set is current before subscribers are told: wait for the event.
+	require.Eventually(t, func() bool { ev, _ := evs.last(); return ev.Generation == 2 || ev.Err != nil }, wait, tick)
 	ev, _ := evs.last()
 	require.NoError(t, ev.Err)
 	require.Equal(t, uint64(2), ev.Generation)
+	require.Equal(t, 2, s.Current().Len())
 	require.Same(t, s.Current(), ev.Set)
 	select {
 	case <-s.Updated():

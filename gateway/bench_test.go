@@ -45,6 +45,18 @@ const tutorialPolicy = `{"rules": [
 // tlsOpts change the gateway's TLS configuration.
 func tutorialGateway(b testing.TB, pki *authtest.TutorialPKI, brokerConf string, tlsOpts ...func(*tls.Config)) *stack {
 	b.Helper()
+	return tutorialGatewayConf(b, pki, brokerConf, nil, tlsOpts...)
+}
+
+// tutorialGatewayWith is tutorialGateway with cfg changing the gateway's
+// Config.
+func tutorialGatewayWith(b testing.TB, pki *authtest.TutorialPKI, cfg func(*gateway.Config)) *stack {
+	b.Helper()
+	return tutorialGatewayConf(b, pki, "", cfg)
+}
+
+func tutorialGatewayConf(b testing.TB, pki *authtest.TutorialPKI, brokerConf string, cfg func(*gateway.Config), tlsOpts ...func(*tls.Config)) *stack {
+	b.Helper()
 	set, err := truststore.NewSet([]*x509.Certificate{pki.FabrikamRoot.Cert}, nil)
 	require.NoError(b, err)
 	a, err := x509auth.New(x509auth.Config{Trust: truststore.NewMemory(set), Logger: testLogger(b), Mappings: []x509auth.Mapping{
@@ -58,6 +70,9 @@ func tutorialGateway(b testing.TB, pki *authtest.TutorialPKI, brokerConf string,
 		c.TLS = a.ServerTLSConfig(authtest.ServerTLSConfig(b, pki.Server))
 		for _, o := range tlsOpts {
 			o(c.TLS)
+		}
+		if cfg != nil {
+			cfg(c)
 		}
 	})
 }

@@ -87,7 +87,7 @@ func (c *conn) authorize(kind auth.ActionKind, topic string) bool {
 // CONNECT.
 func (c *conn) serve() error {
 	defer c.closeLegs()
-	c.cr = newLegReader(c.nc)
+	c.cr = newClientReader(c.nc)
 	ur, err := c.authenticate()
 	if c.lc != nil {
 		defer c.lc.Close()

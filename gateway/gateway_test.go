@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -541,4 +542,77 @@ func TestX509PublishABAC(t *testing.T) {
 		require.Equal(t, tc.want, r.read().Content.(*packets.Puback).ReasonCode, tc.topic) // 0x10: mosquitto, no subscriber
 	}
 	require.NotContains(t, s.Broker.Out.String(), "telemetry/humidity")
+}
+
+// heldConn holds what a TLS client writes while hold is set; release
+// writes it in one Write: records that arrive together, as MQTT.js sends
+// them (a record per packet).
+type heldConn struct {
+	net.Conn
+	hold bool
+	buf  bytes.Buffer
+}
+
+func (h *heldConn) Write(b []byte) (int, error) {
+	if h.hold {
+		return h.buf.Write(b)
+	}
+	return h.Conn.Write(b)
+}
+
+// writeCounter dials the broker and counts the gateway's writes to it.
+type writeCounter struct{ n atomic.Int64 }
+
+func (w *writeCounter) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &countedConn{Conn: nc, n: &w.n}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countedConn) Write(b []byte) (int, error) { c.n.Add(1); return c.Conn.Write(b) }
+
+// TestTLSRecordsRelayedInOneWrite: eight QoS 1 PUBLISHes that a TLS
+// client wrote as eight records in one segment reach the broker in one
+// write, not one each (crypto/tls returns a record per read; the relay
+// reads the ones already received before it writes), and each is
+// acknowledged.
+func TestTLSRecordsRelayedInOneWrite(t *testing.T) {
+	pki := authtest.NewTutorialPKI(t, time.Now())
+	var wc writeCounter
+	s := tutorialGatewayWith(t, pki, func(c *gateway.Config) { c.Dialer = &wc })
+	raw, err := net.Dial("tcp", s.Addr)
+	require.NoError(t, err)
+	held := &heldConn{Conn: raw}
+	conn := tls.Client(held, authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat))
+	defer conn.Close()
+	r := &rawClient{t: t, c: conn}
+	cp := packets.NewControlPacket(packets.CONNECT)
+	cp.Content.(*packets.Connect).ClientID = "thermostat"
+	_, err = cp.WriteTo(conn)
+	require.NoError(t, err)
+	require.Equal(t, packets.CONNACK, r.read().Type)
+	before := wc.n.Load()
+
+	const n = 8
+	held.hold = true
+	for i := range n {
+		r.publish("telemetry/temperature", 0, 1, uint16(i+1), "21.5")
+	}
+	held.hold = false
+	_, err = raw.Write(held.buf.Bytes())
+	require.NoError(t, err)
+	for i := range n {
+		ack, ok := r.read().Content.(*packets.Puback)
+		require.True(t, ok)
+		require.Equal(t, uint16(i+1), ack.PacketID)
+		require.Equal(t, byte(0x10), ack.ReasonCode, "mosquitto: no subscriber")
+	}
+	require.EqualValues(t, 1, wc.n.Load()-before, "the %d PUBLISHes in one segment, written to the broker at once", n)
 }

@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,17 +147,18 @@ func idleStack(tb testing.TB, ic idleClient) (*stack, idleSpec) {
 	return tutorialGateway(tb, pki, conf), spec
 }
 
-// measureIdle opens spec.N idle clients through s in a helper process and
-// returns what each costs the gateway. When profile is set, a heap
+// measureIdle opens spec.N idle clients to addr (the gateway's, or
+// another server's in this process, whose count of connected clients is
+// connected) in a helper process and returns what each costs this process. When profile is set, a heap
 // profile (go tool pprof -sample_index=inuse_space) and a goroutine
 // profile of the gateway with the clients connected are written to
 // profile+".heap" and profile+".goroutine".
-func measureIdle(tb testing.TB, s *stack, spec idleSpec, profile string) idlePerConn {
+func measureIdle(tb testing.TB, addr string, connected func() int, spec idleSpec, profile string) idlePerConn {
 	tb.Helper()
-	spec.Addr = s.Addr
+	spec.Addr = addr
 	js, err := json.Marshal(spec)
 	require.NoError(tb, err)
-	require.Eventually(tb, func() bool { return s.Gateway.Len() == 0 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(tb, func() bool { return connected() == 0 }, 10*time.Second, 10*time.Millisecond)
 	before := readMem()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientsProcess$", "-test.count=1")
@@ -193,7 +195,7 @@ func measureIdle(tb testing.TB, s *stack, spec idleSpec, profile string) idlePer
 	case <-time.After(3 * time.Minute):
 		tb.Fatalf("the idle clients' process did not connect %d clients: %s", spec.N, stderr.String())
 	}
-	require.Equal(tb, spec.N, s.Gateway.Len(), "connections through the gateway")
+	require.Equal(tb, spec.N, connected(), "connected clients")
 	after := readMem()
 	if profile != "" {
 		for _, p := range []string{"heap", "goroutine"} {
@@ -204,7 +206,7 @@ func measureIdle(tb testing.TB, s *stack, spec idleSpec, profile string) idlePer
 		}
 	}
 	end()
-	require.Eventually(tb, func() bool { return s.Gateway.Len() == 0 }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(tb, func() bool { return connected() == 0 }, 30*time.Second, 10*time.Millisecond)
 
 	n := float64(spec.N)
 	return idlePerConn{
@@ -370,7 +372,7 @@ func BenchmarkIdleClient(b *testing.B) {
 				}
 				spec.Prefix = fmt.Sprintf("idle-%d", i)
 				i++
-				p = measureIdle(b, s, spec, profile)
+				p = measureIdle(b, s.Addr, s.Gateway.Len, spec, profile)
 			}
 			b.ReportMetric(p.Total(), "B/conn")
 			b.ReportMetric(p.Heap, "heap-B/conn")
@@ -409,7 +411,7 @@ func TestIdleClientMemory(t *testing.T) {
 			var p idlePerConn
 			for i := range 2 {
 				spec.Prefix = fmt.Sprintf("guard-%d", i)
-				m := measureIdle(t, s, spec, "")
+				m := measureIdle(t, s.Addr, s.Gateway.Len, spec, "")
 				t.Logf("measurement %d: %v", i+1, m)
 				if i == 0 || m.Total() < p.Total() {
 					p = m
@@ -424,4 +426,108 @@ func TestIdleClientMemory(t *testing.T) {
 				"goroutine stacks per idle client above %.0f bytes: %v; an idle leg's goroutine must wait under few frames (legReader.wait)", tc.stack, p)
 		})
 	}
+}
+
+// tlsFloor is the least a Go server with crypto/tls holds per idle mTLS
+// client, for comparison with the gateway: the same mTLS handshake
+// (client certificates required and verified by crypto/tls against the
+// tutorial's root), one goroutine per connection waiting in a Read, and
+// of MQTT only a CONNACK to the CONNECT and a PUBACK to a QoS 1 PUBLISH;
+// no broker leg, no session, no authorization.
+type tlsFloor struct {
+	ln    net.Listener
+	conns sync.WaitGroup
+	n     atomic.Int64 // connections past their CONNACK
+}
+
+func startTLSFloor(tb testing.TB, pki *authtest.TutorialPKI) *tlsFloor {
+	tb.Helper()
+	cfg := authtest.ServerTLSConfig(tb, pki.Server)
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.ClientCAs = pki.FabrikamRoot.Pool()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	require.NoError(tb, err)
+	f := &tlsFloor{ln: ln}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.conns.Add(1)
+			go f.serve(c)
+		}
+	}()
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		<-accepted
+		f.conns.Wait()
+	})
+	return f
+}
+
+// serve answers the CONNECT and QoS 1 PUBLISHes of one client until it
+// leaves.
+func (f *tlsFloor) serve(c net.Conn) {
+	defer f.conns.Done()
+	defer c.Close()
+	p, err := packets.ReadPacket(c)
+	if err != nil || p.Type != packets.CONNECT {
+		return
+	}
+	if _, err := c.Write([]byte{0x20, 3, 0, 0, 0}); err != nil {
+		return
+	}
+	f.n.Add(1)
+	defer f.n.Add(-1)
+	for {
+		p, err := packets.ReadPacket(c)
+		if err != nil {
+			return
+		}
+		if pub, ok := p.Content.(*packets.Publish); ok && pub.QoS == 1 {
+			if _, err := c.Write([]byte{0x40, 2, byte(pub.PacketID >> 8), byte(pub.PacketID)}); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (f *tlsFloor) connected() int { return int(f.n.Load()) }
+
+// BenchmarkIdleTLSFloor measures tlsFloor as BenchmarkIdleClient measures
+// the gateway (1000 clients of the tutorial's thermostat, each after one
+// QoS 1 PUBLISH): what crypto/tls and a goroutine per connection alone
+// hold per idle mTLS client, the part of the gateway's figure no change
+// to the gateway can remove. Run it with -benchtime 1x.
+func BenchmarkIdleTLSFloor(b *testing.B) {
+	pki := authtest.NewTutorialPKI(b, time.Now())
+	dir := b.TempDir()
+	for name, data := range map[string][]byte{
+		"ca.pem":   authtest.CertsPEM(pki.ContosoRoot.Cert),
+		"cert.pem": pki.Thermostat.ChainPEM(),
+		"key.pem":  pki.Thermostat.KeyPEM(b),
+	} {
+		require.NoError(b, os.WriteFile(filepath.Join(dir, name), data, 0o600))
+	}
+	f := startTLSFloor(b, pki)
+	spec := idleSpec{N: 1000, CertDir: dir, Publish: "telemetry/temperature"}
+	var p idlePerConn
+	i := 0
+	for b.Loop() {
+		spec.Prefix = fmt.Sprintf("floor-%d", i)
+		i++
+		profile := ""
+		if dir := os.Getenv("MQTTAUTH_IDLE_PROFILE"); dir != "" {
+			profile = filepath.Join(dir, "tls-floor")
+		}
+		p = measureIdle(b, f.ln.Addr().String(), f.connected, spec, profile)
+	}
+	b.ReportMetric(p.Total(), "B/conn")
+	b.ReportMetric(p.Heap, "heap-B/conn")
+	b.ReportMetric(p.Stack, "stack-B/conn")
+	b.ReportMetric(p.Objects, "objects/conn")
+	b.ReportMetric(p.Goroutines, "goroutines/conn")
 }

@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
+
+	"github.com/mqttauth/mqttauth/mqttconn"
 )
 
 // readerPool holds the read buffers of the legs (readBufferSize bytes
@@ -28,9 +32,21 @@ type legReader struct {
 	br    *bufio.Reader // from readerPool while it holds unread bytes, else nil
 	small [waitReadSize]byte
 	r, w  int // small[r:w] is read from nc and not yet given to br
+	// tls: nc is a client's *tls.Conn, whose records already received
+	// buffered reads without waiting (mqttconn.ReadReady); noWait makes
+	// Read do that.
+	tls, noWait bool
 }
 
+// newLegReader returns the reader of the broker leg nc.
 func newLegReader(nc net.Conn) *legReader { return &legReader{nc: nc} }
+
+// newClientReader returns the reader of the client leg nc, accepted by
+// the connection layer.
+func newClientReader(nc net.Conn) *legReader {
+	_, isTLS := nc.(*tls.Conn)
+	return &legReader{nc: nc, tls: isTLS}
+}
 
 // readPacket reads one packet of at most max bytes (see readPacket).
 func (l *legReader) readPacket(max int) (packet, error) {
@@ -83,15 +99,26 @@ func (l *legReader) next(max int) (packet, error) {
 }
 
 // Read is the source of the pooled buffer: the bytes wait read, then the
-// connection.
+// connection (in buffered, only what it gives without waiting).
 func (l *legReader) Read(b []byte) (int, error) {
 	if l.r < l.w {
 		n := copy(b, l.small[l.r:l.w])
 		l.r += n
 		return n, nil
 	}
+	if l.noWait {
+		n, err := mqttconn.ReadReady(l.nc, b)
+		if n == 0 && err == nil {
+			err = errNotReady
+		}
+		return n, err
+	}
 	return l.nc.Read(b)
 }
+
+// errNotReady ends a read of buffered: nothing more is there without
+// waiting.
+var errNotReady = errors.New("gateway: nothing ready")
 
 // release gives the buffer back to the pool.
 func (l *legReader) release() {
@@ -103,8 +130,43 @@ func (l *legReader) release() {
 }
 
 // buffered reports whether a whole packet has been read and not yet
-// consumed (see packetBuffered). Bytes wait read are always in the
-// buffer by then: it reads all of them in its first fill.
+// consumed (see packetBuffered), reading first, on a TLS leg, the records
+// crypto/tls has already received: a client that writes each packet as a
+// record of its own (MQTT.js does) sends several in one segment, and the
+// relay then writes them to the other leg in one batch rather than one
+// write each. Bytes wait read are always in the buffer by then: it reads
+// all of them in its first fill.
 func (l *legReader) buffered() bool {
-	return l.br != nil && packetBuffered(l.br)
+	for {
+		if l.br != nil && packetBuffered(l.br) {
+			return true
+		}
+		if !l.tls || !l.readReady() {
+			return false
+		}
+	}
+}
+
+// readReady reads into the buffer a record crypto/tls has already
+// received, and reports whether there was one. It never waits. An error
+// is left for the next blocking read: crypto/tls returns it again.
+func (l *legReader) readReady() bool {
+	if l.br == nil {
+		l.br = readerPool.Get().(*bufio.Reader)
+		l.br.Reset(l)
+	}
+	n := l.br.Buffered()
+	if n == l.br.Size() {
+		return false // a packet larger than the buffer: readPacket reads on
+	}
+	l.noWait = true
+	_, err := l.br.Peek(n + 1)
+	l.noWait = false
+	if err != nil {
+		if n == 0 {
+			l.release()
+		}
+		return false
+	}
+	return true
 }

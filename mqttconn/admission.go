@@ -112,6 +112,18 @@ type pendingConn struct {
 	slot   *slot
 	client atomic.Bool // its CONNECT was read: a Client exists
 	judged atomic.Bool
+	// noWait makes Read fail at once with errNotReady: set by ReadReady
+	// around a read of the *tls.Conn above, on the reading goroutine.
+	noWait atomic.Bool
+}
+
+// Read reads the connection, or, inside ReadReady, reports that reading
+// it would wait.
+func (p *pendingConn) Read(b []byte) (int, error) {
+	if p.noWait.Load() {
+		return 0, errNotReady
+	}
+	return p.Conn.Read(b)
 }
 
 func (p *pendingConn) release() { p.slot.release() }

@@ -269,8 +269,10 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(net.C
 		backoff = 0
 		slot, why := s.adm.admit(nc.RemoteAddr())
 		if slot == nil {
-			_ = nc.Close()
+			// Counted before the close: whoever sees the close sees the
+			// count.
 			s.refusedAtAccept(nc.RemoteAddr(), why)
+			_ = nc.Close()
 			continue
 		}
 		pc := &pendingConn{Conn: nc, slot: slot}

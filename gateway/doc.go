@@ -63,13 +63,15 @@
 // (one per direction); Close waits for all of them. Each goroutine relays
 // what it read to the other leg before it would block reading again
 // (several packets that are already buffered go out in one writev, at most
-// 64 packets or 64 KiB), so a leg is read only as fast as the other
+// 64 packets or 64 KiB; on a TLS client leg, the records crypto/tls has
+// already received count as buffered: mqttconn.ReadReady), so a leg is read only as fast as the other
 // accepts writes: there is no unbounded buffer. An idle connection holds
 // no read buffer (each leg takes a 1 KiB buffer from a pool while it has
 // unread bytes) and its goroutines wait under few frames, so that GC
-// shrinks their stacks to 4 KiB: about 10 KiB per idle plain-TCP client,
-// about 26 KiB per idle mTLS client, of which crypto/tls keeps about 12
-// (BENCHMARKS.md, "Gateway memory per idle client"). Keep alive is the
+// shrinks their stacks to 4 KiB: about 10–13 KiB per idle plain-TCP
+// client, about 26–29 KiB per idle mTLS client, where a bare crypto/tls
+// server with one goroutine per connection holds about 22 (BENCHMARKS.md,
+// "Gateway memory per idle client"). Keep alive is the
 // broker's: the client's PINGREQ goes upstream, and when the broker drops
 // a silent client the client leg closes with the broker leg. Limits are the
 // connection layer's (Config.Limits, an mqttconn.Limits, the same names

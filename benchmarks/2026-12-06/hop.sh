@@ -22,7 +22,8 @@
 # commit before this round, e.g. main at ba03db3), every round also runs
 # BenchmarkConnectMTLS/broker=gateway+mosquitto of that tree and of this
 # one back to back (go-before.txt, go-after.txt): what x509auth's chains
-# remembered by content change on full handshakes.
+# remembered by content change on full handshakes; and MQTT.js publishes
+# through that tree's example gateway too (side=before in mqttjs.txt).
 #
 #   git worktree add /tmp/before ba03db3
 #   BEFORE=/tmp/before OUT=/tmp/bench-hop ROUNDS=8 benchmarks/2026-12-06/hop.sh
@@ -39,7 +40,10 @@ BENCHTIME=${BENCHTIME:-2s}  # per Go sub-benchmark
 mkdir -p "$OUT"
 chmod 755 "$OUT" # mosquitto reads its files after dropping root
 go test -c -o "$OUT/gateway.test" ./gateway
-if [ -n "${BEFORE:-}" ]; then (cd "$BEFORE" && go test -c -o "$OUT/before-gateway.test" ./gateway); fi
+if [ -n "${BEFORE:-}" ]; then
+	(cd "$BEFORE" && go test -c -o "$OUT/before-gateway.test" ./gateway)
+	(cd "$BEFORE/examples" && go build -o "$OUT/before-gateway" ./gateway)
+fi
 (cd examples && go build -o "$OUT/gateway" ./gateway)
 (cd benchmarks/mqttjs && npm ci --silent)
 
@@ -48,7 +52,7 @@ dev="$OUT/dev"
 chmod 755 "$dev"
 chmod 644 "$dev"/*.crt "$dev"/*.key
 
-plain_port=28883 mtls_port=28893 gw_port=28895
+plain_port=28883 mtls_port=28893 gw_port=28895 before_port=28897
 cat > "$OUT/mosquitto.conf" <<CONF
 per_listener_settings false
 allow_anonymous true
@@ -68,9 +72,10 @@ use_identity_as_username true
 CONF
 mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 &
 mosq_pid=$!
-gw_pid=
+gw_pid= before_pid=
 cleanup() {
 	[ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null || true
+	[ -n "$before_pid" ] && kill "$before_pid" 2>/dev/null || true
 	kill "$mosq_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -80,6 +85,11 @@ waitport $mtls_port
 "$OUT/gateway" -dev-dir "$dev" -addr "127.0.0.1:$gw_port" -upstream "127.0.0.1:$plain_port" -admin-addr off > "$OUT/gateway.log" 2>&1 &
 gw_pid=$!
 waitport $gw_port
+if [ -n "${BEFORE:-}" ]; then
+	"$OUT/before-gateway" -dev-dir "$dev" -addr "127.0.0.1:$before_port" -upstream "127.0.0.1:$plain_port" -admin-addr off > "$OUT/before-gateway.log" 2>&1 &
+	before_pid=$!
+	waitport $before_port
+fi
 
 js() { # port mode
 	local n=$N
@@ -111,9 +121,15 @@ for r in $(seq "$ROUNDS"); do
 	sides="gateway mosquitto"
 	[ $((r % 2)) = 0 ] && sides="mosquitto gateway"
 	for mode in connect resume publish; do
-		for side in $sides; do
+		s=$sides
+		if [ -n "${BEFORE:-}" ] && [ $mode = publish ]; then
+			s="before $sides"
+			[ $((r % 2)) = 0 ] && s="$sides before"
+		fi
+		for side in $s; do
 			port=$gw_port
 			[ "$side" = mosquitto ] && port=$mtls_port
+			[ "$side" = before ] && port=$before_port
 			echo "round=$r side=$side $(js $port $mode)" >> "$OUT/mqttjs.txt"
 		done
 	done
@@ -154,8 +170,15 @@ benchstat() { go run golang.org/x/perf/cmd/benchstat@latest "$@"; }
 	echo
 	echo "# gateway / mosquitto, connects/s, per round (MQTT.js)"
 	awk '{ split($1, r, "="); split($2, s, "="); rate = $6; sub("/s", "", rate)
-		key = r[2] " " $3; if (s[2] == "gateway") g[key] = rate; else m[key] = rate }
+		key = r[2] " " $3; if (s[2] == "gateway") g[key] = rate; else if (s[2] == "mosquitto") m[key] = rate }
 		END { for (k in g) if (m[k] > 0) printf "%s %.3f\n", k, g[k] / m[k] }' "$OUT/mqttjs.txt" | sort -k2,2 -k1n
+	if [ -n "${BEFORE:-}" ]; then
+		echo
+		echo "# MQTT.js publish: this tree's gateway / BEFORE's, per round"
+		awk '$3 == "publish" { split($1, r, "="); split($2, s, "="); rate = $6; sub("/s", "", rate)
+			v[r[2] " " s[2]] = rate; rounds[r[2]] = 1 }
+			END { for (k in rounds) if (v[k " before"] > 0) printf "%s %.3f\n", k, v[k " gateway"] / v[k " before"] }' "$OUT/mqttjs.txt" | sort -n
+	fi
 } > "$OUT/summary.txt" 2>&1
 cat "$OUT/summary.txt"
 echo DONE

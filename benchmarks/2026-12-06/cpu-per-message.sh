@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Issue 23, item 5 (QoS 1 publish with MQTT.js): where the CPU of one
+# message goes. MQTT.js publishes N QoS 1 messages (16 in flight) through
+# the example gateway in front of mosquitto, then straight to mosquitto
+# doing mTLS itself; each line gives the rate and the CPU time (utime +
+# stime from /proc/PID/stat, in clock ticks of 10 ms) the gateway and
+# mosquitto spent on the run. Then one run with `strace -c -f` on the
+# gateway counts its system calls (strace slows the run: the counts, not
+# the rate, are the result).
+#
+# It uses the binaries, PKI and mosquitto.conf of a hop.sh run:
+#
+#   OUT=/tmp/bench-hop ROUNDS=8 benchmarks/2026-12-06/hop.sh
+#   OUT=/tmp/bench-hop ROUNDS=3 N=40000 benchmarks/2026-12-06/cpu-per-message.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/bench-hop}
+ROUNDS=${ROUNDS:-3}
+N=${N:-40000}
+dev="$OUT/dev"
+plain_port=28883 mtls_port=28893 gw_port=28895
+mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto-cpu.log" 2>&1 &
+mosq_pid=$!
+gw_pid=
+cleanup() {
+	[ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null || true
+	kill "$mosq_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; return 1; }
+waitport $plain_port
+waitport $mtls_port
+js() { # port n
+	node benchmarks/mqttjs/bench.mjs publish "mqtts://localhost:$1" "$dev/contoso_root_ca.crt" \
+		"$dev/thermostat.crt" "$dev/thermostat.key" "$2" telemetry/temperature
+}
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+gateway() {
+	"$OUT/gateway" -dev-dir "$dev" -addr "127.0.0.1:$gw_port" -upstream "127.0.0.1:$plain_port" -admin-addr off > "$OUT/gateway-cpu.log" 2>&1 &
+	gw_pid=$!
+	waitport $gw_port
+	js $gw_port 2000 > /dev/null # warm-up
+}
+stop_gateway() { kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=; }
+
+{ uptime; node --version; (mosquitto -h 2>&1 || true) | head -1; echo "CLK_TCK $(getconf CLK_TCK)"; }
+for r in $(seq "$ROUNDS"); do
+	gateway
+	g0=$(ticks "$gw_pid") m0=$(ticks "$mosq_pid")
+	out=$(js $gw_port "$N")
+	echo "round=$r side=gateway $out gateway_ticks=$(($(ticks "$gw_pid") - g0)) mosquitto_ticks=$(($(ticks "$mosq_pid") - m0))"
+	stop_gateway
+	m0=$(ticks "$mosq_pid")
+	out=$(js $mtls_port "$N")
+	echo "round=$r side=mosquitto $out mosquitto_ticks=$(($(ticks "$mosq_pid") - m0))"
+done
+gateway
+strace -c -f -p "$gw_pid" -o "$OUT/strace-gateway.txt" &
+strace_pid=$!
+sleep 0.5
+echo "under strace: $(js $gw_port "$N")"
+kill -INT "$strace_pid"
+wait "$strace_pid" || true
+stop_gateway
+echo "# strace -c -f of the gateway, $N messages"
+grep -E 'calls|read|write|epoll|futex|nanosleep|total' "$OUT/strace-gateway.txt"
+uptime

@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Issue 23, item 5 (QoS 1 publish with MQTT.js): where the CPU of one
-# message goes. MQTT.js publishes N QoS 1 messages (16 in flight) through
-# the example gateway in front of mosquitto, then straight to mosquitto
-# doing mTLS itself; each line gives the rate and the CPU time (utime +
-# stime from /proc/PID/stat, in clock ticks of 10 ms) the gateway and
-# mosquitto spent on the run. Then one run with `strace -c -f` on the
-# gateway counts its system calls (strace slows the run: the counts, not
-# the rate, are the result).
+# Issue 23, item 5 (MQTT.js): where the CPU of one message, or of one
+# connect, goes. MQTT.js (MODE publish: N QoS 1 messages, 16 in flight;
+# MODE connect: N full mTLS handshakes and CONNECTs, one after the other)
+# runs through the example gateway in front of mosquitto, then straight
+# to mosquitto doing mTLS itself; each line gives the rate, the CPU time
+# (utime + stime from /proc/PID/stat, in clock ticks of 10 ms) the gateway
+# and mosquitto spent on the run, and Node's own (node_cpu, user+system
+# seconds from /usr/bin/time, start-up included). Then, for publish, one
+# run with `strace -c -f` on the gateway counts its system calls (strace
+# slows the run: the counts, not the rate, are the result).
 #
 # It uses the binaries, PKI and mosquitto.conf of a hop.sh run:
 #
 #   OUT=/tmp/bench-hop ROUNDS=8 benchmarks/2026-12-06/hop.sh
 #   OUT=/tmp/bench-hop ROUNDS=3 N=40000 benchmarks/2026-12-06/cpu-per-message.sh
+#   OUT=/tmp/bench-hop ROUNDS=3 N=300 MODE=connect benchmarks/2026-12-06/cpu-per-message.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/bench-hop}
 ROUNDS=${ROUNDS:-3}
 N=${N:-40000}
+MODE=${MODE:-publish}
 dev="$OUT/dev"
 plain_port=28883 mtls_port=28893 gw_port=28895
 mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto-cpu.log" 2>&1 &
@@ -30,16 +34,16 @@ trap cleanup EXIT
 waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; return 1; }
 waitport $plain_port
 waitport $mtls_port
-js() { # port n
-	node benchmarks/mqttjs/bench.mjs publish "mqtts://localhost:$1" "$dev/contoso_root_ca.crt" \
-		"$dev/thermostat.crt" "$dev/thermostat.key" "$2" telemetry/temperature
+js() { # port n [mode]
+	/usr/bin/time -f "node_cpu=%U+%S" node benchmarks/mqttjs/bench.mjs "${3:-$MODE}" "mqtts://localhost:$1" \
+		"$dev/contoso_root_ca.crt" "$dev/thermostat.crt" "$dev/thermostat.key" "$2" telemetry/temperature 2>&1 | tr '\n' ' '
 }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 gateway() {
 	"$OUT/gateway" -dev-dir "$dev" -addr "127.0.0.1:$gw_port" -upstream "127.0.0.1:$plain_port" -admin-addr off > "$OUT/gateway-cpu.log" 2>&1 &
 	gw_pid=$!
 	waitport $gw_port
-	js $gw_port 2000 > /dev/null # warm-up
+	js $gw_port 2000 publish > /dev/null # warm-up
 }
 stop_gateway() { kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=; }
 
@@ -54,6 +58,7 @@ for r in $(seq "$ROUNDS"); do
 	out=$(js $mtls_port "$N")
 	echo "round=$r side=mosquitto $out mosquitto_ticks=$(($(ticks "$mosq_pid") - m0))"
 done
+[ "$MODE" = publish ] || { uptime; exit 0; }
 gateway
 strace -c -f -p "$gw_pid" -o "$OUT/strace-gateway.txt" &
 strace_pid=$!

@@ -133,7 +133,7 @@ type Server struct {
 	closing  bool   // Shutdown, Drain or Close began: refuse new clients
 	drainRef string // Server Reference of a Drain
 	drain    bool
-	lns      map[net.Listener]struct{}
+	lns      map[net.Listener]bool // served; true once ShutdownListener or CloseListener closed it
 	clients  map[*Client]struct{}
 	idle     chan struct{} // closed when clients becomes empty while closing
 	// pending are the connections Serve accepted whose CONNECT has not
@@ -158,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 		m:       cfg.Manager,
 		lim:     cfg.Limits.withDefaults(),
 		log:     cmp.Or(cfg.Logger, slog.Default()),
-		lns:     make(map[net.Listener]struct{}),
+		lns:     make(map[net.Listener]bool),
 		clients: make(map[*Client]struct{}),
 		pending: make(map[*pendingConn]struct{}),
 	}
@@ -233,8 +233,10 @@ func (s *Server) Stats() Stats {
 // handshaken) and its CONNECT. The connection's pending slot is given back
 // when the adapter's [Client.Connect] has judged it, or when handle
 // returns; a connection that ended before it was judged is counted in
-// [Stats] by handle's error. Serve returns ErrClosed after Shutdown.
-// Accept errors other than a closed listener are retried with backoff, as
+// [Stats] by handle's error. Serve returns ErrClosed after Shutdown,
+// Drain or Close, and after ShutdownListener or CloseListener of ln (also
+// when they came first); when ln is closed otherwise, an error wrapping
+// net.ErrClosed. Other accept errors are retried with backoff, as
 // net/http does.
 func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(net.Conn) error) error {
 	s.mu.Lock()
@@ -243,7 +245,13 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(net.C
 		_ = ln.Close()
 		return ErrClosed
 	}
-	s.lns[ln] = struct{}{}
+	if s.lns[ln] { // closed by ShutdownListener or CloseListener before it was served
+		delete(s.lns, ln)
+		s.mu.Unlock()
+		_ = ln.Close()
+		return ErrClosed
+	}
+	s.lns[ln] = false
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -254,7 +262,7 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(net.C
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.isClosing() {
+			if s.isClosing() || s.listenerClosed(ln) {
 				return ErrClosed
 			}
 			if errors.Is(err, net.ErrClosed) {
@@ -277,7 +285,9 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config, handle func(net.C
 		}
 		pc := &pendingConn{Conn: nc, slot: slot}
 		s.mu.Lock()
-		if s.closing {
+		// Accepted before the listener (or the server) closed, after
+		// its connections were closed: not served.
+		if s.closing || s.lns[ln] {
 			s.mu.Unlock()
 			slot.release()
 			_ = nc.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -136,7 +137,7 @@ func TestShutdownListener(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	require.NoError(t, srv.ShutdownListener(ctx, lnA, "A"))
-	require.Error(t, <-servedA, "listener A's Serve returned")
+	require.ErrorIs(t, <-servedA, mqttconn.ErrClosed, "listener A's Serve returned")
 	require.Equal(t, []byte{0xe0, 2, byte(auth.ServerShuttingDown), 0}, trA.written(), "want DISCONNECT 0x8B")
 	select {
 	case <-trB.closed:
@@ -156,4 +157,77 @@ func TestShutdownListener(t *testing.T) {
 	b.Close()
 	require.NoError(t, srv.Shutdown(ctx))
 	require.ErrorIs(t, <-servedB, mqttconn.ErrClosed)
+}
+
+// TestCloseListener: one listener closed at once closes every connection
+// it accepted whose handler runs, CONNECT read or not, and its Serve
+// returns ErrClosed; the other listener's connection stays and it still
+// accepts.
+func TestCloseListener(t *testing.T) {
+	discard := slog.New(slog.DiscardHandler)
+	m, err := auth.NewManager(auth.Config{
+		Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result {
+			return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: "u"}))
+		}),
+		Authorizer: auth.AllowAuthenticated,
+		Logger:     discard,
+	})
+	require.NoError(t, err)
+	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
+	require.NoError(t, err)
+	defer func() { _ = srv.Close() }()
+	lnA, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	lnB, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	// handle holds each connection until it is closed, as a broker's
+	// connection loop does; the second connection on A reads its
+	// "CONNECT" (NewClient) first.
+	handled := make(chan string, 8)
+	handle := func(nc net.Conn) error {
+		b := make([]byte, 1)
+		if _, err := nc.Read(b); err == nil && b[0] == 'C' {
+			c := srv.NewClient(nc, &transport{closed: make(chan struct{})}, "A")
+			defer c.Close()
+		}
+		_, err := io.Copy(io.Discard, nc)
+		handled <- nc.LocalAddr().String()
+		return err
+	}
+	servedA := make(chan error, 1)
+	servedB := make(chan error, 1)
+	go func() { servedA <- srv.Serve(lnA, nil, handle) }()
+	go func() { servedB <- srv.Serve(lnB, nil, handle) }()
+
+	dial := func(ln net.Listener, first string) net.Conn {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = nc.Close() })
+		_, err = nc.Write([]byte(first))
+		require.NoError(t, err)
+		return nc
+	}
+	silent := dial(lnA, "x")
+	client := dial(lnA, "C")
+	other := dial(lnB, "x")
+	require.Eventually(t, func() bool { return srv.Stats().Pending == 3 }, 5*time.Second, 10*time.Millisecond)
+
+	srv.CloseListener(lnA)
+	require.ErrorIs(t, <-servedA, mqttconn.ErrClosed)
+	for _, nc := range []net.Conn{silent, client} {
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := nc.Read(make([]byte, 1))
+		require.ErrorIs(t, err, io.EOF, "listener A's connection was closed")
+	}
+	for range 2 {
+		require.Equal(t, lnA.Addr().String(), <-handled)
+	}
+	_ = other.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_, err = other.Read(make([]byte, 1))
+	var ne net.Error
+	require.True(t, errors.As(err, &ne) && ne.Timeout(), "listener B's connection stays open: %v", err)
+	dial(lnB, "x")
+	require.Eventually(t, func() bool { return srv.Stats().Pending == 2 }, 5*time.Second, 10*time.Millisecond, "listener B still accepts")
+	_ = lnB.Close()
+	require.Error(t, <-servedB)
 }

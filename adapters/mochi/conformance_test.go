@@ -40,7 +40,7 @@ func TestConformance(t *testing.T) {
 			// count orders them.
 			require.Eventually(tb, func() bool { return h.Stats().Pending == 0 }, 5*time.Second, 10*time.Millisecond,
 				"connections still pending before Close")
-			_ = end(srv.Close)
+			_ = end(func() error { return closeServer(tb, srv) })
 		}
 		tb.Cleanup(func() {
 			stop()

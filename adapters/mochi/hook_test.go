@@ -287,7 +287,7 @@ func startTutorial(t *testing.T) *tutorial {
 	require.NoError(t, srv.AddListener(ln))
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
+		require.NoError(t, closeServer(t, srv))
 		require.Eventually(t, func() bool { return h.Len() == 0 && m.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
 	})
 	return &tutorial{pki: pki, store: store, m: m, h: h, addr: ln.Address()}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
+	mpackets "github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttauth/mqttauth/adapters/mochi"
@@ -40,7 +41,7 @@ func guarded(t *testing.T, cfg mochi.Config) (h *mochi.Hook, tcpAddr, tlsAddr st
 	require.NoError(t, srv.AddListener(tcp))
 	require.NoError(t, srv.AddListener(tl))
 	require.NoError(t, srv.Serve())
-	b := &broker{Server: srv}
+	b := &broker{Server: srv, tb: t}
 	t.Cleanup(func() {
 		b.Stop()
 		require.Eventually(t, func() bool { return h.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
@@ -225,11 +226,81 @@ func TestTLSListener(t *testing.T) {
 	ln := mochi.TLSListener("mtls", "127.0.0.1:0", a, authtest.ServerTLSConfig(t, pki.Server))
 	require.NoError(t, srv.AddListener(ln))
 	require.NoError(t, srv.Serve())
-	b := &broker{Server: srv}
+	b := &broker{Server: srv, tb: t}
 	t.Cleanup(b.Stop)
 	conn, err := connectIdle(ln.Address(), authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat), "thermostat")
 	require.NoError(t, err)
 	require.Equal(t, 1, h.Len())
 	require.NoError(t, conn.Close())
 	require.Eventually(t, func() bool { return h.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// holdEstablish is a mochi hook that holds the client id in
+// OnSessionEstablish, which mochi calls after the hook has judged the
+// client and before it lists it among its clients, until release closes.
+type holdEstablish struct {
+	mqtt.HookBase
+	id               string
+	entered, release chan struct{}
+}
+
+func (h *holdEstablish) ID() string { return "hold-establish" }
+
+func (h *holdEstablish) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
+
+func (h *holdEstablish) OnSessionEstablish(cl *mqtt.Client, _ mpackets.Packet) {
+	if cl.ID == h.id {
+		close(h.entered)
+		<-h.release
+	}
+}
+
+// TestCloseWithConnectionsInFlight: mochi's Close returns at once while
+// the hook's listener has a connection that never sent CONNECT, one in
+// the middle of a two-round authentication, and one the hook has judged
+// and mochi has not listed yet (mochi's own close of the listener's
+// clients misses those three); each is closed. Before, Close waited for
+// each until its peer left (mochi waits for every connection it has
+// begun to establish): for the silent one, its CONNECT deadline, here
+// ten minutes.
+func TestCloseWithConnectionsInFlight(t *testing.T) {
+	m := newManager(t, (&conformance.Fixture{}).Config())
+	srv := mqtt.New(&mqtt.Options{Logger: quiet})
+	hold := &holdEstablish{id: "held", entered: make(chan struct{}), release: make(chan struct{})}
+	require.NoError(t, srv.AddHook(hold, nil))
+	h, err := mochi.Attach(srv, mochi.Config{Manager: m, Logger: quiet, Limits: mqttconn.Limits{ConnectTimeout: 10 * time.Minute}})
+	require.NoError(t, err)
+	ln := h.Listener("tcp", "127.0.0.1:0", nil)
+	require.NoError(t, srv.AddListener(ln))
+	require.NoError(t, srv.Serve())
+	addr := ln.Address()
+
+	silent := dial(t, addr)
+	challenged := rawConnect(t, addr, conformance.MethodChallenge, "hello")
+	require.Equal(t, byte(0x0F), readPacket(t, challenged).Type, "the first round's AUTH")
+	held := v311ConnectPassword(t, addr, "held", conformance.UserAlice, conformance.PasswordGood)
+	select {
+	case <-hold.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the valid client did not reach OnSessionEstablish")
+	}
+	require.Eventually(t, func() bool { return h.Stats().Pending == 2 }, 5*time.Second, 10*time.Millisecond,
+		"the silent and the challenged connections pending: %+v", h.Stats())
+
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close() }()
+	// mochi's sweep of its listed clients has passed when the held client
+	// goes on to be listed.
+	time.Sleep(200 * time.Millisecond)
+	close(hold.release)
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("mochi's Close waited for the connections in flight")
+	}
+	for name, c := range map[string]net.Conn{"silent": silent, "challenged": challenged, "held": held} {
+		require.True(t, closedWithin(c, 2*time.Second), "the %s connection is still open", name)
+	}
+	require.Eventually(t, func() bool { return h.Len() == 0 && m.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
 }

@@ -96,15 +96,28 @@ func (l *Listener) Serve(establish listeners.EstablishFn) {
 	})
 }
 
-// Close stops accepting connections and closes the listener's clients.
+// Close stops accepting connections and closes the listener's clients:
+// mochi's own close of its clients (DISCONNECT 0x8B for MQTT 5), then,
+// through the connection layer (mqttconn.Server.CloseListener), every
+// connection the listener accepted that mochi does not list yet (still
+// authenticating, or judged and not yet added): mochi's Close waits for
+// each connection it has begun to establish, and such a one would
+// otherwise be served after mochi's sweep and hold Close until its peer
+// left.
 func (l *Listener) Close(closeClients listeners.CloseFn) {
-	if l.end.CompareAndSwap(false, true) {
+	closing := l.end.CompareAndSwap(false, true)
+	if closing {
 		closeClients(l.id)
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ln != nil {
-		_ = l.ln.Close()
+	ln := l.ln
+	l.mu.Unlock()
+	switch {
+	case ln == nil:
+	case closing:
+		l.h.conn.CloseListener(ln)
+	default:
+		_ = ln.Close()
 	}
 }
 

@@ -1,10 +1,12 @@
 package mochi_test
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -47,7 +49,7 @@ func startBroker(tb testing.TB, cfg mochi.Config, extra ...mqtt.Hook) (*broker, 
 	ln := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: "127.0.0.1:0"})
 	require.NoError(tb, srv.AddListener(ln))
 	require.NoError(tb, srv.Serve())
-	b := &broker{Server: srv}
+	b := &broker{Server: srv, tb: tb}
 	tb.Cleanup(func() {
 		b.Stop()
 		require.Eventually(tb, func() bool { return h.Len() == 0 }, 5*time.Second, 10*time.Millisecond, "hook still holds clients")
@@ -60,11 +62,37 @@ func startBroker(tb testing.TB, cfg mochi.Config, extra ...mqtt.Hook) (*broker, 
 // broker is a mochi server that can be stopped more than once.
 type broker struct {
 	*mqtt.Server
+	tb   testing.TB
 	once sync.Once
 }
 
-// Stop closes the server once.
-func (b *broker) Stop() { b.once.Do(func() { _ = b.Server.Close() }) }
+// Stop closes the server once (closeServer).
+func (b *broker) Stop() { b.once.Do(func() { _ = closeServer(b.tb, b.Server) }) }
+
+// closeTimeout bounds closeServer.
+const closeTimeout = 30 * time.Second
+
+// closeServer closes srv and fails tb, with every goroutine's stack, when
+// mochi's Close has not returned within closeTimeout: Close waits for
+// every connection mochi has begun to establish (Listeners.ClientsWg),
+// and one it neither closed nor listed as a client (still
+// authenticating when Close swept, say) holds it until its peer leaves.
+// A test whose peer is closed by a later cleanup would wait for ever;
+// this makes it a failure that names the test and shows who waits.
+func closeServer(tb testing.TB, srv *mqtt.Server) error {
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() { done <- srv.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeTimeout):
+		buf := make([]byte, 4<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		tb.Errorf("mochi's Close did not return within %v; the goroutines:\n%s", closeTimeout, buf)
+		return errors.New("mochi: Close did not return")
+	}
+}
 
 func newManager(tb testing.TB, cfg auth.Config) *auth.Manager {
 	tb.Helper()

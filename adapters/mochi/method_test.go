@@ -51,7 +51,7 @@ func TestNamedMethodRuns(t *testing.T) {
 			require.NoError(t, srv.AddListener(ln))
 			require.NoError(t, srv.Serve())
 			t.Cleanup(func() {
-				require.NoError(t, srv.Close())
+				require.NoError(t, closeServer(t, srv))
 				require.Eventually(t, func() bool { return h.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
 			})
 			tlsCfg := authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat)

@@ -67,7 +67,7 @@ func startPlainServer(tb testing.TB) (*broker, string) {
 	ln := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: "127.0.0.1:0"})
 	require.NoError(tb, srv.AddListener(ln))
 	require.NoError(tb, srv.Serve())
-	b := &broker{Server: srv}
+	b := &broker{Server: srv, tb: tb}
 	tb.Cleanup(b.Stop)
 	return b, ln.Address()
 }

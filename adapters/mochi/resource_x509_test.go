@@ -106,7 +106,7 @@ func TestMTLSConnectionsLeaveNoResidue(t *testing.T) {
 	require.NoError(t, srv.AddListener(ln))
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
+		require.NoError(t, closeServer(t, srv))
 		require.Eventually(t, func() bool { return h.Len() == 0 && m.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
 	})
 	addr := ln.Address()

@@ -60,7 +60,7 @@ func TestOCSP(t *testing.T) {
 	require.NoError(t, srv.AddListener(ln))
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
+		require.NoError(t, closeServer(t, srv))
 		require.Eventually(t, func() bool { return h.Len() == 0 && m.Len() == 0 }, 5*time.Second, 10*time.Millisecond)
 		stop()
 		rc.Close()

@@ -179,7 +179,7 @@ func TestRefusalLogged(t *testing.T) {
 	require.NoError(t, srv.AddListener(plain))
 	require.NoError(t, srv.AddListener(guarded))
 	require.NoError(t, srv.Serve())
-	b := &broker{Server: srv}
+	b := &broker{Server: srv, tb: t}
 	t.Cleanup(b.Stop)
 
 	for _, addr := range []string{plain.Address(), guarded.Address()} {

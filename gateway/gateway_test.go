@@ -306,6 +306,20 @@ func rawDial(t *testing.T, addr, id, user string) *rawClient {
 	return r
 }
 
+// rawConnected sends an MQTT 5 CONNECT as id (no credentials: the
+// certificate of an mTLS conn authenticates) on conn and requires a
+// CONNACK.
+func rawConnected(t *testing.T, conn net.Conn, id string) *rawClient {
+	t.Helper()
+	r := &rawClient{t: t, c: conn}
+	cp := packets.NewControlPacket(packets.CONNECT)
+	cp.Content.(*packets.Connect).ClientID = id
+	_, err := cp.WriteTo(conn)
+	require.NoError(t, err)
+	require.Equal(t, packets.CONNACK, r.read().Type)
+	return r
+}
+
 func (r *rawClient) read() *packets.ControlPacket {
 	r.t.Helper()
 	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -528,12 +542,7 @@ func TestX509PublishABAC(t *testing.T) {
 	conn, err := tls.Dial("tcp", s.Addr, authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat))
 	require.NoError(t, err)
 	defer conn.Close()
-	r := &rawClient{t: t, c: conn}
-	cp := packets.NewControlPacket(packets.CONNECT)
-	cp.Content.(*packets.Connect).ClientID = "thermostat"
-	_, err = cp.WriteTo(conn)
-	require.NoError(t, err)
-	require.Equal(t, packets.CONNACK, r.read().Type)
+	r := rawConnected(t, conn, "thermostat")
 	for i, tc := range []struct {
 		topic string
 		want  byte
@@ -592,12 +601,7 @@ func TestTLSRecordsRelayedInOneWrite(t *testing.T) {
 	held := &heldConn{Conn: raw}
 	conn := tls.Client(held, authtest.ClientTLSConfig(t, pki.ContosoRoot, "localhost", pki.Thermostat))
 	defer conn.Close()
-	r := &rawClient{t: t, c: conn}
-	cp := packets.NewControlPacket(packets.CONNECT)
-	cp.Content.(*packets.Connect).ClientID = "thermostat"
-	_, err = cp.WriteTo(conn)
-	require.NoError(t, err)
-	require.Equal(t, packets.CONNACK, r.read().Type)
+	r := rawConnected(t, conn, "thermostat")
 	before := wc.n.Load()
 
 	const n = 8

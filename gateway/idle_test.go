@@ -132,6 +132,18 @@ func idleStack(tb testing.TB, ic idleClient) (*stack, idleSpec) {
 		return startStack(tb, passwordAuth(), conf, nil), spec
 	}
 	pki := authtest.NewTutorialPKI(tb, time.Now())
+	dir := thermostatCertDir(tb, pki)
+	spec := idleSpec{CertDir: dir, Persistent: ic.persistent}
+	if ic.publish {
+		spec.Publish = "telemetry/temperature" // the thermostat's right in the tutorial's policy
+	}
+	return tutorialGateway(tb, pki, conf), spec
+}
+
+// thermostatCertDir writes the idle clients' files of idleSpec.CertDir
+// for the tutorial's thermostat and returns the directory.
+func thermostatCertDir(tb testing.TB, pki *authtest.TutorialPKI) string {
+	tb.Helper()
 	dir := tb.TempDir()
 	for name, data := range map[string][]byte{
 		"ca.pem":   authtest.CertsPEM(pki.ContosoRoot.Cert),
@@ -140,11 +152,7 @@ func idleStack(tb testing.TB, ic idleClient) (*stack, idleSpec) {
 	} {
 		require.NoError(tb, os.WriteFile(filepath.Join(dir, name), data, 0o600))
 	}
-	spec := idleSpec{CertDir: dir, Persistent: ic.persistent}
-	if ic.publish {
-		spec.Publish = "telemetry/temperature" // the thermostat's right in the tutorial's policy
-	}
-	return tutorialGateway(tb, pki, conf), spec
+	return dir
 }
 
 // measureIdle opens spec.N idle clients to addr (the gateway's, or
@@ -504,14 +512,7 @@ func (f *tlsFloor) connected() int { return int(f.n.Load()) }
 // to the gateway can remove. Run it with -benchtime 1x.
 func BenchmarkIdleTLSFloor(b *testing.B) {
 	pki := authtest.NewTutorialPKI(b, time.Now())
-	dir := b.TempDir()
-	for name, data := range map[string][]byte{
-		"ca.pem":   authtest.CertsPEM(pki.ContosoRoot.Cert),
-		"cert.pem": pki.Thermostat.ChainPEM(),
-		"key.pem":  pki.Thermostat.KeyPEM(b),
-	} {
-		require.NoError(b, os.WriteFile(filepath.Join(dir, name), data, 0o600))
-	}
+	dir := thermostatCertDir(b, pki)
 	f := startTLSFloor(b, pki)
 	spec := idleSpec{N: 1000, CertDir: dir, Publish: "telemetry/temperature"}
 	var p idlePerConn

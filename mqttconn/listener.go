@@ -14,14 +14,15 @@ const listenerPoll = 10 * time.Millisecond
 
 // ShutdownListener shuts one listener of the server down, as Shutdown does
 // the whole server, while the server and its other listeners go on
-// serving: it closes ln (its Serve returns ErrClosed), closes the connections ln
-// accepted that have not sent their CONNECT, sends DISCONNECT 0x8B (Server
-// shutting down) to every connected MQTT 5 client of the listener (the
-// name given to [Server.NewClient]) and closes the connection of every
-// connected client of it, lets its authentication exchanges in flight
-// finish, and waits until its clients are gone or ctx ends; then it closes
-// what is left and returns ctx's error. It is how a program stops serving a
-// port removed from its configuration (aioconfig.Broker.Apply).
+// serving: it closes ln (its Serve returns ErrClosed), closes the
+// connections ln accepted that have not sent their CONNECT, sends
+// DISCONNECT 0x8B (Server shutting down) to every connected MQTT 5 client
+// of the listener (the name given to [Server.NewClient]) and closes the
+// connection of every connected client of it, lets its authentication
+// exchanges in flight finish, and waits until its clients are gone or ctx
+// ends; then it closes what is left and returns ctx's error. It is how a
+// program stops serving a port removed from its configuration
+// (aioconfig.Broker.Apply).
 func (s *Server) ShutdownListener(ctx context.Context, ln net.Listener, listener string) error {
 	s.mu.Lock()
 	s.markClosed(ln)

@@ -2,11 +2,9 @@ package mqttconn_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mqttauth/mqttauth/auth"
 	"github.com/mqttauth/mqttauth/auth/authtest"
 	"github.com/mqttauth/mqttauth/mqttconn"
 )
@@ -82,17 +79,7 @@ func (h *heldConn) release(t *testing.T, n int) {
 // makes crypto/tls see is never kept as the connection's error. Before
 // NewClient (the handshake may not be done) it reads nothing.
 func TestReadReady(t *testing.T) {
-	discard := slog.New(slog.DiscardHandler)
-	m, err := auth.NewManager(auth.Config{
-		Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result {
-			return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: "u"}))
-		}),
-		Authorizer: auth.AllowAuthenticated,
-		Logger:     discard,
-	})
-	require.NoError(t, err)
-	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
-	require.NoError(t, err)
+	srv := newPassServer(t)
 	defer func() { _ = srv.Close() }()
 
 	ca := authtest.NewRootCA(t, "ReadReady CA")

@@ -44,12 +44,10 @@ func (t *transport) written() []byte {
 	return bytes.Clone(t.out.Bytes())
 }
 
-// TestShutdownClientConnectedAfterSweep: a client whose success CONNACK
-// was being written when Shutdown swept the connected clients (its
-// adapter calls Connected after the sweep) is disconnected with 0x8B at
-// once, and Shutdown returns when it is gone, not at its deadline. The
-// conformance suite's shutdown cases found the window on both adapters.
-func TestShutdownClientConnectedAfterSweep(t *testing.T) {
+// newPassServer returns a Server whose Manager passes every client as
+// user "u" and allows it everything.
+func newPassServer(t *testing.T) *mqttconn.Server {
+	t.Helper()
 	discard := slog.New(slog.DiscardHandler)
 	m, err := auth.NewManager(auth.Config{
 		Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result {
@@ -61,6 +59,16 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 	require.NoError(t, err)
 	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
 	require.NoError(t, err)
+	return srv
+}
+
+// TestShutdownClientConnectedAfterSweep: a client whose success CONNACK
+// was being written when Shutdown swept the connected clients (its
+// adapter calls Connected after the sweep) is disconnected with 0x8B at
+// once, and Shutdown returns when it is gone, not at its deadline. The
+// conformance suite's shutdown cases found the window on both adapters.
+func TestShutdownClientConnectedAfterSweep(t *testing.T) {
+	srv := newPassServer(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
@@ -97,17 +105,7 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 // other goes on: its connected MQTT 5 client gets DISCONNECT 0x8B, the
 // other listener's client nothing, and the other listener still accepts.
 func TestShutdownListener(t *testing.T) {
-	discard := slog.New(slog.DiscardHandler)
-	m, err := auth.NewManager(auth.Config{
-		Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result {
-			return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: "u"}))
-		}),
-		Authorizer: auth.AllowAuthenticated,
-		Logger:     discard,
-	})
-	require.NoError(t, err)
-	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
-	require.NoError(t, err)
+	srv := newPassServer(t)
 	defer func() { _ = srv.Close() }()
 	lnA, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -164,17 +162,7 @@ func TestShutdownListener(t *testing.T) {
 // returns ErrClosed; the other listener's connection stays and it still
 // accepts.
 func TestCloseListener(t *testing.T) {
-	discard := slog.New(slog.DiscardHandler)
-	m, err := auth.NewManager(auth.Config{
-		Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) auth.Result {
-			return auth.PassResult(auth.NewPrincipal(auth.PrincipalInfo{Username: "u"}))
-		}),
-		Authorizer: auth.AllowAuthenticated,
-		Logger:     discard,
-	})
-	require.NoError(t, err)
-	srv, err := mqttconn.New(mqttconn.Config{Manager: m, Logger: discard})
-	require.NoError(t, err)
+	srv := newPassServer(t)
 	defer func() { _ = srv.Close() }()
 	lnA, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -21,31 +21,18 @@ OUT=${OUT:-/tmp/bench-hop}
 ROUNDS=${ROUNDS:-3}
 N=${N:-40000}
 MODE=${MODE:-publish}
-dev="$OUT/dev"
-plain_port=28883 mtls_port=28893 gw_port=28895
-mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto-cpu.log" 2>&1 &
-mosq_pid=$!
-gw_pid=
-cleanup() {
-	[ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null || true
-	kill "$mosq_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; return 1; }
-waitport $plain_port
-waitport $mtls_port
+TAG=cpu
+. benchmarks/2026-12-06/hop-lib.sh
+start_mosquitto
 js() { # port n [mode]
 	/usr/bin/time -f "node_cpu=%U+%S" node benchmarks/mqttjs/bench.mjs "${3:-$MODE}" "mqtts://localhost:$1" \
 		"$dev/contoso_root_ca.crt" "$dev/thermostat.crt" "$dev/thermostat.key" "$2" telemetry/temperature 2>&1 | tr '\n' ' '
 }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 gateway() {
-	"$OUT/gateway" -dev-dir "$dev" -addr "127.0.0.1:$gw_port" -upstream "127.0.0.1:$plain_port" -admin-addr off > "$OUT/gateway-cpu.log" 2>&1 &
-	gw_pid=$!
-	waitport $gw_port
+	start_gateway
 	js $gw_port 2000 publish > /dev/null # warm-up
 }
-stop_gateway() { kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=; }
 
 { uptime; node --version; (mosquitto -h 2>&1 || true) | head -1; echo "CLK_TCK $(getconf CLK_TCK)"; }
 for r in $(seq "$ROUNDS"); do

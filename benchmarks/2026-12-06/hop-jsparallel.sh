@@ -16,22 +16,10 @@ OUT=${OUT:-/tmp/bench-hop}
 ROUNDS=${ROUNDS:-8}
 P=${P:-4}
 N=${N:-100} # connects per process
-dev="$OUT/dev"
-plain_port=28883 mtls_port=28893 gw_port=28895
-mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto-par.log" 2>&1 &
-mosq_pid=$!
-gw_pid=
-cleanup() {
-	[ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null || true
-	kill "$mosq_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; return 1; }
-waitport $plain_port
-waitport $mtls_port
-"$OUT/gateway" -dev-dir "$dev" -addr "127.0.0.1:$gw_port" -upstream "127.0.0.1:$plain_port" -admin-addr off > "$OUT/gateway-par.log" 2>&1 &
-gw_pid=$!
-waitport $gw_port
+TAG=par
+. benchmarks/2026-12-06/hop-lib.sh
+start_mosquitto
+start_gateway
 
 par() { # port mode: P processes at once; prints the sum of their rates
 	local pids=() i

@@ -22,31 +22,17 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/bench-hop}
 ROUNDS=${ROUNDS:-3}
 N=${N:-1000}
-dev="$OUT/dev"
-plain_port=28883 mtls_port=28893 gw_port=28895
+TAG=rss
+. benchmarks/2026-12-06/hop-lib.sh
 certs=$(mktemp -d)
 cp "$dev/contoso_root_ca.crt" "$certs/ca.pem"
 cp "$dev/thermostat.crt" "$certs/cert.pem"
 cp "$dev/thermostat.key" "$certs/key.pem"
-mosq_pid= gw_pid=
-trap 'kill $gw_pid $mosq_pid 2>/dev/null || true; rm -rf "$certs"' EXIT
-waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; return 1; }
+trap 'stop_servers; rm -rf "$certs"' EXIT
 start() { # mosquitto, and with "gateway" the example gateway in front of it
-	mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto-rss.log" 2>&1 &
-	mosq_pid=$!
-	waitport $plain_port
-	waitport $mtls_port
-	if [ "${1:-}" = gateway ]; then
-		"$OUT/gateway" -dev-dir "$dev" -addr "127.0.0.1:$gw_port" -upstream "127.0.0.1:$plain_port" -admin-addr off > "$OUT/gateway-rss.log" 2>&1 &
-		gw_pid=$!
-		waitport $gw_port
-	fi
+	start_mosquitto
+	[ "${1:-}" != gateway ] || start_gateway
 	sleep 1
-}
-stop() {
-	kill $gw_pid $mosq_pid 2>/dev/null || true
-	wait $gw_pid $mosq_pid 2>/dev/null || true
-	gw_pid= mosq_pid=
 }
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; } # KiB
 
@@ -73,11 +59,11 @@ for r in $(seq "$ROUNDS"); do
 	g0=$(rss $gw_pid) m0=$(rss $mosq_pid)
 	measure_gw() { echo "round=$r side=gateway n=$N gateway_rss_kib=$(($(rss $gw_pid) - g0)) mosquitto_rss_kib=$(($(rss $mosq_pid) - m0))"; }
 	idle $gw_port "rss-gw-$r" measure_gw
-	stop
+	stop_servers
 	start
 	m0=$(rss $mosq_pid)
 	measure_mq() { echo "round=$r side=mosquitto n=$N mosquitto_rss_kib=$(($(rss $mosq_pid) - m0))"; }
 	idle $mtls_port "rss-mq-$r" measure_mq
-	stop
+	stop_servers
 done
 uptime

@@ -239,6 +239,18 @@ func (h *Hook) OnStarted() {
 	go func() { _ = h.srv.Close() }()
 }
 
+// listenerContext returns the context of the authentication calls of a
+// client of the listener id: the Listener's when the hook made it (its
+// Close cancels it), else the hook's.
+func (h *Hook) listenerContext(id string) context.Context {
+	if got, ok := h.srv.Listeners.Get(id); ok {
+		if l, ok := got.(*Listener); ok && l.h == h {
+			return l.ctx
+		}
+	}
+	return h.ctx
+}
+
 // OnStopped ends the sessions of clients that are still known.
 func (h *Hook) OnStopped() {
 	h.cancel()
@@ -324,7 +336,7 @@ func (h *Hook) sweep(all bool) {
 // refused, and scrubs the password and Authentication Data once judged.
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.sweep(false)
-	c := &client{h: h, cl: cl}
+	c := &client{h: h, cl: cl, ctx: h.listenerContext(cl.Net.Listener)}
 	c.lc = h.conn.NewClient(cl.Net.Conn, transport{c}, cl.Net.Listener)
 	h.clients.Store(cl, c)
 	h.n.Add(1)
@@ -344,7 +356,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	// When another permissive hook was found at start, the layer is
 	// closed and refuses the client (OnStarted).
-	res := c.lc.Connect(h.ctx, &cp)
+	res := c.lc.Connect(c.ctx, &cp)
 	if !res.OK && h.refused.Load() {
 		res.Err = errRefused
 	}
@@ -532,7 +544,7 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	if c == nil {
 		return pk, packets.ErrProtocolViolation
 	}
-	ended, err := c.lc.Auth(h.ctx, authPacket(pk))
+	ended, err := c.lc.Auth(c.ctx, authPacket(pk))
 	// mochi logs a packet whose handling failed: scrub its data first.
 	clear(pk.Properties.AuthenticationData)
 	if ended {
@@ -663,6 +675,8 @@ type client struct {
 	h  *Hook
 	cl *mqtt.Client
 	lc *mqttconn.Client
+	// ctx is the context of its authentication calls (listenerContext).
+	ctx context.Context
 
 	// offline is the principal the session last had, set while mochi keeps
 	// the session of a closed connection.

@@ -1,6 +1,7 @@
 package mochi_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -257,14 +258,26 @@ func (h *holdEstablish) OnSessionEstablish(cl *mqtt.Client, _ mpackets.Packet) {
 
 // TestCloseWithConnectionsInFlight: mochi's Close returns at once while
 // the hook's listener has a connection that never sent CONNECT, one in
-// the middle of a two-round authentication, and one the hook has judged
-// and mochi has not listed yet (mochi's own close of the listener's
-// clients misses those three); each is closed. Before, Close waited for
-// each until its peer left (mochi waits for every connection it has
+// the middle of a two-round authentication, one whose authenticator call
+// waits for its context, and one the hook has judged and mochi has not
+// listed yet (mochi's own close of the listener's clients misses those
+// four); each is closed. Before, Close waited for each until its peer
+// left or its call returned (mochi waits for every connection it has
 // begun to establish): for the silent one, its CONNECT deadline, here
-// ten minutes.
+// ten minutes; for the waiting call, for ever.
 func TestCloseWithConnectionsInFlight(t *testing.T) {
-	m := newManager(t, (&conformance.Fixture{}).Config())
+	cfg := (&conformance.Fixture{}).Config()
+	fixture := cfg.Authenticator
+	waiting := make(chan struct{})
+	cfg.Authenticator = auth.AuthenticatorFunc(func(ctx context.Context, r *auth.Request) auth.Result {
+		if r.ClientID != "waits" {
+			return fixture.Authenticate(ctx, r)
+		}
+		close(waiting)
+		<-ctx.Done()
+		return auth.UnavailableResult(ctx.Err())
+	})
+	m := newManager(t, cfg)
 	srv := mqtt.New(&mqtt.Options{Logger: quiet})
 	hold := &holdEstablish{id: "held", entered: make(chan struct{}), release: make(chan struct{})}
 	require.NoError(t, srv.AddHook(hold, nil))
@@ -278,14 +291,20 @@ func TestCloseWithConnectionsInFlight(t *testing.T) {
 	silent := dial(t, addr)
 	challenged := rawConnect(t, addr, conformance.MethodChallenge, "hello")
 	require.Equal(t, byte(0x0F), readPacket(t, challenged).Type, "the first round's AUTH")
+	waits := v311ConnectPassword(t, addr, "waits", conformance.UserAlice, conformance.PasswordGood)
+	select {
+	case <-waiting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the authenticator was not called")
+	}
 	held := v311ConnectPassword(t, addr, "held", conformance.UserAlice, conformance.PasswordGood)
 	select {
 	case <-hold.entered:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the valid client did not reach OnSessionEstablish")
 	}
-	require.Eventually(t, func() bool { return h.Stats().Pending == 2 }, 5*time.Second, 10*time.Millisecond,
-		"the silent and the challenged connections pending: %+v", h.Stats())
+	require.Eventually(t, func() bool { return h.Stats().Pending == 3 }, 5*time.Second, 10*time.Millisecond,
+		"the silent, the challenged and the waiting connections pending: %+v", h.Stats())
 
 	closed := make(chan error, 1)
 	go func() { closed <- srv.Close() }()
@@ -299,7 +318,7 @@ func TestCloseWithConnectionsInFlight(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("mochi's Close waited for the connections in flight")
 	}
-	for name, c := range map[string]net.Conn{"silent": silent, "challenged": challenged, "held": held} {
+	for name, c := range map[string]net.Conn{"silent": silent, "challenged": challenged, "waits": waits, "held": held} {
 		require.True(t, closedWithin(c, 2*time.Second), "the %s connection is still open", name)
 	}
 	require.Eventually(t, func() bool { return h.Len() == 0 && m.Len() == 0 }, 5*time.Second, 10*time.Millisecond)

@@ -1,6 +1,7 @@
 package mochi
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -29,6 +30,10 @@ type Listener struct {
 	id      string
 	address string
 	tls     *tls.Config
+	// ctx is the context of its clients' authentication calls: cancelled
+	// when mochi closes the listener, so that none holds mochi's Close.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu  sync.Mutex
 	ln  net.Listener
@@ -45,7 +50,8 @@ var _ listeners.Listener = (*Listener)(nil)
 // handshake is complete when the hook sees the client, so the session's
 // Request carries the connection state.
 func (h *Hook) Listener(id, address string, tlsConfig *tls.Config) *Listener {
-	return &Listener{h: h, id: id, address: address, tls: tlsConfig}
+	ctx, cancel := context.WithCancel(h.ctx)
+	return &Listener{h: h, id: id, address: address, tls: tlsConfig, ctx: ctx, cancel: cancel}
 }
 
 // ID returns the listener's id.
@@ -100,13 +106,15 @@ func (l *Listener) Serve(establish listeners.EstablishFn) {
 // mochi's own close of its clients (DISCONNECT 0x8B for MQTT 5), then,
 // through the connection layer (mqttconn.Server.CloseListener), every
 // connection the listener accepted that mochi does not list yet (still
-// authenticating, or judged and not yet added): mochi's Close waits for
-// each connection it has begun to establish, and such a one would
-// otherwise be served after mochi's sweep and hold Close until its peer
-// left.
+// authenticating, or judged and not yet added), and it cancels the
+// context of its clients' authentication calls in flight: mochi's Close
+// waits for each connection it has begun to establish, and such a one
+// would otherwise be served after mochi's sweep and hold Close until its
+// peer left.
 func (l *Listener) Close(closeClients listeners.CloseFn) {
 	closing := l.end.CompareAndSwap(false, true)
 	if closing {
+		l.cancel()
 		closeClients(l.id)
 	}
 	l.mu.Lock()

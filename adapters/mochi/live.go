@@ -35,6 +35,9 @@ func (h *Hook) RemoveListener(ctx context.Context, id string) error {
 	}
 	h.srv.Listeners.Delete(id)
 	l.end.Store(true) // mochi's own Close of it closes no client
+	// Its exchanges in flight have finished, or been cut at ctx's end,
+	// when ShutdownListener returns: its context can go.
+	defer l.cancel()
 	l.mu.Lock()
 	ln := l.ln
 	l.mu.Unlock()

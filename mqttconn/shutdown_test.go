@@ -101,22 +101,30 @@ func TestShutdownClientConnectedAfterSweep(t *testing.T) {
 	require.Equal(t, []byte{0xe0, 2, byte(auth.ServerShuttingDown), 0}, tr.written(), "want DISCONNECT 0x8B")
 }
 
+// serveTwo serves two listeners on 127.0.0.1 with handle; each channel
+// gets its Serve's error.
+func serveTwo(t *testing.T, srv *mqttconn.Server, handle func(net.Conn) error) (lnA, lnB net.Listener, servedA, servedB chan error) {
+	t.Helper()
+	var err error
+	lnA, err = net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	lnB, err = net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	servedA, servedB = make(chan error, 1), make(chan error, 1)
+	go func() { servedA <- srv.Serve(lnA, nil, handle) }()
+	go func() { servedB <- srv.Serve(lnB, nil, handle) }()
+	return lnA, lnB, servedA, servedB
+}
+
 // TestShutdownListener: one listener of a server is shut down while the
 // other goes on: its connected MQTT 5 client gets DISCONNECT 0x8B, the
 // other listener's client nothing, and the other listener still accepts.
 func TestShutdownListener(t *testing.T) {
 	srv := newPassServer(t)
 	defer func() { _ = srv.Close() }()
-	lnA, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	lnB, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	accepted := make(chan struct{}, 4)
 	handle := func(nc net.Conn) error { accepted <- struct{}{}; return nc.Close() }
-	servedA := make(chan error, 1)
-	servedB := make(chan error, 1)
-	go func() { servedA <- srv.Serve(lnA, nil, handle) }()
-	go func() { servedB <- srv.Serve(lnB, nil, handle) }()
+	lnA, lnB, servedA, servedB := serveTwo(t, srv, handle)
 
 	connect := func(listener string) (*mqttconn.Client, *transport) {
 		nc, peer := net.Pipe()
@@ -164,10 +172,6 @@ func TestShutdownListener(t *testing.T) {
 func TestCloseListener(t *testing.T) {
 	srv := newPassServer(t)
 	defer func() { _ = srv.Close() }()
-	lnA, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	lnB, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	// handle holds each connection until it is closed, as a broker's
 	// connection loop does; the second connection on A reads its
 	// "CONNECT" (NewClient) first.
@@ -182,10 +186,7 @@ func TestCloseListener(t *testing.T) {
 		handled <- nc.LocalAddr().String()
 		return err
 	}
-	servedA := make(chan error, 1)
-	servedB := make(chan error, 1)
-	go func() { servedA <- srv.Serve(lnA, nil, handle) }()
-	go func() { servedB <- srv.Serve(lnB, nil, handle) }()
+	lnA, lnB, servedA, servedB := serveTwo(t, srv, handle)
 
 	dial := func(ln net.Listener, first string) net.Conn {
 		nc, err := net.Dial("tcp", ln.Addr().String())
@@ -211,7 +212,7 @@ func TestCloseListener(t *testing.T) {
 		require.Equal(t, lnA.Addr().String(), <-handled)
 	}
 	_ = other.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	_, err = other.Read(make([]byte, 1))
+	_, err := other.Read(make([]byte, 1))
 	var ne net.Error
 	require.True(t, errors.As(err, &ne) && ne.Timeout(), "listener B's connection stays open: %v", err)
 	dial(lnB, "x")

@@ -433,22 +433,24 @@ func (b *Broker) retire(prev, g *generation) {
 	}
 	for name, ba := range prev.authns {
 		if g.authns[name] != ba {
-			ba.ports.set(nil)
-			for _, stop := range ba.stops {
-				stop()
-			}
-			ba.res.close()
+			retireSource(ba.ports, ba.stops, &ba.res)
 		}
 	}
 	for key, bz := range prev.authzs {
 		if g.authzs[key] != bz {
-			bz.ports.set(nil)
-			for _, stop := range bz.stops {
-				stop()
-			}
-			bz.res.close()
+			retireSource(bz.ports, bz.stops, &bz.res)
 		}
 	}
+}
+
+// retireSource ends a source no port uses any more: it serves no port,
+// its watch subscriptions stop, and its resources close.
+func retireSource(ports *portSet, stops []func(), res *resources) {
+	ports.set(nil)
+	for _, stop := range stops {
+		stop()
+	}
+	res.close()
 }
 
 // retireAll closes the sources of the generation in force (Close).

@@ -526,6 +526,23 @@ func packetBuffered(r *bufio.Reader) bool {
 	return false
 }
 
+// brokerConnect writes cp to the broker on nc and returns the CONNACK
+// that read gives: the broker leg's opening, for a client's leg and the
+// coordination connection alike.
+func brokerConnect(nc net.Conn, cp *packets.Connect, read func() (packet, error)) (connack, error) {
+	if _, err := nc.Write(encodeConnect(cp)); err != nil {
+		return connack{}, err
+	}
+	p, err := read()
+	if err != nil {
+		return connack{}, err
+	}
+	if p.typ() != packets.CONNACK {
+		return connack{}, fmt.Errorf("%w: first packet from the broker is not CONNACK", ErrMalformed)
+	}
+	return parseConnack(p.body, cp.ProtocolVersion)
+}
+
 // batch collects packets for one leg and writes them with one writev when
 // the reading side has no whole packet left to relay, or when it is full.
 // It holds the packets' own slices: no copy, no buffer of its own.

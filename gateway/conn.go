@@ -400,18 +400,8 @@ func (c *conn) dialUpstream(cp *packets.Connect, p *auth.Principal) (net.Conn, *
 		_ = nc.Close()
 		return nil, nil, connack{}, fmt.Errorf("%w: %w", ErrUpstream, err)
 	}
-	if _, err := nc.Write(encodeConnect(&up)); err != nil {
-		return fail(err)
-	}
 	ur := newLegReader(nc)
-	pk, err := ur.readPacket(int(g.lim.MaxPacketSize))
-	if err != nil {
-		return fail(err)
-	}
-	if pk.typ() != packets.CONNACK {
-		return fail(fmt.Errorf("%w: first packet from the broker is not CONNACK", ErrMalformed))
-	}
-	ca, err := parseConnack(pk.body, up.ProtocolVersion)
+	ca, err := brokerConnect(nc, &up, func() (packet, error) { return ur.readPacket(int(g.lim.MaxPacketSize)) })
 	if err != nil {
 		return fail(err)
 	}

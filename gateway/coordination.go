@@ -504,18 +504,8 @@ func (k *coordinator) dial(ctx context.Context) (net.Conn, *bufio.Reader, error)
 	if len(k.cfg.Password) > 0 {
 		cp.Password, cp.PasswordFlag = k.cfg.Password, true
 	}
-	if _, err := nc.Write(encodeConnect(cp)); err != nil {
-		return fail(err)
-	}
 	r := bufio.NewReaderSize(nc, readBufferSize)
-	p, err := readPacket(r, int(g.lim.MaxPacketSize))
-	if err != nil {
-		return fail(err)
-	}
-	if p.typ() != packets.CONNACK {
-		return fail(fmt.Errorf("%w: first packet from the broker is not CONNACK", ErrMalformed))
-	}
-	ca, err := parseConnack(p.body, mqttconn.V311)
+	ca, err := brokerConnect(nc, cp, func() (packet, error) { return readPacket(r, int(g.lim.MaxPacketSize)) })
 	if err != nil {
 		return fail(err)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -177,4 +178,34 @@ func TestCoordinationConfig(t *testing.T) {
 	k2, err := newCoordinator(g, Coordination{})
 	require.NoError(t, err)
 	require.NotEqual(t, k.clientID, k2.clientID, "every gateway's control connection has its own identifier")
+}
+
+// The notices a coordinator remembers shrink back: those older than
+// Window go at the next prune (when the map has doubled since the last),
+// and no more than maxNotices are kept at once.
+func TestNoticesPruned(t *testing.T) {
+	k := testCoordinator(t, Coordination{Window: time.Second})
+	now := time.Unix(1_000_000, 0)
+	k.now = func() time.Time { return now }
+	for i := range 5000 {
+		k.record(keyOf(fmt.Sprint("burst-", i)))
+	}
+	require.Len(t, k.notices, 5000, "within Window, all are kept")
+	now = now.Add(2 * time.Second) // all of them are past Window
+	// The last of these finds the map at the prune threshold.
+	later := k.prune - len(k.notices) + 1
+	for i := range later {
+		k.record(keyOf(fmt.Sprint("later-", i)))
+	}
+	require.Len(t, k.notices, later, "the burst was pruned")
+	for key := range k.notices {
+		require.Equal(t, now, k.notices[key].at, "only notices within Window remain")
+	}
+
+	k.notices = make(map[noticeKey]notice)
+	k.prune = maxNotices + 1 // no prune: the bound alone holds
+	for i := range maxNotices + 10 {
+		k.record(keyOf(fmt.Sprint("flood-", i)))
+	}
+	require.Len(t, k.notices, maxNotices, "at most maxNotices are kept")
 }

@@ -106,25 +106,11 @@ func TestPortsOwnChains(t *testing.T) {
 	cfg := filepath.Join(dir, "two-ports.yaml")
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, twoPorts, portOf(t, tlsAddr), portOf(t, plainAddr)), 0o644))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var out proc.Buffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-config", cfg}, &out) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return out.Count("broker listening") == 2 }, 20*time.Second, 20*time.Millisecond, out.String())
-
-	roots := x509.NewCertPool()
-	pem, err := os.ReadFile(filepath.Join(dir, devpki.ServerRootCA))
-	require.NoError(t, err)
-	require.True(t, roots.AppendCertsFromPEM(pem))
-	thermo, err := tls.LoadX509KeyPair(filepath.Join(dir, devpki.CertFile("thermostat")), filepath.Join(dir, devpki.KeyFile("thermostat")))
-	require.NoError(t, err)
+	out := runBroker(t, 2, "-config", cfg)
 
 	// The certificate client on the TLS port: its chain, its policy.
-	conn, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{thermo}})
+	thermo := thermostatTLS(t, dir)
+	conn, err := tls.Dial("tcp", tlsAddr, thermo)
 	require.NoError(t, err)
 	c, ca := connect(t, conn, &paho.Connect{ClientID: "thermostat"}, nil)
 	require.Equal(t, byte(0), ca.ReasonCode)
@@ -144,10 +130,10 @@ func TestPortsOwnChains(t *testing.T) {
 	require.Equal(t, byte(0x87), publish(t, c2, "telemetry/temperature"))
 
 	// SCRAM on the TLS port: the port requires a certificate.
-	_, err = tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	_, err = tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: thermo.RootCAs, ServerName: "localhost"})
 	if err == nil {
 		// TLS 1.3 reports the refused handshake on the first read.
-		conn3, _ := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		conn3, _ := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: thermo.RootCAs, ServerName: "localhost"})
 		_ = conn3.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, err = conn3.Read(make([]byte, 1))
 		conn3.Close()
@@ -209,6 +195,35 @@ func TestCheckConfigIsWhatRuns(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Equal(t, 1, out.Count(`msg="admin listener off"`))
 	require.Zero(t, out.Count(`msg="admin listening"`))
+}
+
+// runBroker runs the program with args until the test ends, and returns
+// its output once it serves n listeners.
+func runBroker(t *testing.T, n int, args ...string) *proc.Buffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := new(proc.Buffer)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, out) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return out.Count("broker listening") == n }, 20*time.Second, 20*time.Millisecond, out.String())
+	return out
+}
+
+// thermostatTLS is the client TLS configuration of the development
+// PKI's thermostat in dir.
+func thermostatTLS(t *testing.T, dir string) *tls.Config {
+	t.Helper()
+	roots := x509.NewCertPool()
+	pem, err := os.ReadFile(filepath.Join(dir, devpki.ServerRootCA))
+	require.NoError(t, err)
+	require.True(t, roots.AppendCertsFromPEM(pem))
+	thermo, err := tls.LoadX509KeyPair(filepath.Join(dir, devpki.CertFile("thermostat")), filepath.Join(dir, devpki.KeyFile("thermostat")))
+	require.NoError(t, err)
+	return &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{thermo}}
 }
 
 func connect(t *testing.T, conn net.Conn, cp *paho.Connect, a paho.Auther) (*paho.Client, *paho.Connack) {
@@ -283,15 +298,7 @@ func TestAdminListener(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, twoPorts, portOf(t, proc.FreeAddr(t)), portOf(t, proc.FreeAddr(t))), 0o644))
 	adminAddr := proc.FreeAddr(t)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var out proc.Buffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-config", cfg, "-admin-addr", adminAddr, "-pprof"}, &out) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return out.Count("broker listening") == 2 }, 20*time.Second, 20*time.Millisecond, out.String())
+	out := runBroker(t, 2, "-config", cfg, "-admin-addr", adminAddr, "-pprof")
 	require.Contains(t, out.String(), `msg="admin listening" address=`+adminAddr+" pprof=true")
 
 	get := func(path string) (int, string) {
@@ -348,23 +355,8 @@ func TestConfigFileFollowedLive(t *testing.T) {
 	}
 	write(strings.Replace(full, plainLine, "", 1)) // the TLS port only
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var out proc.Buffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-config", cfg, "-admin-addr", "off"}, &out) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return out.Count("broker listening") == 1 }, 20*time.Second, 20*time.Millisecond, out.String())
-
-	roots := x509.NewCertPool()
-	pem, err := os.ReadFile(filepath.Join(dir, devpki.ServerRootCA))
-	require.NoError(t, err)
-	require.True(t, roots.AppendCertsFromPEM(pem))
-	thermo, err := tls.LoadX509KeyPair(filepath.Join(dir, devpki.CertFile("thermostat")), filepath.Join(dir, devpki.KeyFile("thermostat")))
-	require.NoError(t, err)
-	conn, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{thermo}})
+	out := runBroker(t, 1, "-config", cfg, "-admin-addr", "off")
+	conn, err := tls.Dial("tcp", tlsAddr, thermostatTLS(t, dir))
 	require.NoError(t, err)
 	reason := make(chan byte, 1)
 	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnClientError: func(error) {},

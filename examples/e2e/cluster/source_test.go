@@ -143,6 +143,20 @@ func until(t *testing.T, start time.Time, d time.Duration, what string, f func()
 	return time.Since(start)
 }
 
+// disconnectedWithin requires the DISCONNECT reason a client receives on
+// reason to be want, within d of start (the API write's answer), and
+// logs the latency for who.
+func disconnectedWithin(t *testing.T, reason <-chan byte, start time.Time, d time.Duration, want byte, who string) {
+	t.Helper()
+	select {
+	case code := <-reason:
+		require.Equal(t, want, code)
+		t.Logf("latency from the API write's answer: %s disconnected (0x%02X) after %v", who, code, time.Since(start))
+	case <-time.After(time.Until(start.Add(d))):
+		t.Fatalf("%s: no DISCONNECT within %v", who, d)
+	}
+}
+
 func rules(list ...map[string]any) map[string]any {
 	return map[string]any{"spec": map[string]any{"authorizationPolicies": map[string]any{"rules": list}}}
 }
@@ -348,16 +362,7 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 	t.Run("port_removed_through_the_api_disconnects_0x8B", func(t *testing.T) {
 		require.NotNil(t, onPort2)
 		mergePatch(t, env, listener, map[string]any{"spec": map[string]any{"ports": []any{tutorialPort}}})
-		written := time.Now()
-		select {
-		case code := <-onPort2.reason:
-			took := time.Since(written)
-			require.Equal(t, byte(0x8B), code, "Server shutting down")
-			require.Less(t, took, within)
-			t.Logf("latency from the API write's answer: removed port's client disconnected (0x8B) after %v", took)
-		case <-time.After(within):
-			t.Fatalf("the removed port's client got no DISCONNECT within %v", within)
-		}
+		disconnectedWithin(t, onPort2.reason, time.Now(), within, 0x8B, "removed port's client")
 		_, err := net.DialTimeout("tcp", addr2, time.Second)
 		require.Error(t, err, "the removed port no longer accepts")
 		require.Zero(t, thermostat.publish(t, "telemetry/temperature"), "a session of the other port is not touched")
@@ -379,15 +384,7 @@ func TestClusterSourceBrokerProcess(t *testing.T) {
 		mergePatch(t, env, authn, map[string]any{"spec": map[string]any{"authenticationMethods": []any{
 			map[string]any{"method": "SCRAM", "scramSettings": map[string]any{"usersFile": "scram-users"}}}}})
 		written := time.Now()
-		select {
-		case code := <-thermostat.reason:
-			took := time.Since(written)
-			require.Equal(t, byte(0x87), code, "Not authorized: its method is gone")
-			require.Less(t, took, within)
-			t.Logf("latency from the API write's answer: X.509 session disconnected (0x87) after %v", took)
-		case <-time.After(within):
-			t.Fatalf("the X.509 session was not disconnected within %v", within)
-		}
+		disconnectedWithin(t, thermostat.reason, written, within, 0x87, "X.509 session (its method is gone)")
 		until(t, written, within, "a new X.509 client refused", func() bool {
 			_, err := dial(t, pki, addr, "heater")
 			return err != nil
@@ -489,14 +486,7 @@ func TestClusterSourceGatewayProcess(t *testing.T) {
 	})
 	t.Logf("gateway, latency from the API write's answer: added port serving after %v", took)
 	mergePatch(t, env, listener, map[string]any{"spec": map[string]any{"ports": []any{tutorialPort}}})
-	written = time.Now()
-	select {
-	case code := <-heater.reason:
-		require.Equal(t, byte(0x8B), code)
-		t.Logf("gateway, latency from the API write's answer: removed port's client disconnected (0x8B) after %v", time.Since(written))
-	case <-time.After(within):
-		t.Fatalf("the removed port's client got no DISCONNECT within %v", within)
-	}
+	disconnectedWithin(t, heater.reason, time.Now(), within, 0x8B, "gateway, removed port's client")
 	require.NotEqual(t, byte(0x87), thermostat.publish(t, "telemetry/other"), "the other port's session stays")
 }
 
